@@ -1,0 +1,105 @@
+//! The built-in `defaultpeer` backend: one configured peer for everyone.
+
+use std::sync::Arc;
+
+use super::{Backend, Decision, PeerChoice, Request};
+use crate::config::BackendOption;
+use crate::framing::{Framing, Registry};
+use crate::peer::PeerAddress;
+
+pub struct DefaultPeer {
+    address: PeerAddress,
+    framing: Arc<dyn Framing>,
+    framing_name: String,
+    framing_config: Option<String>,
+    protocol: Option<String>,
+}
+
+impl DefaultPeer {
+    /// Options: `host` (default `tcp://localhost`), `port` (default 5900,
+    /// used when `host` has none), `framing` (default `auto`),
+    /// `framing-config`, `protocol` (`*` = the first offered).
+    pub fn configure(options: &[BackendOption], framings: &Registry) -> Result<Self, String> {
+        let mut host = ("tcp://localhost".to_string(), None);
+        let mut port = ("5900".to_string(), None);
+        let mut framing = ("auto".to_string(), None);
+        let mut framing_config = (None, None);
+        let mut protocol = None;
+        for opt in options {
+            let origin = Some(&opt.origin);
+            match opt.key.as_str() {
+                "host" => host = (opt.value.clone(), origin),
+                "port" => port = (opt.value.clone(), origin),
+                "framing" => framing = (opt.value.clone(), origin),
+                "framing-config" => framing_config = (Some(opt.value.clone()), origin),
+                "protocol" => protocol = Some(opt.value.clone()),
+                _ => {
+                    return Err(format!(
+                        "{}: unknown defaultpeer option '{}' (expected host, port, framing, framing-config, protocol)",
+                        opt.origin, opt.key
+                    ))
+                }
+            }
+        }
+        let at = |o: Option<&crate::config::Origin>| o.map(|o| format!("{o}: ")).unwrap_or_default();
+        let address = PeerAddress::parse(&host.0, Some(&port.0))
+            .map_err(|e| format!("{}invalid peer: {e}", at(host.1.or(port.1))))?;
+        let f = framings.get(&framing.0).ok_or_else(|| {
+            format!(
+                "{}unknown framing '{}' (available: {})",
+                at(framing.1),
+                framing.0,
+                framings.names().join(", ")
+            )
+        })?;
+        // Fail at start-up, not on the first connection.
+        f.new_state(framing_config.0.as_deref())
+            .map_err(|e| format!("{}invalid framing-config for '{}': {e}", at(framing_config.1.or(framing.1)), framing.0))?;
+        Ok(DefaultPeer { address, framing: f, framing_name: framing.0, framing_config: framing_config.0, protocol })
+    }
+
+    pub fn address(&self) -> &PeerAddress {
+        &self.address
+    }
+}
+
+/// websocksy's rule: the first offer equal to `wanted` ignoring ASCII case,
+/// or the first offer for `*`.
+pub fn select_protocol(wanted: Option<&str>, offered: &[String]) -> Option<usize> {
+    match wanted? {
+        "*" if !offered.is_empty() => Some(0),
+        w => offered.iter().position(|p| p.eq_ignore_ascii_case(w)),
+    }
+}
+
+impl Backend for DefaultPeer {
+    fn query(&self, request: &Request) -> Decision {
+        Decision::Peer(PeerChoice {
+            address: self.address.clone(),
+            framing: self.framing.clone(),
+            framing_name: self.framing_name.clone(),
+            framing_config: self.framing_config.clone(),
+            protocol: select_protocol(self.protocol.as_deref(), &request.protocols),
+            headers: Vec::new(),
+        })
+    }
+
+    fn blocking(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_selection_follows_websocksy() {
+        let offered = vec!["p1".to_string(), "P2".to_string()];
+        assert_eq!(select_protocol(Some("*"), &offered), Some(0));
+        assert_eq!(select_protocol(Some("p2"), &offered), Some(1));
+        assert_eq!(select_protocol(Some("p3"), &offered), None);
+        assert_eq!(select_protocol(None, &offered), None);
+        assert_eq!(select_protocol(Some("*"), &[]), None);
+    }
+}

@@ -1,0 +1,79 @@
+//! Peer discovery backends: given the upgrade request, choose the peer.
+//!
+//! A backend either answers at once ([`Backend::blocking`] is false, like the
+//! built-in `defaultpeer`) and runs on the event loop, or may be slow (a file,
+//! a database) and is run on the worker pool so the loop never waits for it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::BackendOption;
+use crate::framing::{Framing, Registry};
+use crate::peer::PeerAddress;
+
+pub mod default;
+
+/// What a backend sees of an upgrade request. Owned, so it can travel to a
+/// worker thread.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The request target as sent: path and query, not decoded.
+    pub target: String,
+    /// Every request header, names as the client spelled them, in order.
+    pub headers: Vec<(String, String)>,
+    /// Offered subprotocols: split on commas, trimmed, duplicates dropped,
+    /// in the order offered across all `Sec-WebSocket-Protocol` headers.
+    pub protocols: Vec<String>,
+    pub client: SocketAddr,
+    pub tls: bool,
+}
+
+impl Request {
+    /// The first header with this name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The peer a backend chose.
+pub struct PeerChoice {
+    pub address: PeerAddress,
+    pub framing: Arc<dyn Framing>,
+    pub framing_name: String,
+    pub framing_config: Option<String>,
+    /// Index into [`Request::protocols`] of the subprotocol to accept; the
+    /// client's spelling is echoed. `None`: no `Sec-WebSocket-Protocol`.
+    pub protocol: Option<usize>,
+    /// Extra response headers for the 101.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A backend's answer.
+pub enum Decision {
+    Peer(PeerChoice),
+    /// Refuse the upgrade with this HTTP status and reason.
+    Reject { status: u16, reason: String },
+}
+
+pub trait Backend: Send + Sync {
+    /// Choose the peer for one request. May block only if [`blocking`](Self::blocking) says so.
+    fn query(&self, request: &Request) -> Decision;
+
+    /// True if `query` may block; the host then runs it off the event loop.
+    fn blocking(&self) -> bool {
+        true
+    }
+}
+
+/// Build the named backend from its options. Errors are one line naming the
+/// option's origin.
+pub fn create(
+    name: &str,
+    options: &[BackendOption],
+    framings: &Registry,
+) -> Result<Arc<dyn Backend>, String> {
+    match name {
+        "defaultpeer" | "default" => Ok(Arc::new(default::DefaultPeer::configure(options, framings)?)),
+        other => Err(format!("unknown backend '{other}' (built in: defaultpeer)")),
+    }
+}

@@ -1,0 +1,233 @@
+//! The HTTP/1.1 upgrade request (RFC 6455 section 4.2): parse, validate,
+//! and write the 101 or the error response.
+//!
+//! Unlike the original, header names match case-insensitively, every
+//! malformed request gets an answer (400/405/426/431) instead of silence,
+//! and bytes pipelined after the request are handed to the WebSocket layer.
+
+use std::fmt::Write as _;
+
+use tungstenite::handshake::derive_accept_key;
+
+/// Largest request head accepted; the original's line buffer was the same size.
+pub const MAX_REQUEST: usize = 16 * 1024;
+const MAX_HEADERS: usize = 128;
+
+/// A valid upgrade request.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub protocols: Vec<String>,
+    /// The `Sec-WebSocket-Accept` value for the 101.
+    pub accept: String,
+    /// Bytes of the request head; the rest of the buffer is WebSocket data.
+    pub head_len: usize,
+}
+
+/// Why a request is refused, as an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(&'static str, &'static str)>,
+}
+
+impl Refusal {
+    fn new(status: u16, reason: impl Into<String>) -> Self {
+        Refusal { status, reason: reason.into(), headers: Vec::new() }
+    }
+}
+
+pub enum Parsed {
+    Incomplete,
+    Upgrade(Upgrade),
+    Refused(Refusal),
+}
+
+fn has_token(value: &str, token: &str) -> bool {
+    value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// A key must be 16 random bytes in base64: 22 symbols and `==`.
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b[22] == b'='
+        && b[23] == b'='
+        && b[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+/// Parse what has arrived so far.
+pub fn parse(buf: &[u8]) -> Parsed {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_REQUEST => {
+            return Parsed::Refused(Refusal::new(431, "Request Header Fields Too Large"))
+        }
+        Ok(httparse::Status::Partial) => return Parsed::Incomplete,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Refused(Refusal::new(431, "Request Header Fields Too Large"))
+        }
+        Err(e) => return Parsed::Refused(Refusal::new(400, format!("Bad Request ({e})"))),
+    };
+    if head_len > MAX_REQUEST {
+        return Parsed::Refused(Refusal::new(431, "Request Header Fields Too Large"));
+    }
+    if req.method != Some("GET") {
+        let mut r = Refusal::new(405, "Method Not Allowed");
+        r.headers.push(("Allow", "GET"));
+        return Parsed::Refused(r);
+    }
+    let mut headers = Vec::with_capacity(req.headers.len());
+    let (mut upgrade, mut connection, mut version, mut key) = (false, false, None, None);
+    let mut protocols: Vec<String> = Vec::new();
+    for h in req.headers.iter() {
+        let Ok(value) = std::str::from_utf8(h.value) else {
+            return Parsed::Refused(Refusal::new(400, format!("Bad Request (header '{}' is not UTF-8)", h.name)));
+        };
+        let value = value.trim();
+        let name = h.name;
+        if name.eq_ignore_ascii_case("upgrade") {
+            upgrade |= has_token(value, "websocket");
+        } else if name.eq_ignore_ascii_case("connection") {
+            connection |= has_token(value, "upgrade");
+        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+            version = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+            key = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if !protocols.iter().any(|q| q == p) {
+                    protocols.push(p.to_string());
+                }
+            }
+        }
+        headers.push((name.to_string(), value.to_string()));
+    }
+    let upgrade_required = || {
+        let mut r = Refusal::new(426, "Upgrade Required");
+        r.headers.push(("Upgrade", "websocket"));
+        r.headers.push(("Connection", "Upgrade"));
+        r.headers.push(("Sec-WebSocket-Version", "13"));
+        r
+    };
+    if !upgrade {
+        return Parsed::Refused(upgrade_required());
+    }
+    if version.as_deref() != Some("13") {
+        return Parsed::Refused(upgrade_required());
+    }
+    if !connection {
+        return Parsed::Refused(Refusal::new(400, "Bad Request (Connection header lacks 'upgrade')"));
+    }
+    let key = match key {
+        Some(k) if valid_key(&k) => k,
+        Some(_) => return Parsed::Refused(Refusal::new(400, "Bad Request (invalid Sec-WebSocket-Key)")),
+        None => return Parsed::Refused(Refusal::new(400, "Bad Request (missing Sec-WebSocket-Key)")),
+    };
+    Parsed::Upgrade(Upgrade {
+        target: req.path.unwrap_or("/").to_string(),
+        headers,
+        protocols,
+        accept: derive_accept_key(key.as_bytes()),
+        head_len,
+    })
+}
+
+/// The 101 response.
+pub fn switching_protocols(accept: &str, protocol: Option<&str>, extra: &[(String, String)], out: &mut Vec<u8>) {
+    let mut s = String::with_capacity(160);
+    s.push_str("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    s.push_str(accept);
+    s.push_str("\r\n");
+    if let Some(p) = protocol {
+        let _ = write!(s, "Sec-WebSocket-Protocol: {p}\r\n");
+    }
+    for (n, v) in extra {
+        let _ = write!(s, "{n}: {}\r\n", sanitize(v));
+    }
+    s.push_str("\r\n");
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Header values from backends must not smuggle in extra lines.
+fn sanitize(v: &str) -> String {
+    v.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect()
+}
+
+/// An error response with a one-line plain-text body; the connection closes after it.
+pub fn error_response(status: u16, reason: &str, headers: &[(&str, &str)], out: &mut Vec<u8>) {
+    let phrase = match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    };
+    let body = format!("{}\n", sanitize(reason));
+    let mut s = format!("HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (n, v) in headers {
+        let _ = write!(s, "{n}: {v}\r\n");
+    }
+    s.push_str("\r\n");
+    s.push_str(&body);
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+    fn refused(req: &str) -> u16 {
+        match parse(req.as_bytes()) {
+            Parsed::Refused(r) => r.status,
+            Parsed::Upgrade(_) => 101,
+            Parsed::Incomplete => 0,
+        }
+    }
+
+    #[test]
+    fn rfc_sample_key() {
+        let Parsed::Upgrade(u) = parse(format!("{GOOD}\r\n").as_bytes()) else { panic!() };
+        assert_eq!(u.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(u.target, "/chat");
+    }
+
+    #[test]
+    fn pipelined_bytes_are_not_part_of_the_head() {
+        let req = format!("{GOOD}\r\n\u{81}");
+        let Parsed::Upgrade(u) = parse(req.as_bytes()) else { panic!() };
+        assert_eq!(u.head_len, req.len() - 2);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(refused(GOOD), 0);
+        assert_eq!(refused(&format!("{}\r\n", GOOD.replace("GET", "POST"))), 405);
+        assert_eq!(refused(&format!("{}\r\n", GOOD.replace("Version: 13", "Version: 8"))), 426);
+        assert_eq!(refused("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 426);
+        assert_eq!(refused(&format!("{}\r\n", GOOD.replace("Connection: Upgrade", "Connection: close"))), 400);
+        assert_eq!(refused(&format!("{}\r\n", GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "x"))), 400);
+        assert_eq!(refused("GARBAGE\r\n\r\n"), 400);
+        assert_eq!(refused(&format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_REQUEST))), 431);
+    }
+
+    #[test]
+    fn lowercase_names_and_token_lists() {
+        let req = "GET / HTTP/1.1\r\nupgrade: WebSocket\r\nconnection: keep-alive, Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\nsec-websocket-protocol:  p1 ,p1, p2 \r\nSec-WebSocket-Protocol: b\r\n\r\n";
+        let Parsed::Upgrade(u) = parse(req.as_bytes()) else { panic!() };
+        assert_eq!(u.protocols, vec!["p1", "p2", "b"]);
+    }
+}

@@ -1,0 +1,113 @@
+//! Buffers lent to sessions only while they hold data (sozu's pool idea):
+//! an idle connection owns no I/O buffer, and a busy one reuses the same
+//! few allocations instead of allocating per message.
+
+/// Size of a peer read and of a pooled buffer.
+pub const CHUNK: usize = 64 * 1024;
+const KEEP: usize = 256;
+
+/// Unframed peer bytes: `data[start..end]`, with room to read after `end`.
+pub struct InBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl InBuf {
+    fn new() -> InBuf {
+        InBuf { data: vec![0; CHUNK], start: 0, end: 0 }
+    }
+    pub fn data(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+    pub fn is_full(&self) -> bool {
+        self.end == self.data.len()
+    }
+    pub fn spare(&mut self) -> &mut [u8] {
+        &mut self.data[self.end..]
+    }
+    pub fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.data.len());
+    }
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+    /// Make room for more input: move the data to the front, or grow up to
+    /// `max` bytes. False when the message already fills `max`.
+    pub fn make_room(&mut self, max: usize) -> bool {
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            return true;
+        }
+        let len = self.data.len();
+        if len >= max {
+            return false;
+        }
+        self.data.resize((len * 2).min(max).max(len + 1), 0);
+        true
+    }
+}
+
+#[derive(Default)]
+pub struct Pool {
+    ins: Vec<InBuf>,
+    outs: Vec<Vec<u8>>,
+    scratch: Vec<u8>,
+}
+
+impl Pool {
+    pub fn take_in(&mut self) -> InBuf {
+        self.ins.pop().unwrap_or_else(InBuf::new)
+    }
+    pub fn give_in(&mut self, mut b: InBuf) {
+        // Buffers grown for one huge message are not worth keeping.
+        if b.data.len() == CHUNK && self.ins.len() < KEEP {
+            b.start = 0;
+            b.end = 0;
+            self.ins.push(b);
+        }
+    }
+    pub fn take_out(&mut self) -> Vec<u8> {
+        self.outs.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK + 64))
+    }
+    pub fn give_out(&mut self, mut v: Vec<u8>) {
+        if v.capacity() >= CHUNK && v.capacity() <= 4 * CHUNK && self.outs.len() < KEEP {
+            v.clear();
+            self.outs.push(v);
+        }
+    }
+    /// Somewhere to read bytes that are thrown away.
+    pub fn scratch(&mut self) -> &mut [u8] {
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; CHUNK];
+        }
+        &mut self.scratch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbuf_compacts_then_grows_to_the_limit() {
+        let mut b = InBuf::new();
+        b.filled(CHUNK);
+        b.consume(10);
+        assert!(b.make_room(CHUNK));
+        assert_eq!(b.data().len(), CHUNK - 10);
+        b.filled(10);
+        assert!(!b.make_room(CHUNK));
+        assert!(b.make_room(3 * CHUNK));
+        assert_eq!(b.spare().len(), CHUNK);
+    }
+}

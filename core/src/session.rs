@@ -1,0 +1,1131 @@
+//! One bridged connection: a WebSocket client and its peer.
+//!
+//! The life cycle is documented in `SESSION.md` next to this file. In short,
+//! each side has its own state; the session is finished when both sides are
+//! gone. All I/O happens in [`Session::ready`], which the event loop calls
+//! after recording readiness; an operation is attempted only while its
+//! readiness bit is set, and a bit is cleared only by WouldBlock (edge
+//! triggered, sozu's rule).
+//!
+//! Backpressure: the client is read only while nothing waits to be written
+//! to the peer; the peer is read only while less than [`OUT_HIGH`] bytes wait
+//! for the client. A slow side therefore pauses the fast one; nothing is
+//! dropped and memory per connection stays bounded.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use log::{debug, info, warn};
+use mio::net::TcpStream;
+use mio::{Registry, Token};
+use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, FrameHeader};
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::Message;
+
+use crate::backend::{Backend, Decision, PeerChoice, Request};
+use crate::framing::{Framed, FramingState, Opcode};
+use crate::handshake::{self, Parsed, Upgrade};
+use crate::peer::{self, PeerAddress, PeerSock, Started};
+use crate::pool::{InBuf, Pool};
+use crate::workers::{Job, Outcome, Workers};
+
+/// Stop reading the peer while this much waits for the client.
+pub const OUT_HIGH: usize = 64 * 1024;
+/// Work done per `ready` call before yielding to other sessions.
+const MAX_ITERATIONS: usize = 32;
+/// How long a closing side may take to finish its handshake or drain.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Readiness bits recorded from events, cleared by WouldBlock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ready(u8);
+
+impl Ready {
+    const R: u8 = 1;
+    const W: u8 = 2;
+
+    pub fn from_event(ev: &mio::event::Event) -> Ready {
+        let mut r = 0;
+        // Errors and hang-ups are reported by the next read or write, so
+        // they only need to make that operation happen.
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            r |= Self::R;
+        }
+        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+            r |= Self::W;
+        }
+        Ready(r)
+    }
+    fn r(self) -> bool {
+        self.0 & Self::R != 0
+    }
+    fn w(self) -> bool {
+        self.0 & Self::W != 0
+    }
+    fn clear_r(&mut self) {
+        self.0 &= !Self::R;
+    }
+    fn clear_w(&mut self) {
+        self.0 &= !Self::W;
+    }
+    fn insert(&mut self, o: Ready) {
+        self.0 |= o.0;
+    }
+}
+
+/// Loop-wide settings and shared buffers, lent to a session while it runs.
+pub struct Env {
+    pub backend: std::sync::Arc<dyn Backend>,
+    pub ws_config: WebSocketConfig,
+    pub ping: Option<Duration>,
+    pub pong_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_message_size: usize,
+    pub now: Instant,
+    pub pool: Pool,
+}
+
+/// What a session needs from the loop while it runs.
+pub struct Ctx<'a> {
+    pub registry: &'a Registry,
+    pub workers: &'a Workers,
+    pub env: &'a mut Env,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientState {
+    /// Reading the upgrade request.
+    Http,
+    /// Request complete; waiting for the backend and the peer connect.
+    Waiting,
+    /// Writing an HTTP error response.
+    Refusing,
+    Open,
+    /// Our close frame is queued; waiting for the client's.
+    Closing,
+    /// Close handshake done; writing what is left.
+    Flushing,
+    /// Write side shut; discarding input until EOF so the kernel does not
+    /// answer unread data with a reset that could destroy our last bytes.
+    Lingering,
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerState {
+    None,
+    Querying,
+    Resolving,
+    Connecting,
+    Open,
+    /// No more input will come from the client: write what is queued, then
+    /// shut down the write side.
+    Draining,
+    /// Write side shut; discarding input until EOF.
+    Lingering,
+    Gone,
+}
+
+/// Adapter giving tungstenite the client socket to read and our outbound
+/// buffer to write: its writes (pong, close) are queued in order with ours.
+struct WsIo<'a> {
+    sock: &'a mut TcpStream,
+    out: &'a mut Vec<u8>,
+}
+
+impl Read for WsIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.sock.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Write for WsIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Append one unmasked, final frame.
+fn encode(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    let header = FrameHeader { is_final: true, opcode, ..FrameHeader::default() };
+    // Formatting into a Vec cannot fail.
+    let _ = header.format(payload.len() as u64, out);
+    out.extend_from_slice(payload);
+}
+
+fn data_opcode(op: Opcode) -> OpCode {
+    match op {
+        Opcode::Text => OpCode::Data(Data::Text),
+        Opcode::Binary => OpCode::Data(Data::Binary),
+    }
+}
+
+pub struct Session {
+    pub id: u64,
+    key: usize,
+    client: TcpStream,
+    client_addr: SocketAddr,
+    crd: Ready,
+    prd: Ready,
+    cstate: ClientState,
+    pstate: PeerState,
+    peer: Option<PeerSock>,
+    mirror: bool,
+    peer_eof: bool,
+
+    http: Vec<u8>,
+    upgrade: Option<Box<Upgrade>>,
+    choice: Option<Box<Chosen>>,
+    addrs: Vec<SocketAddr>,
+    addr_next: usize,
+    connect_error: Option<io::Error>,
+
+    ws: Option<WebSocketContext>,
+    framing: Option<Box<dyn FramingState>>,
+    /// Bytes for the client: HTTP response, then frames.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// A client message not yet fully written to the peer.
+    to_peer: Option<(Bytes, usize)>,
+    /// Peer bytes not yet framed.
+    from_peer: Option<InBuf>,
+    /// How many of the trailing unframed bytes arrived since framing last said "more".
+    fresh: usize,
+
+    accepted: Instant,
+    /// Handshake, connect or close deadline, depending on the state.
+    deadline: Instant,
+    last_rx: Instant,
+    last_activity: Instant,
+    ping_sent: Option<Instant>,
+    pub armed: Option<Instant>,
+    pub more: bool,
+
+    bytes_in: u64,
+    bytes_out: u64,
+    close_code: Option<u16>,
+    close_reason: String,
+    opened: bool,
+}
+
+/// What the backend chose, kept until the peer is connected.
+struct Chosen {
+    address: PeerAddress,
+    protocol: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Session {
+    pub fn new(id: u64, key: usize, client: TcpStream, client_addr: SocketAddr, env: &Env) -> Session {
+        let now = env.now;
+        Session {
+            id,
+            key,
+            client,
+            client_addr,
+            crd: Ready::default(),
+            prd: Ready::default(),
+            cstate: ClientState::Http,
+            pstate: PeerState::None,
+            peer: None,
+            mirror: false,
+            peer_eof: false,
+            http: Vec::new(),
+            upgrade: None,
+            choice: None,
+            addrs: Vec::new(),
+            addr_next: 0,
+            connect_error: None,
+            ws: None,
+            framing: None,
+            out: Vec::new(),
+            out_pos: 0,
+            to_peer: None,
+            from_peer: None,
+            fresh: 0,
+            accepted: now,
+            deadline: now + env.handshake_timeout,
+            last_rx: now,
+            last_activity: now,
+            ping_sent: None,
+            armed: None,
+            more: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            close_code: None,
+            close_reason: String::new(),
+            opened: false,
+        }
+    }
+
+    pub fn client_token(key: usize) -> Token {
+        Token(key * 2)
+    }
+    fn peer_token(&self) -> Token {
+        Token(self.key * 2 + 1)
+    }
+
+    pub fn client_mut(&mut self) -> &mut TcpStream {
+        &mut self.client
+    }
+
+    pub fn client_event(&mut self, r: Ready) {
+        self.crd.insert(r);
+    }
+    pub fn peer_event(&mut self, r: Ready) {
+        self.prd.insert(r);
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.cstate == ClientState::Open
+    }
+
+    pub fn finished(&self) -> bool {
+        self.cstate == ClientState::Gone && matches!(self.pstate, PeerState::None | PeerState::Gone)
+    }
+
+    fn peer_label(&self) -> String {
+        match &self.choice {
+            Some(c) => c.address.to_string(),
+            None => "-".into(),
+        }
+    }
+
+    /// Do all the work readiness allows. Returns false when the session is finished.
+    pub fn ready(&mut self, cx: &mut Ctx) -> bool {
+        self.more = false;
+        for _ in 0..MAX_ITERATIONS {
+            let mut progress = false;
+            progress |= self.client_read(cx);
+            progress |= self.peer_write(cx);
+            progress |= self.peer_read(cx);
+            progress |= self.client_write(cx);
+            progress |= self.advance(cx);
+            if self.finished() {
+                return false;
+            }
+            if !progress {
+                return true;
+            }
+        }
+        // Still busy: let other sessions run, come back without waiting for an event.
+        self.more = true;
+        true
+    }
+
+    // ---------------------------------------------------------------- client
+
+    fn client_read(&mut self, cx: &mut Ctx) -> bool {
+        match self.cstate {
+            ClientState::Http => self.read_request(cx),
+            ClientState::Open | ClientState::Closing => self.read_frames(cx),
+            ClientState::Lingering => {
+                let (gone, progress) = discard(&mut self.client, &mut self.crd, cx.env.pool.scratch());
+                if gone {
+                    self.cstate = ClientState::Gone;
+                }
+                progress
+            }
+            _ => false,
+        }
+    }
+
+    fn read_request(&mut self, cx: &mut Ctx) -> bool {
+        if !self.crd.r() {
+            return false;
+        }
+        let mut chunk = [0u8; 2048];
+        loop {
+            match self.client.read(&mut chunk) {
+                Ok(0) => {
+                    // Closed before asking for anything: nobody to answer.
+                    self.cstate = ClientState::Gone;
+                    return true;
+                }
+                Ok(n) => {
+                    self.http.extend_from_slice(&chunk[..n]);
+                    match handshake::parse(&self.http) {
+                        Parsed::Incomplete => continue,
+                        Parsed::Refused(r) => {
+                            let headers = r.headers.clone();
+                            self.refuse_with(r.status, &r.reason, &headers, cx);
+                            return true;
+                        }
+                        Parsed::Upgrade(u) => {
+                            self.on_request(u, cx);
+                            return true;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.crd.clear_r();
+                    return false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.cstate = ClientState::Gone;
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, u: Upgrade, cx: &mut Ctx) {
+        self.cstate = ClientState::Waiting;
+        self.deadline = cx.env.now + cx.env.connect_timeout;
+        let request = Request {
+            target: u.target.clone(),
+            headers: u.headers.clone(),
+            protocols: u.protocols.clone(),
+            client: self.client_addr,
+            tls: false,
+        };
+        self.upgrade = Some(Box::new(u));
+        let backend = cx.env.backend.clone();
+        if backend.blocking() {
+            self.pstate = PeerState::Querying;
+            cx.workers.submit(self.key, self.id, Job::Query { backend, request: Box::new(request) });
+        } else {
+            let decision = backend.query(&request);
+            self.on_decision(decision, cx);
+        }
+    }
+
+    /// A worker finished a job for this session.
+    pub fn on_outcome(&mut self, outcome: Outcome, cx: &mut Ctx) {
+        match (outcome, self.pstate) {
+            (Outcome::Queried(d), PeerState::Querying) => self.on_decision(d, cx),
+            (Outcome::Resolved(Ok(addrs)), PeerState::Resolving) if !addrs.is_empty() => {
+                self.addrs = addrs;
+                self.addr_next = 0;
+                self.connect_next(cx);
+            }
+            (Outcome::Resolved(r), PeerState::Resolving) => {
+                let why = match r {
+                    Ok(_) => "no addresses".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let label = self.peer_label();
+                self.refuse(502, &format!("cannot resolve peer {label}: {why}"), cx);
+            }
+            // The session moved on (timed out, shut down): nothing to do.
+            _ => {}
+        }
+    }
+
+    fn on_decision(&mut self, d: Decision, cx: &mut Ctx) {
+        let choice: PeerChoice = match d {
+            Decision::Reject { status, reason } => return self.refuse(status, &reason, cx),
+            Decision::Peer(c) => c,
+        };
+        match choice.framing.new_state(choice.framing_config.as_deref()) {
+            Ok(f) => self.framing = Some(f),
+            Err(e) => {
+                return self.refuse(500, &format!("framing '{}' rejected its config: {e}", choice.framing_name), cx)
+            }
+        }
+        let protocol = match (choice.protocol, &self.upgrade) {
+            (Some(i), Some(u)) => u.protocols.get(i).cloned(),
+            _ => None,
+        };
+        self.choice = Some(Box::new(Chosen { address: choice.address.clone(), protocol, headers: choice.headers }));
+        match &choice.address {
+            PeerAddress::Mirror => {
+                self.mirror = true;
+                self.pstate = PeerState::Open;
+                self.open_ws(cx);
+            }
+            PeerAddress::Tcp(hp) | PeerAddress::Udp(hp) => match hp.literal() {
+                Some(a) => {
+                    self.addrs = vec![a];
+                    self.connect_next(cx);
+                }
+                None => {
+                    // getaddrinfo blocks: never on the loop thread.
+                    self.pstate = PeerState::Resolving;
+                    cx.workers.submit(self.key, self.id, Job::Resolve { host: hp.host.clone(), port: hp.port });
+                }
+            },
+            PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) => {
+                self.addrs.clear();
+                self.connect_next(cx);
+            }
+        }
+    }
+
+    /// Try the next resolved address (or the Unix path).
+    fn connect_next(&mut self, cx: &mut Ctx) {
+        let Some(address) = self.choice.as_ref().map(|c| c.address.clone()) else { return };
+        loop {
+            let target = match address {
+                PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) if self.addr_next == 0 => None,
+                PeerAddress::Tcp(_) | PeerAddress::Udp(_) if self.addr_next < self.addrs.len() => {
+                    Some(self.addrs[self.addr_next])
+                }
+                _ => {
+                    let why = self.connect_error.take().map(|e| e.to_string()).unwrap_or_else(|| "no address".into());
+                    return self.refuse(502, &format!("cannot connect to peer {address}: {why}"), cx);
+                }
+            };
+            self.addr_next += 1;
+            let started = peer::start(&address, target).and_then(|s| {
+                let (mut sock, done) = match s {
+                    Started::Connected(s) => (s, true),
+                    Started::InProgress(s) => (s, false),
+                };
+                sock.register(cx.registry, self.peer_token())?;
+                Ok((sock, done))
+            });
+            match started {
+                Ok((sock, done)) => {
+                    self.peer = Some(sock);
+                    self.prd = Ready::default();
+                    if done {
+                        self.peer_connected(cx);
+                    } else {
+                        self.pstate = PeerState::Connecting;
+                    }
+                    return;
+                }
+                Err(e) => self.connect_error = Some(e),
+            }
+        }
+    }
+
+    fn check_connect(&mut self, cx: &mut Ctx) -> bool {
+        if !self.prd.w() {
+            return false;
+        }
+        let Some(sock) = self.peer.as_mut() else { return false };
+        match sock.connect_result() {
+            Ok(true) => {
+                self.peer_connected(cx);
+                true
+            }
+            Ok(false) => {
+                self.prd.clear_w();
+                false
+            }
+            Err(e) => {
+                self.drop_peer(cx);
+                self.connect_error = Some(e);
+                self.connect_next(cx);
+                true
+            }
+        }
+    }
+
+    fn peer_connected(&mut self, cx: &mut Ctx) {
+        self.pstate = PeerState::Open;
+        self.open_ws(cx);
+    }
+
+    /// Send the 101 and start speaking WebSocket.
+    fn open_ws(&mut self, cx: &mut Ctx) {
+        let Some(u) = self.upgrade.take() else { return };
+        let (protocol, headers) = match &self.choice {
+            Some(c) => (c.protocol.as_deref(), c.headers.as_slice()),
+            None => (None, &[][..]),
+        };
+        handshake::switching_protocols(&u.accept, protocol, headers, &mut self.out);
+        // Frames pipelined behind the request are already here: hand them
+        // over and look at them now, no new event will announce them.
+        let rest = self.http.get(u.head_len..).unwrap_or(&[]).to_vec();
+        self.http = Vec::new();
+        self.ws = Some(WebSocketContext::from_partially_read(rest, Role::Server, Some(cx.env.ws_config)));
+        self.crd.insert(Ready(Ready::R));
+        self.cstate = ClientState::Open;
+        self.last_rx = cx.env.now;
+        self.last_activity = cx.env.now;
+        self.opened = true;
+        info!(
+            "conn {} {} -> {} open{}",
+            self.id,
+            self.client_addr,
+            self.peer_label(),
+            match protocol {
+                Some(p) => format!(" (protocol {p})"),
+                None => String::new(),
+            }
+        );
+    }
+
+    fn read_frames(&mut self, cx: &mut Ctx) -> bool {
+        let mut progress = false;
+        let mut budget = 64;
+        while self.crd.r() && self.to_peer.is_none() && (!self.mirror || self.pending_out() < OUT_HIGH) {
+            if budget == 0 {
+                self.more = true;
+                break;
+            }
+            budget -= 1;
+            let Some(ws) = self.ws.as_mut() else { break };
+            let mut io = WsIo { sock: &mut self.client, out: &mut self.out };
+            let r = ws.read(&mut io);
+            match r {
+                Ok(msg) => {
+                    progress = true;
+                    self.last_rx = cx.env.now;
+                    self.ping_sent = None;
+                    match msg {
+                        Message::Text(t) => self.deliver(Bytes::from(t), Opcode::Text, cx),
+                        Message::Binary(b) => self.deliver(b, Opcode::Binary, cx),
+                        Message::Ping(_) => {
+                            // Push the automatic pong into `out` now.
+                            let _ = ws.flush(&mut io);
+                        }
+                        Message::Pong(_) | Message::Frame(_) => {}
+                        Message::Close(frame) => {
+                            if self.close_code.is_none() {
+                                self.close_code = Some(frame.as_ref().map_or(1005, |f| u16::from(f.code)));
+                                self.close_reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                            }
+                            // Queues the echo (or completes our own close); the
+                            // ConnectionClosed it returns is the expected end.
+                            let _ = ws.flush(&mut io);
+                            self.cstate = ClientState::Flushing;
+                            self.stop_peer_writes();
+                            break;
+                        }
+                    }
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.crd.clear_r();
+                    break;
+                }
+                Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
+                    self.cstate = ClientState::Flushing;
+                    self.stop_peer_writes();
+                    return true;
+                }
+                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) | Err(WsError::Io(_)) => {
+                    // The client vanished: no close frame can reach it.
+                    self.close_code.get_or_insert(1006);
+                    self.cstate = ClientState::Gone;
+                    self.stop_peer_writes();
+                    return true;
+                }
+                Err(WsError::Protocol(e)) => {
+                    self.fail(1002, &e.to_string(), cx);
+                    return true;
+                }
+                Err(WsError::Utf8(_)) => {
+                    self.fail(1007, "invalid UTF-8 in text message", cx);
+                    return true;
+                }
+                Err(WsError::Capacity(e)) => {
+                    self.fail(1009, &e.to_string(), cx);
+                    return true;
+                }
+                Err(e) => {
+                    self.fail(1011, &e.to_string(), cx);
+                    return true;
+                }
+            }
+        }
+        progress
+    }
+
+    /// A client message goes to the peer (or back, for the mirror).
+    fn deliver(&mut self, payload: Bytes, opcode: Opcode, cx: &mut Ctx) {
+        self.bytes_in += payload.len() as u64;
+        self.last_activity = cx.env.now;
+        if self.mirror {
+            if self.cstate == ClientState::Open {
+                self.ensure_out(cx);
+                encode(&mut self.out, data_opcode(opcode), &payload);
+                self.bytes_out += payload.len() as u64;
+            }
+            return;
+        }
+        if self.pstate != PeerState::Open {
+            // The peer is going away; nothing can take this message.
+            return;
+        }
+        let datagram = self.peer.as_ref().is_some_and(PeerSock::is_datagram);
+        if payload.is_empty() && !datagram {
+            return;
+        }
+        self.to_peer = Some((payload, 0));
+        self.flush_peer(cx);
+    }
+
+    fn pending_out(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    fn ensure_out(&mut self, cx: &mut Ctx) {
+        if self.out.capacity() == 0 {
+            self.out = cx.env.pool.take_out();
+        }
+    }
+
+    fn client_write(&mut self, cx: &mut Ctx) -> bool {
+        let mut progress = false;
+        while self.out_pos < self.out.len() && self.crd.w() {
+            match self.client.write(&self.out[self.out_pos..]) {
+                Ok(0) => {
+                    self.client_failed();
+                    return true;
+                }
+                Ok(n) => {
+                    self.out_pos += n;
+                    progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.crd.clear_w(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.client_failed();
+                    return true;
+                }
+            }
+        }
+        if self.out_pos > 0 && self.out_pos == self.out.len() {
+            self.out_pos = 0;
+            self.out.clear();
+            // Give the buffer back: idle connections hold none.
+            cx.env.pool.give_out(std::mem::take(&mut self.out));
+        }
+        progress
+    }
+
+    fn client_failed(&mut self) {
+        self.close_code.get_or_insert(1006);
+        self.cstate = ClientState::Gone;
+        self.out.clear();
+        self.out_pos = 0;
+        self.stop_peer_writes();
+    }
+
+    /// Close the WebSocket with `code`; the peer gets everything already
+    /// accepted, then EOF.
+    fn fail(&mut self, code: u16, reason: &str, cx: &mut Ctx) {
+        if self.cstate == ClientState::Open {
+            debug!("conn {} closing with {code}: {reason}", self.id);
+            if let Some(ws) = self.ws.as_mut() {
+                let mut io = WsIo { sock: &mut self.client, out: &mut self.out };
+                let frame = CloseFrame { code: CloseCode::from(code), reason: truncate(reason, 123).into() };
+                let _ = ws.close(&mut io, Some(frame));
+            }
+            self.close_code = Some(code);
+            self.close_reason = reason.to_string();
+            self.cstate = ClientState::Closing;
+            self.deadline = cx.env.now + CLOSE_TIMEOUT;
+        }
+        self.stop_peer_writes();
+    }
+
+    fn refuse(&mut self, status: u16, reason: &str, cx: &mut Ctx) {
+        self.refuse_with(status, reason, &[], cx)
+    }
+
+    fn refuse_with(&mut self, status: u16, reason: &str, headers: &[(&str, &str)], cx: &mut Ctx) {
+        info!("conn {} {} -> {} refused: {status} {reason}", self.id, self.client_addr, self.peer_label());
+        self.drop_peer(cx);
+        self.pstate = PeerState::Gone;
+        self.out.clear();
+        self.out_pos = 0;
+        handshake::error_response(status, reason, headers, &mut self.out);
+        self.http = Vec::new();
+        self.cstate = ClientState::Refusing;
+        self.deadline = cx.env.now + CLOSE_TIMEOUT;
+        self.close_code = Some(status);
+    }
+
+    // ------------------------------------------------------------------ peer
+
+    fn peer_write(&mut self, cx: &mut Ctx) -> bool {
+        match self.pstate {
+            PeerState::Connecting => self.check_connect(cx),
+            PeerState::Open | PeerState::Draining => {
+                let had = self.to_peer.is_some();
+                if had && self.prd.w() {
+                    self.flush_peer(cx);
+                }
+                let progress = had && self.to_peer.is_none();
+                if self.pstate == PeerState::Draining && self.to_peer.is_none() {
+                    if let Some(p) = self.peer.as_ref() {
+                        p.shutdown_write();
+                    }
+                    if self.peer_eof || self.peer.as_ref().is_none_or(PeerSock::is_datagram) {
+                        self.drop_peer(cx);
+                        self.pstate = PeerState::Gone;
+                    } else {
+                        self.pstate = PeerState::Lingering;
+                        self.deadline = self.deadline.min(cx.env.now + CLOSE_TIMEOUT);
+                    }
+                    return true;
+                }
+                progress
+            }
+            _ => false,
+        }
+    }
+
+    fn flush_peer(&mut self, cx: &mut Ctx) {
+        let Some(peer) = self.peer.as_mut() else {
+            self.to_peer = None;
+            return;
+        };
+        while let Some((buf, off)) = self.to_peer.as_mut() {
+            match peer.write(&buf[*off..]) {
+                Ok(n) if peer.is_datagram() || *off + n == buf.len() => self.to_peer = None,
+                Ok(0) => return self.peer_failed(io::ErrorKind::WriteZero.into(), cx),
+                Ok(n) => *off += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.prd.clear_w();
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    self.to_peer = None;
+                    return self.fail(1009, "message too large for one datagram", cx);
+                }
+                Err(e) => return self.peer_failed(e, cx),
+            }
+        }
+    }
+
+    fn peer_read(&mut self, cx: &mut Ctx) -> bool {
+        match self.pstate {
+            PeerState::Open if self.cstate == ClientState::Open && !self.peer_eof => self.read_peer_data(cx),
+            PeerState::Lingering => {
+                let Some(p) = self.peer.as_mut() else { return false };
+                let (gone, progress) = discard_peer(p, &mut self.prd, cx.env.pool.scratch());
+                if gone {
+                    self.drop_peer(cx);
+                    self.pstate = PeerState::Gone;
+                }
+                progress
+            }
+            _ => false,
+        }
+    }
+
+    fn read_peer_data(&mut self, cx: &mut Ctx) -> bool {
+        let mut progress = false;
+        let mut budget = 16;
+        while self.prd.r() && self.pending_out() < OUT_HIGH && self.cstate == ClientState::Open {
+            if budget == 0 {
+                self.more = true;
+                break;
+            }
+            budget -= 1;
+            let Some(peer) = self.peer.as_mut() else { break };
+            let buf = self.from_peer.get_or_insert_with(|| cx.env.pool.take_in());
+            if buf.is_full() && !buf.make_room(cx.env.max_message_size) {
+                self.fail(1009, "peer message exceeds the maximum message size", cx);
+                return true;
+            }
+            let datagram = peer.is_datagram();
+            match peer.read(buf.spare()) {
+                Ok(0) if !datagram => {
+                    progress = true;
+                    self.peer_eof(cx);
+                    break;
+                }
+                Ok(0) => {
+                    // An empty datagram is an empty message.
+                    progress = true;
+                    self.ensure_out(cx);
+                    encode(&mut self.out, OpCode::Data(Data::Binary), &[]);
+                }
+                Ok(n) => {
+                    progress = true;
+                    buf.filled(n);
+                    self.fresh += n;
+                    self.last_activity = cx.env.now;
+                    self.frame_peer_data(cx);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.prd.clear_r(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.peer_failed(e, cx);
+                    return true;
+                }
+            }
+        }
+        self.release_in(cx);
+        progress
+    }
+
+    /// Run the framing function over the unframed bytes.
+    fn frame_peer_data(&mut self, cx: &mut Ctx) {
+        let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut()) else { return };
+        if self.out.capacity() == 0 {
+            self.out = cx.env.pool.take_out();
+        }
+        while !buf.data().is_empty() {
+            let data = buf.data();
+            let fresh = self.fresh.min(data.len());
+            match framing.frame(data, fresh) {
+                Framed::More => {
+                    self.fresh = 0;
+                    return;
+                }
+                Framed::Message { len, opcode } if len > 0 && len <= data.len() => {
+                    encode(&mut self.out, data_opcode(opcode), &data[..len]);
+                    self.bytes_out += len as u64;
+                    buf.consume(len);
+                    self.fresh = fresh.min(buf.data().len());
+                }
+                Framed::Discard(len) if len > 0 && len <= data.len() => {
+                    buf.consume(len);
+                    self.fresh = fresh.min(buf.data().len());
+                }
+                Framed::Error(e) => {
+                    let e = format!("framing failed: {e}");
+                    warn!("conn {} {e}", self.id);
+                    return self.fail(1011, &e, cx);
+                }
+                other => {
+                    let e = format!("framing returned {other:?} for {} buffered bytes", data.len());
+                    warn!("conn {} {e}", self.id);
+                    return self.fail(1011, &e, cx);
+                }
+            }
+        }
+    }
+
+    /// Frame what the framing function never finished, so an orderly close loses nothing.
+    fn flush_unframed(&mut self, cx: &mut Ctx) {
+        let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut()) else { return };
+        let data = buf.data();
+        if !data.is_empty() {
+            if let Some(op) = framing.finish(data) {
+                if self.out.capacity() == 0 {
+                    self.out = cx.env.pool.take_out();
+                }
+                encode(&mut self.out, data_opcode(op), data);
+                self.bytes_out += data.len() as u64;
+            }
+            let n = data.len();
+            buf.consume(n);
+        }
+        self.release_in(cx);
+    }
+
+    fn release_in(&mut self, cx: &mut Ctx) {
+        if self.from_peer.as_ref().is_some_and(InBuf::is_empty) {
+            if let Some(b) = self.from_peer.take() {
+                cx.env.pool.give_in(b);
+            }
+        }
+    }
+
+    fn peer_eof(&mut self, cx: &mut Ctx) {
+        self.peer_eof = true;
+        self.prd.clear_r();
+        if self.cstate == ClientState::Open {
+            self.flush_unframed(cx);
+            self.fail(1000, "peer closed the connection", cx);
+        }
+    }
+
+    fn peer_failed(&mut self, e: io::Error, cx: &mut Ctx) {
+        debug!("conn {} peer failed: {e}", self.id);
+        self.to_peer = None;
+        self.drop_peer(cx);
+        self.pstate = PeerState::Gone;
+        if self.cstate == ClientState::Open {
+            self.fail(1014, &format!("peer connection failed: {e}"), cx);
+        }
+    }
+
+    fn stop_peer_writes(&mut self) {
+        match self.pstate {
+            PeerState::Open => self.pstate = PeerState::Draining,
+            PeerState::Querying | PeerState::Resolving | PeerState::Connecting | PeerState::None => {
+                self.pstate = PeerState::Gone
+            }
+            _ => {}
+        }
+    }
+
+    fn drop_peer(&mut self, cx: &mut Ctx) {
+        if let Some(mut p) = self.peer.take() {
+            p.deregister(cx.registry);
+        }
+    }
+
+    // ----------------------------------------------------------- transitions
+
+    fn advance(&mut self, cx: &mut Ctx) -> bool {
+        let mut progress = false;
+        if matches!(self.cstate, ClientState::Refusing | ClientState::Flushing) && self.pending_out() == 0 {
+            // Server closes first (RFC 6455 7.1.1), then waits for the client's FIN.
+            let _ = self.client.shutdown(std::net::Shutdown::Write);
+            self.cstate = ClientState::Lingering;
+            self.deadline = self.deadline.min(cx.env.now + CLOSE_TIMEOUT);
+            progress = true;
+        }
+        if self.cstate == ClientState::Gone && self.mirror {
+            self.pstate = PeerState::Gone;
+        }
+        if matches!(self.cstate, ClientState::Gone | ClientState::Lingering) && self.pstate == PeerState::Open {
+            self.pstate = PeerState::Draining;
+            progress = true;
+        }
+        progress
+    }
+
+    /// Handle whatever deadline has passed.
+    pub fn on_timeout(&mut self, cx: &mut Ctx) {
+        let now = cx.env.now;
+        match self.cstate {
+            ClientState::Http if now >= self.deadline => {
+                self.refuse(408, "request not received in time", cx);
+            }
+            ClientState::Waiting if now >= self.deadline => {
+                let label = self.peer_label();
+                let what = if self.pstate == PeerState::Querying { "backend query" } else { "peer connect" };
+                self.refuse(502, &format!("{what} for {label} timed out"), cx);
+            }
+            ClientState::Open => {
+                if let (Some(sent), true) = (self.ping_sent, true) {
+                    if now >= sent + cx.env.pong_timeout {
+                        self.fail(1001, "keep-alive timeout", cx);
+                        // The client is not answering; do not wait long for its close.
+                        self.deadline = now + Duration::from_secs(1);
+                        return;
+                    }
+                } else if let Some(p) = cx.env.ping {
+                    if now >= self.last_rx + p {
+                        self.ensure_out(cx);
+                        encode(&mut self.out, OpCode::Control(tungstenite::protocol::frame::coding::Control::Ping), b"");
+                        self.ping_sent = Some(now);
+                    }
+                }
+                if let Some(idle) = cx.env.idle_timeout {
+                    if now >= self.last_activity + idle {
+                        self.fail(1001, "idle timeout", cx);
+                    }
+                }
+            }
+            _ if now >= self.deadline => {
+                // A close handshake or drain that did not finish in time.
+                self.cstate = ClientState::Gone;
+                self.to_peer = None;
+                self.drop_peer(cx);
+                self.pstate = PeerState::Gone;
+            }
+            _ => {}
+        }
+    }
+
+    /// The earliest instant [`on_timeout`](Self::on_timeout) has work.
+    pub fn next_deadline(&self, env: &Env) -> Option<Instant> {
+        match self.cstate {
+            ClientState::Open => {
+                let mut d = match (self.ping_sent, env.ping) {
+                    (Some(sent), _) => Some(sent + env.pong_timeout),
+                    (None, Some(p)) => Some(self.last_rx + p),
+                    (None, None) => None,
+                };
+                if let Some(idle) = env.idle_timeout {
+                    let i = self.last_activity + idle;
+                    d = Some(d.map_or(i, |d| d.min(i)));
+                }
+                if matches!(self.pstate, PeerState::Draining | PeerState::Lingering) {
+                    d = Some(d.map_or(self.deadline, |d| d.min(self.deadline)));
+                }
+                d
+            }
+            ClientState::Gone if matches!(self.pstate, PeerState::None | PeerState::Gone) => None,
+            _ => Some(self.deadline),
+        }
+    }
+
+    /// SIGINT/SIGTERM: answer what is pending, close what is open with 1001.
+    pub fn shutdown(&mut self, cx: &mut Ctx) {
+        match self.cstate {
+            ClientState::Http | ClientState::Waiting => self.refuse(503, "server shutting down", cx),
+            ClientState::Open => {
+                self.flush_unframed(cx);
+                self.fail(1001, "server shutting down", cx);
+            }
+            _ => {}
+        }
+        self.deadline = self.deadline.min(cx.env.now + CLOSE_TIMEOUT);
+    }
+
+    /// Release the sockets and log the outcome.
+    pub fn close(&mut self, cx: &mut Ctx) {
+        self.drop_peer(cx);
+        let _ = cx.registry.deregister(&mut self.client);
+        if let Some(b) = self.from_peer.take() {
+            cx.env.pool.give_in(b);
+        }
+        if self.opened {
+            let code = self.close_code.map_or("none".to_string(), |c| c.to_string());
+            info!(
+                "conn {} {} -> {} closed: code {code}{}{}, {} bytes in, {} bytes out, {:.1}s",
+                self.id,
+                self.client_addr,
+                self.peer_label(),
+                if self.close_reason.is_empty() { "" } else { " " },
+                self.close_reason,
+                self.bytes_in,
+                self.bytes_out,
+                self.accepted.elapsed().as_secs_f64()
+            );
+        } else {
+            debug!("conn {} {} closed before upgrade", self.id, self.client_addr);
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Read and drop until WouldBlock; returns (eof_or_error, progress).
+fn discard(sock: &mut TcpStream, rd: &mut Ready, scratch: &mut [u8]) -> (bool, bool) {
+    let mut progress = false;
+    while rd.r() {
+        match sock.read(scratch) {
+            Ok(0) => return (true, true),
+            Ok(_) => progress = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => rd.clear_r(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return (true, true),
+        }
+    }
+    (false, progress)
+}
+
+fn discard_peer(sock: &mut PeerSock, rd: &mut Ready, scratch: &mut [u8]) -> (bool, bool) {
+    let mut progress = false;
+    while rd.r() {
+        match sock.read(scratch) {
+            Ok(0) => return (true, true),
+            Ok(_) => progress = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => rd.clear_r(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return (true, true),
+        }
+    }
+    (false, progress)
+}
