@@ -1,0 +1,236 @@
+//! Harness for end-to-end tests: runs the real `websocksy` binary on an
+//! ephemeral port and talks to it over real sockets.
+//!
+//! Readiness is never waited for with sleeps: the bridge prints
+//! `listening on ADDR` and tests wait for log lines or connects.
+
+pub mod peers;
+pub mod ws;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Once};
+use std::time::{Duration, Instant};
+
+/// Default patience for anything that should happen "at once".
+pub const WAIT: Duration = Duration::from_secs(10);
+
+static BUILD: Once = Once::new();
+
+/// Path of the workspace's target directory for this profile.
+fn target_dir() -> PathBuf {
+    // tests run from target/<profile>/deps/bridge-<hash>
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// The `websocksy` binary, built once per test run with the same profile.
+pub fn binary() -> PathBuf {
+    let dir = target_dir();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "websocksy", "--bin", "websocksy"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building websocksy failed");
+    });
+    dir.join("websocksy")
+}
+
+/// A unique scratch directory for one test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "websocksy-test-{}-{}-{}",
+        std::process::id(),
+        tag,
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+#[derive(Default)]
+struct Log {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+/// A running bridge. Killed on drop.
+pub struct Bridge {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Log>,
+    exit: Option<ExitStatus>,
+}
+
+impl Bridge {
+    /// Start with these arguments plus `-l 127.0.0.1 -p 0` (unless the
+    /// arguments are a single config file, or already say where to listen).
+    pub fn start(args: &[&str]) -> Bridge {
+        let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let single_file = args.len() == 1 && !args[0].starts_with('-');
+        if !single_file {
+            if !args.iter().any(|a| *a == "-p" || *a == "--port") {
+                full.extend(["-p".into(), "0".into()]);
+            }
+            if !args.iter().any(|a| *a == "-l" || *a == "--listen") {
+                full.extend(["-l".into(), "127.0.0.1".into()]);
+            }
+        }
+        Self::spawn(&full)
+    }
+
+    /// Start with exactly these arguments.
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Bridge {
+        let mut child = Command::new(binary())
+            .args(args)
+            .env("RUST_LOG", std::env::var("WEBSOCKSY_TEST_LOG").unwrap_or_else(|_| "debug".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn websocksy");
+        let log = Arc::new(Log::default());
+        let stderr = child.stderr.take().expect("stderr");
+        let l2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("WEBSOCKSY_TEST_ECHO").is_some() {
+                    eprintln!("bridge: {line}");
+                }
+                let mut v = l2.lines.lock().unwrap();
+                v.push(line);
+                l2.grew.notify_all();
+            }
+        });
+        let mut b = Bridge { child, addr: "0.0.0.0:0".parse().unwrap(), log, exit: None };
+        let line = b.wait_log("listening on ");
+        let rest = line.split("listening on ").nth(1).expect("address after 'listening on'");
+        let addr = rest.split_whitespace().next().expect("address");
+        b.addr = addr.parse().unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+        b
+    }
+
+    /// `ws://addr/path`
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect to bridge");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// Wait for a log line containing `needle`; return it. Panics after [`WAIT`].
+    pub fn wait_log(&self, needle: &str) -> String {
+        self.wait_log_for(needle, WAIT).unwrap_or_else(|| panic!("no log line with {needle:?}; log:\n{}", self.logs()))
+    }
+
+    pub fn wait_log_for(&self, needle: &str, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        let mut v = self.log.lines.lock().unwrap();
+        loop {
+            if let Some(l) = v.iter().find(|l| l.contains(needle)) {
+                return Some(l.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            v = self.log.grew.wait_timeout(v, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Number of log lines containing `needle` so far.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log.lines.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn logs(&self) -> String {
+        self.log.lines.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal (libc::SIGINT, SIGTERM, ...).
+    pub fn signal(&self, sig: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits in pid_t");
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+        let r = unsafe { libc::kill(pid, sig) };
+        assert_eq!(r, 0, "kill failed");
+    }
+
+    /// Wait for the process to exit; panics after `wait`.
+    pub fn wait_exit(&mut self, wait: Duration) -> ExitStatus {
+        if let Some(s) = self.exit {
+            return s;
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                self.exit = Some(s);
+                return s;
+            }
+            assert!(Instant::now() < deadline, "bridge did not exit; log:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run the binary to completion (for command-line errors): (status, stdout, stderr).
+pub fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn websocksy");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut out = String::new();
+            let mut err = String::new();
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return (status.code().unwrap_or(-1), out, err);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("websocksy {:?} did not exit", args.iter().map(|a| a.as_ref().to_owned()).collect::<Vec<_>>());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,149 @@
+//! Peers for the bridge to talk to, each a real socket served by a thread:
+//! TCP, UDP, Unix stream and Unix datagram echo servers, and a TCP peer
+//! that hands each accepted connection to the test.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver};
+use std::thread;
+
+use crate::WAIT;
+
+fn echo_stream<S: Read + Write>(mut s: S) {
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// TCP echo server on 127.0.0.1; returns its address.
+pub fn tcp_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind tcp echo");
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            thread::spawn(move || echo_stream(s));
+        }
+    });
+    addr
+}
+
+/// UDP echo server: every datagram goes back to its sender.
+pub fn udp_echo() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind udp echo");
+    let addr = s.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..n], from);
+        }
+    });
+    addr
+}
+
+/// Unix stream echo server at `dir/name`.
+pub fn unix_echo(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let l = UnixListener::bind(&path).expect("bind unix echo");
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            thread::spawn(move || echo_stream(s));
+        }
+    });
+    path
+}
+
+/// Unix datagram echo server at `dir/name`: answers to the sender's address,
+/// which only works if the sender bound one.
+pub fn unix_dgram_echo(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let s = UnixDatagram::bind(&path).expect("bind unix dgram echo");
+    thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            if let Some(p) = from.as_pathname() {
+                let _ = s.send_to(&buf[..n], p);
+            } else {
+                #[cfg(target_os = "linux")]
+                {
+                    use std::os::linux::net::SocketAddrExt;
+                    if from.as_abstract_name().is_some() {
+                        let _ = s.send_to_addr(&buf[..n], &from);
+                        continue;
+                    }
+                }
+                // An unbound sender: nowhere to answer (the original's defect).
+            }
+        }
+    });
+    path
+}
+
+/// A TCP peer whose connections the test drives itself.
+pub struct TcpPeer {
+    pub addr: SocketAddr,
+    rx: Receiver<TcpStream>,
+}
+
+impl TcpPeer {
+    pub fn new() -> TcpPeer {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind tcp peer");
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = channel();
+        thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                if tx.send(s).is_err() {
+                    return;
+                }
+            }
+        });
+        TcpPeer { addr, rx }
+    }
+
+    /// The next connection the bridge made (panics after [`WAIT`]).
+    pub fn accept(&self) -> TcpStream {
+        let s = self.rx.recv_timeout(WAIT).expect("bridge did not connect to the peer");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s
+    }
+
+    /// `-c host=tcp://ADDR` style argument.
+    pub fn host_arg(&self) -> String {
+        format!("host=tcp://{}", self.addr)
+    }
+}
+
+impl Default for TcpPeer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Read exactly `n` bytes (tolerates segmentation).
+pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    s.read_exact(&mut v).expect("read from peer");
+    v
+}
+
+/// Read until EOF.
+pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).expect("read to EOF");
+    v
+}

@@ -1,0 +1,166 @@
+//! A raw WebSocket client, byte by byte, so tests can send what a library
+//! would refuse to (bad frames, odd segmentation) and see exactly what the
+//! bridge answers. Reads tolerate any TCP segmentation.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// A valid upgrade request for `path` with extra header lines (each without CRLF).
+pub fn request(path: &str, extra: &[&str]) -> String {
+    let mut r = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for h in extra {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("\r\n");
+    r
+}
+
+/// An HTTP response head.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Read one response head byte by byte (so no frame bytes are swallowed).
+pub fn read_response(s: &mut TcpStream) -> io::Result<Response> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("EOF after {:?}", String::from_utf8_lossy(&head))));
+        }
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(Response { status, head, headers })
+}
+
+/// Upgrade `s` with a valid request; panics unless the answer is 101.
+pub fn upgrade(s: &mut TcpStream, path: &str, extra: &[&str]) -> Response {
+    s.write_all(request(path, extra).as_bytes()).expect("send request");
+    let r = read_response(s).expect("read 101");
+    assert_eq!(r.status, 101, "expected 101, got {}", r.head);
+    assert_eq!(r.header("Sec-WebSocket-Accept"), Some(ACCEPT));
+    r
+}
+
+/// A masked client frame.
+pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    frame_with(fin, 0, opcode, true, payload)
+}
+
+/// Any client frame: `rsv` is the three RSV bits (0-7).
+pub fn frame_with(fin: bool, rsv: u8, opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![(if fin { 0x80 } else { 0 }) | ((rsv & 7) << 4) | (opcode & 0x0f)];
+    let m = if masked { 0x80 } else { 0 };
+    let len = payload.len();
+    if len < 126 {
+        f.push(m | len as u8);
+    } else if len < 65536 {
+        f.push(m | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(m | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    if masked {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        f.extend_from_slice(payload);
+    }
+    f
+}
+
+pub fn text(s: &str) -> Vec<u8> {
+    frame(true, 1, s.as_bytes())
+}
+pub fn binary(b: &[u8]) -> Vec<u8> {
+    frame(true, 2, b)
+}
+pub fn close(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    frame(true, 8, &p)
+}
+
+/// A server frame as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// For close frames: the status code, if any.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == 8 && self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// Read one frame; checks it is unmasked (server frames must be).
+pub fn read_frame(s: &mut TcpStream) -> io::Result<Frame> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h)?;
+    assert_eq!(h[1] & 0x80, 0, "server frames must not be masked");
+    assert_eq!(h[0] & 0x70, 0, "server frames must not set RSV bits");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b)?;
+            u16::from_be_bytes(b) as u64
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b)?;
+            u64::from_be_bytes(b)
+        }
+        n => n as u64,
+    };
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload)?;
+    Ok(Frame { fin: h[0] & 0x80 != 0, opcode: h[0] & 0x0f, payload })
+}
+
+/// Read frames until a close frame; returns (data frames before it, the close frame).
+pub fn read_until_close(s: &mut TcpStream) -> io::Result<(Vec<Frame>, Frame)> {
+    let mut v = Vec::new();
+    loop {
+        let f = read_frame(s)?;
+        if f.opcode == 8 {
+            return Ok((v, f));
+        }
+        if f.opcode != 9 && f.opcode != 10 {
+            v.push(f);
+        }
+    }
+}
+
+/// True once the other side has closed: EOF or reset, no more bytes.
+pub fn at_eof(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
