@@ -21,7 +21,7 @@ use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 use tungstenite::error::{Error as WsError, ProtocolError};
-use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, FrameHeader};
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
@@ -208,8 +208,10 @@ pub struct Session {
     fresh: usize,
 
     accepted: Instant,
-    /// Handshake, connect or close deadline, depending on the state.
+    /// Handshake or connect deadline.
     deadline: Instant,
+    /// Set when either side starts closing: the whole close must end by then.
+    close_deadline: Option<Instant>,
     last_rx: Instant,
     last_activity: Instant,
     ping_sent: Option<Instant>,
@@ -260,6 +262,7 @@ impl Session {
             fresh: 0,
             accepted: now,
             deadline: now + env.handshake_timeout,
+            close_deadline: None,
             last_rx: now,
             last_activity: now,
             ping_sent: None,
@@ -599,7 +602,7 @@ impl Session {
                             // ConnectionClosed it returns is the expected end.
                             let _ = ws.flush(&mut io);
                             self.cstate = ClientState::Flushing;
-                            self.stop_peer_writes();
+                            self.stop_peer_writes(cx.env.now);
                             break;
                         }
                     }
@@ -610,14 +613,14 @@ impl Session {
                 }
                 Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
                     self.cstate = ClientState::Flushing;
-                    self.stop_peer_writes();
+                    self.stop_peer_writes(cx.env.now);
                     return true;
                 }
                 Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) | Err(WsError::Io(_)) => {
                     // The client vanished: no close frame can reach it.
                     self.close_code.get_or_insert(1006);
                     self.cstate = ClientState::Gone;
-                    self.stop_peer_writes();
+                    self.stop_peer_writes(cx.env.now);
                     return true;
                 }
                 Err(WsError::Protocol(e)) => {
@@ -680,7 +683,7 @@ impl Session {
         while self.out_pos < self.out.len() && self.crd.w() {
             match self.client.write(&self.out[self.out_pos..]) {
                 Ok(0) => {
-                    self.client_failed();
+                    self.client_failed(cx.env.now);
                     return true;
                 }
                 Ok(n) => {
@@ -690,7 +693,7 @@ impl Session {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.crd.clear_w(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.client_failed();
+                    self.client_failed(cx.env.now);
                     return true;
                 }
             }
@@ -704,12 +707,12 @@ impl Session {
         progress
     }
 
-    fn client_failed(&mut self) {
+    fn client_failed(&mut self, now: Instant) {
         self.close_code.get_or_insert(1006);
         self.cstate = ClientState::Gone;
         self.out.clear();
         self.out_pos = 0;
-        self.stop_peer_writes();
+        self.stop_peer_writes(now);
     }
 
     /// Close the WebSocket with `code`; the peer gets everything already
@@ -725,9 +728,8 @@ impl Session {
             self.close_code = Some(code);
             self.close_reason = reason.to_string();
             self.cstate = ClientState::Closing;
-            self.deadline = cx.env.now + CLOSE_TIMEOUT;
         }
-        self.stop_peer_writes();
+        self.stop_peer_writes(cx.env.now);
     }
 
     fn refuse(&mut self, status: u16, reason: &str, cx: &mut Ctx) {
@@ -743,7 +745,7 @@ impl Session {
         handshake::error_response(status, reason, headers, &mut self.out);
         self.http = Vec::new();
         self.cstate = ClientState::Refusing;
-        self.deadline = cx.env.now + CLOSE_TIMEOUT;
+        self.begin_close(cx.env.now);
         self.close_code = Some(status);
     }
 
@@ -767,7 +769,7 @@ impl Session {
                         self.pstate = PeerState::Gone;
                     } else {
                         self.pstate = PeerState::Lingering;
-                        self.deadline = self.deadline.min(cx.env.now + CLOSE_TIMEOUT);
+                        self.begin_close(cx.env.now);
                     }
                     return true;
                 }
@@ -947,7 +949,12 @@ impl Session {
         }
     }
 
-    fn stop_peer_writes(&mut self) {
+    fn begin_close(&mut self, now: Instant) {
+        self.close_deadline.get_or_insert(now + CLOSE_TIMEOUT);
+    }
+
+    fn stop_peer_writes(&mut self, now: Instant) {
+        self.begin_close(now);
         match self.pstate {
             PeerState::Open => self.pstate = PeerState::Draining,
             PeerState::Querying | PeerState::Resolving | PeerState::Connecting | PeerState::None => {
@@ -971,7 +978,7 @@ impl Session {
             // Server closes first (RFC 6455 7.1.1), then waits for the client's FIN.
             let _ = self.client.shutdown(std::net::Shutdown::Write);
             self.cstate = ClientState::Lingering;
-            self.deadline = self.deadline.min(cx.env.now + CLOSE_TIMEOUT);
+            self.begin_close(cx.env.now);
             progress = true;
         }
         if self.cstate == ClientState::Gone && self.mirror {
@@ -987,6 +994,15 @@ impl Session {
     /// Handle whatever deadline has passed.
     pub fn on_timeout(&mut self, cx: &mut Ctx) {
         let now = cx.env.now;
+        if self.close_deadline.is_some_and(|d| now >= d) {
+            // A close handshake or drain that did not finish in time.
+            debug!("conn {} close timed out", self.id);
+            self.cstate = ClientState::Gone;
+            self.to_peer = None;
+            self.drop_peer(cx);
+            self.pstate = PeerState::Gone;
+            return;
+        }
         match self.cstate {
             ClientState::Http if now >= self.deadline => {
                 self.refuse(408, "request not received in time", cx);
@@ -997,32 +1013,23 @@ impl Session {
                 self.refuse(502, &format!("{what} for {label} timed out"), cx);
             }
             ClientState::Open => {
-                if let (Some(sent), true) = (self.ping_sent, true) {
-                    if now >= sent + cx.env.pong_timeout {
+                match (self.ping_sent, cx.env.ping) {
+                    (Some(sent), _) if now >= sent + cx.env.pong_timeout => {
                         self.fail(1001, "keep-alive timeout", cx);
                         // The client is not answering; do not wait long for its close.
-                        self.deadline = now + Duration::from_secs(1);
+                        self.close_deadline = Some(now + Duration::from_secs(1));
                         return;
                     }
-                } else if let Some(p) = cx.env.ping {
-                    if now >= self.last_rx + p {
+                    (None, Some(p)) if now >= self.last_rx + p => {
                         self.ensure_out(cx);
-                        encode(&mut self.out, OpCode::Control(tungstenite::protocol::frame::coding::Control::Ping), b"");
+                        encode(&mut self.out, OpCode::Control(Control::Ping), b"");
                         self.ping_sent = Some(now);
                     }
+                    _ => {}
                 }
-                if let Some(idle) = cx.env.idle_timeout {
-                    if now >= self.last_activity + idle {
-                        self.fail(1001, "idle timeout", cx);
-                    }
+                if cx.env.idle_timeout.is_some_and(|idle| now >= self.last_activity + idle) {
+                    self.fail(1001, "idle timeout", cx);
                 }
-            }
-            _ if now >= self.deadline => {
-                // A close handshake or drain that did not finish in time.
-                self.cstate = ClientState::Gone;
-                self.to_peer = None;
-                self.drop_peer(cx);
-                self.pstate = PeerState::Gone;
             }
             _ => {}
         }
@@ -1030,25 +1037,26 @@ impl Session {
 
     /// The earliest instant [`on_timeout`](Self::on_timeout) has work.
     pub fn next_deadline(&self, env: &Env) -> Option<Instant> {
-        match self.cstate {
+        if self.finished() {
+            return None;
+        }
+        let min = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let phase = match self.cstate {
+            ClientState::Http | ClientState::Waiting => Some(self.deadline),
             ClientState::Open => {
-                let mut d = match (self.ping_sent, env.ping) {
+                let ping = match (self.ping_sent, env.ping) {
                     (Some(sent), _) => Some(sent + env.pong_timeout),
                     (None, Some(p)) => Some(self.last_rx + p),
                     (None, None) => None,
                 };
-                if let Some(idle) = env.idle_timeout {
-                    let i = self.last_activity + idle;
-                    d = Some(d.map_or(i, |d| d.min(i)));
-                }
-                if matches!(self.pstate, PeerState::Draining | PeerState::Lingering) {
-                    d = Some(d.map_or(self.deadline, |d| d.min(self.deadline)));
-                }
-                d
+                min(ping, env.idle_timeout.map(|i| self.last_activity + i))
             }
-            ClientState::Gone if matches!(self.pstate, PeerState::None | PeerState::Gone) => None,
-            _ => Some(self.deadline),
-        }
+            _ => None,
+        };
+        min(phase, self.close_deadline)
     }
 
     /// SIGINT/SIGTERM: answer what is pending, close what is open with 1001.
@@ -1061,7 +1069,7 @@ impl Session {
             }
             _ => {}
         }
-        self.deadline = self.deadline.min(cx.env.now + CLOSE_TIMEOUT);
+        self.begin_close(cx.env.now);
     }
 
     /// Release the sockets and log the outcome.
