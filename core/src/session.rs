@@ -852,7 +852,11 @@ impl Session {
                     buf.filled(n);
                     self.fresh += n;
                     self.last_activity = cx.env.now;
-                    self.frame_peer_data(cx);
+                    if datagram {
+                        self.frame_datagram(cx);
+                    } else {
+                        self.frame_peer_data(cx);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.prd.clear_r(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -902,6 +906,34 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// One datagram is one message: boundaries are the peer's, so the
+    /// framing function only chooses the opcode (or drops the datagram).
+    fn frame_datagram(&mut self, cx: &mut Ctx) {
+        let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut()) else { return };
+        let data = buf.data();
+        let n = data.len();
+        let opcode = match framing.frame(data, n) {
+            Framed::Message { len, opcode } if len == n => Some(opcode),
+            Framed::Discard(len) if len == n => None,
+            Framed::Error(e) => {
+                let e = format!("framing failed: {e}");
+                warn!("conn {} {e}", self.id);
+                return self.fail(1011, &e, cx);
+            }
+            // The framing wanted to cut elsewhere: the datagram still goes whole.
+            _ => framing.finish(data),
+        };
+        if let Some(op) = opcode {
+            if self.out.capacity() == 0 {
+                self.out = cx.env.pool.take_out();
+            }
+            encode(&mut self.out, data_opcode(op), data);
+            self.bytes_out += n as u64;
+        }
+        buf.consume(n);
+        self.fresh = 0;
     }
 
     /// Frame what the framing function never finished, so an orderly close loses nothing.

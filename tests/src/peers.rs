@@ -147,3 +147,65 @@ pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
     s.read_to_end(&mut v).expect("read to EOF");
     v
 }
+
+/// Make closing `s` abort the connection with a reset (RST) instead of an
+/// orderly FIN: `SO_LINGER` on with a zero timeout.
+pub fn set_linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on a descriptor we own, with a correctly sized linger struct.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "setsockopt(SO_LINGER): {}", std::io::Error::last_os_error());
+}
+
+/// A TCP address on 127.0.0.1 that never answers a new handshake: a
+/// listener with backlog 0 whose accept queue is already full, so the
+/// kernel drops further SYNs. Keep the value alive while it is used.
+pub struct UnansweringPeer {
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl UnansweringPeer {
+    /// Panics if the accept queue cannot be filled (the check is one
+    /// connect that must time out after 100 ms).
+    pub fn new() -> UnansweringPeer {
+        use std::os::fd::AsRawFd;
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind unanswering peer");
+        // SAFETY: listen(2) on a bound socket we own.
+        let r = unsafe { libc::listen(l.as_raw_fd(), 0) };
+        assert_eq!(r, 0, "listen(fd, 0): {}", std::io::Error::last_os_error());
+        let addr = l.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            match TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100)) {
+                Ok(s) => queued.push(s),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return UnansweringPeer { addr, _listener: l, _queued: queued };
+                }
+                Err(e) => panic!("filling the accept queue of {addr}: {e}"),
+            }
+        }
+        panic!("the accept queue of {addr} never filled: connects still complete");
+    }
+}
+
+impl Default for UnansweringPeer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Echo everything on an accepted peer connection, on a thread, until EOF.
+pub fn echo_on(s: TcpStream) -> thread::JoinHandle<()> {
+    thread::spawn(move || echo_stream(s))
+}

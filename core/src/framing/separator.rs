@@ -115,6 +115,11 @@ impl FramingState for SeparatorState {
             None => Framed::More,
         }
     }
+
+    /// Separator frames are always binary; the last one is no different.
+    fn finish(&mut self, _data: &[u8]) -> Option<Opcode> {
+        Some(Opcode::Binary)
+    }
 }
 
 #[cfg(test)]
