@@ -164,3 +164,76 @@ pub fn at_eof(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
     matches!(s.read(&mut b), Ok(0) | Err(_))
 }
+
+/// Read the body of a response: exactly `Content-Length` bytes (panics
+/// if the header is missing or not a number).
+pub fn read_body(s: &mut TcpStream, r: &Response) -> io::Result<Vec<u8>> {
+    let len: usize = r
+        .header("Content-Length")
+        .unwrap_or_else(|| panic!("no Content-Length in {:?}", r.head))
+        .parse()
+        .unwrap_or_else(|e| panic!("bad Content-Length in {:?}: {e}", r.head));
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// True if the other side closes (EOF or reset) within `wait` and sends
+/// no byte before that. Restores the read timeout afterwards.
+pub fn closes_within(s: &mut TcpStream, wait: std::time::Duration) -> bool {
+    let old = s.read_timeout().ok().flatten();
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut b = [0u8; 1];
+    let r = match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+    };
+    let _ = s.set_read_timeout(old);
+    r
+}
+
+/// Write `bytes` one byte per `write` call (the caller sets TCP_NODELAY so
+/// each is its own segment).
+pub fn write_bytewise(s: &mut TcpStream, bytes: &[u8]) {
+    for b in bytes {
+        s.write_all(std::slice::from_ref(b)).expect("write one byte");
+    }
+}
+
+/// A masked client frame whose masking key is all zeros (RFC 6455 allows
+/// any key): the payload goes out unchanged, so bulk tests spend no time
+/// masking and can reuse one frame for many sends.
+pub fn frame_zero_key(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = frame_with(true, 0, opcode, false, &[]);
+    f.truncate(1);
+    let len = payload.len();
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else if len < 65536 {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Read one frame if one starts within `wait`: `Ok(None)` when nothing
+/// arrived in time. Only the first byte is waited for with `wait` (by
+/// peeking, so a timeout never loses part of a frame); the rest of the
+/// frame gets [`crate::WAIT`]. The read timeout is left at `WAIT`.
+pub fn read_frame_within(s: &mut TcpStream, wait: std::time::Duration) -> io::Result<Option<Frame>> {
+    s.set_read_timeout(Some(wait.max(std::time::Duration::from_millis(1))))?;
+    let r = s.peek(&mut [0u8; 1]);
+    s.set_read_timeout(Some(crate::WAIT))?;
+    match r {
+        Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok(_) => read_frame(s).map(Some),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

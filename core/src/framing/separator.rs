@@ -244,11 +244,11 @@ mod tests {
     }
 
     #[test]
-    fn leftover_uses_default_finish() {
+    fn leftover_is_binary_like_every_separator_frame() {
         let mut st = sep(";");
         let (_, rest) = drive(st.as_mut(), &[b"a;tail"]);
         assert_eq!(rest, b"tail");
-        assert_eq!(st.finish(&rest), Some(Opcode::Text));
+        assert_eq!(st.finish(&rest), Some(Opcode::Binary));
         assert_eq!(st.finish(b"\xff"), Some(Opcode::Binary));
     }
 

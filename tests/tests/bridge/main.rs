@@ -1,3 +1,8 @@
 //! End-to-end tests: the real binary, real sockets, real peers.
 
 mod smoke;
+mod handshake;
+mod peers;
+mod protocol;
+mod framing;
+mod flow;
