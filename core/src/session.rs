@@ -340,7 +340,7 @@ impl Session {
             ClientState::Lingering => {
                 let (gone, progress) = discard(&mut self.client, &mut self.crd, cx.env.pool.scratch());
                 if gone {
-                    self.cstate = ClientState::Gone;
+                    self.client_gone();
                 }
                 progress
             }
@@ -357,7 +357,7 @@ impl Session {
             match self.client.read(&mut chunk) {
                 Ok(0) => {
                     // Closed before asking for anything: nobody to answer.
-                    self.cstate = ClientState::Gone;
+                    self.client_gone();
                     return true;
                 }
                 Ok(n) => {
@@ -381,7 +381,7 @@ impl Session {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    self.cstate = ClientState::Gone;
+                    self.client_gone();
                     return true;
                 }
             }
@@ -619,24 +619,24 @@ impl Session {
                 Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) | Err(WsError::Io(_)) => {
                     // The client vanished: no close frame can reach it.
                     self.close_code.get_or_insert(1006);
-                    self.cstate = ClientState::Gone;
+                    self.client_gone();
                     self.stop_peer_writes(cx.env.now);
                     return true;
                 }
                 Err(WsError::Protocol(e)) => {
-                    self.fail(1002, &e.to_string(), cx);
+                    self.fail_client(1002, &e.to_string(), cx);
                     return true;
                 }
                 Err(WsError::Utf8(_)) => {
-                    self.fail(1007, "invalid UTF-8 in text message", cx);
+                    self.fail_client(1007, "invalid UTF-8 in text message", cx);
                     return true;
                 }
                 Err(WsError::Capacity(e)) => {
-                    self.fail(1009, &e.to_string(), cx);
+                    self.fail_client(1009, &e.to_string(), cx);
                     return true;
                 }
                 Err(e) => {
-                    self.fail(1011, &e.to_string(), cx);
+                    self.fail_client(1011, &e.to_string(), cx);
                     return true;
                 }
             }
@@ -707,9 +707,18 @@ impl Session {
         progress
     }
 
+    /// Nothing more can be said to the client: let it see EOF now, even if
+    /// the peer side still drains.
+    fn client_gone(&mut self) {
+        if self.cstate != ClientState::Gone {
+            let _ = self.client.shutdown(std::net::Shutdown::Both);
+            self.cstate = ClientState::Gone;
+        }
+    }
+
     fn client_failed(&mut self, now: Instant) {
         self.close_code.get_or_insert(1006);
-        self.cstate = ClientState::Gone;
+        self.client_gone();
         self.out.clear();
         self.out_pos = 0;
         self.stop_peer_writes(now);
@@ -730,6 +739,21 @@ impl Session {
             self.cstate = ClientState::Closing;
         }
         self.stop_peer_writes(cx.env.now);
+    }
+
+    /// The client broke the protocol: its stream cannot be parsed any
+    /// further (tungstenite would return the same error forever), so send
+    /// the close frame and stop reading frames (RFC 6455 7.1.7).
+    fn fail_client(&mut self, code: u16, reason: &str, cx: &mut Ctx) {
+        let was_open = self.cstate == ClientState::Open;
+        self.fail(code, reason, cx);
+        if was_open || self.cstate == ClientState::Closing {
+            if !was_open {
+                // Already closing: the error ends the wait for the client's close.
+                self.close_code.get_or_insert(code);
+            }
+            self.cstate = ClientState::Flushing;
+        }
     }
 
     fn refuse(&mut self, status: u16, reason: &str, cx: &mut Ctx) {
@@ -1029,7 +1053,7 @@ impl Session {
         if self.close_deadline.is_some_and(|d| now >= d) {
             // A close handshake or drain that did not finish in time.
             debug!("conn {} close timed out", self.id);
-            self.cstate = ClientState::Gone;
+            self.client_gone();
             self.to_peer = None;
             self.drop_peer(cx);
             self.pstate = PeerState::Gone;
