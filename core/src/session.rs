@@ -646,20 +646,21 @@ impl Session {
 
     /// A client message goes to the peer (or back, for the mirror).
     fn deliver(&mut self, payload: Bytes, opcode: Opcode, cx: &mut Ctx) {
-        self.bytes_in += payload.len() as u64;
         self.last_activity = cx.env.now;
         if self.mirror {
             if self.cstate == ClientState::Open {
                 self.ensure_out(cx);
                 encode(&mut self.out, data_opcode(opcode), &payload);
+                self.bytes_in += payload.len() as u64;
                 self.bytes_out += payload.len() as u64;
             }
             return;
         }
         if self.pstate != PeerState::Open {
-            // The peer is going away; nothing can take this message.
+            debug!("conn {} peer gone, {} bytes from the client dropped", self.id, payload.len());
             return;
         }
+        self.bytes_in += payload.len() as u64;
         let datagram = self.peer.as_ref().is_some_and(PeerSock::is_datagram);
         if payload.is_empty() && !datagram {
             return;
@@ -738,7 +739,12 @@ impl Session {
             self.close_reason = reason.to_string();
             self.cstate = ClientState::Closing;
         }
-        self.stop_peer_writes(cx.env.now);
+        self.begin_close(cx.env.now);
+        // Until the client's close arrives it may still send data, already
+        // on the wire when our close left; the peer must get it.
+        if self.cstate != ClientState::Closing {
+            self.stop_peer_writes(cx.env.now);
+        }
     }
 
     /// The client broke the protocol: its stream cannot be parsed any
@@ -1040,7 +1046,7 @@ impl Session {
         if self.cstate == ClientState::Gone && self.mirror {
             self.pstate = PeerState::Gone;
         }
-        if matches!(self.cstate, ClientState::Gone | ClientState::Lingering) && self.pstate == PeerState::Open {
+        if !matches!(self.cstate, ClientState::Open | ClientState::Closing) && self.pstate == PeerState::Open {
             self.pstate = PeerState::Draining;
             progress = true;
         }

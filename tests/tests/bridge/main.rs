@@ -6,3 +6,6 @@ mod peers;
 mod protocol;
 mod framing;
 mod flow;
+mod cli;
+mod liveness;
+mod shutdown;
