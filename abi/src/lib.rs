@@ -1,0 +1,199 @@
+//! `#[repr(C)]` mirror of `include/websocksy.h`, the plugin ABI (2.0).
+//!
+//! The header is the source of truth; this crate only restates it for Rust.
+//! The host (`websocksy`) and the plugin SDK (`websocksy-plugin`) both use
+//! it. `tests/header.rs` in this crate compiles a C program against the
+//! header and checks that every size, offset and constant agrees.
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_void};
+
+pub const WSY_ABI_MAJOR: u16 = 2;
+pub const WSY_ABI_MINOR: u16 = 0;
+/// The entry symbol, NUL-terminated for dlsym.
+pub const WSY_ENTRY_SYMBOL: &[u8] = b"websocksy_plugin_v2\0";
+
+pub type wsy_status = i32;
+pub const WSY_OK: wsy_status = 0;
+pub const WSY_ERROR: wsy_status = -1;
+pub const WSY_EINVAL: wsy_status = -2;
+pub const WSY_EUNKNOWN_KEY: wsy_status = -3;
+pub const WSY_EVERSION: wsy_status = -4;
+pub const WSY_EEXIST: wsy_status = -5;
+pub const WSY_ESTATE: wsy_status = -6;
+
+pub type wsy_opcode = u32;
+pub const WSY_OPCODE_TEXT: wsy_opcode = 1;
+pub const WSY_OPCODE_BINARY: wsy_opcode = 2;
+pub const WSY_OPCODE_DISCARD: wsy_opcode = 11;
+
+pub const WSY_BACKEND_NONBLOCKING: u32 = 0x1;
+
+pub const WSY_LOG_ERROR: u32 = 1;
+pub const WSY_LOG_WARN: u32 = 2;
+pub const WSY_LOG_INFO: u32 = 3;
+pub const WSY_LOG_DEBUG: u32 = 4;
+pub const WSY_LOG_TRACE: u32 = 5;
+
+/// A borrowed view: not NUL-terminated, valid during the call. `ptr` NULL = absent.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wsy_str {
+    pub ptr: *const c_char,
+    pub len: usize,
+}
+
+impl wsy_str {
+    pub const NONE: wsy_str = wsy_str { ptr: std::ptr::null(), len: 0 };
+
+    /// A view of `s` (valid as long as `s` is).
+    pub fn from_str(s: &str) -> wsy_str {
+        wsy_str { ptr: s.as_ptr().cast(), len: s.len() }
+    }
+
+    pub fn from_opt(s: Option<&str>) -> wsy_str {
+        s.map_or(Self::NONE, Self::from_str)
+    }
+
+    /// The bytes viewed, `None` when absent.
+    ///
+    /// # Safety
+    /// `ptr` must be NULL or valid for reads of `len` bytes for `'a`.
+    pub unsafe fn as_bytes<'a>(self) -> Option<&'a [u8]> {
+        if self.ptr.is_null() {
+            None
+        } else if self.len == 0 {
+            Some(&[])
+        } else {
+            // SAFETY: the caller guarantees ptr/len describe readable memory for 'a.
+            Some(unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) })
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wsy_header {
+    pub name: wsy_str,
+    pub value: wsy_str,
+}
+
+/// Opaque host objects; only pointers to them cross the boundary.
+#[repr(C)]
+pub struct wsy_plugin {
+    _private: [u8; 0],
+}
+#[repr(C)]
+pub struct wsy_answer {
+    _private: [u8; 0],
+}
+#[repr(C)]
+pub struct wsy_error {
+    _private: [u8; 0],
+}
+
+pub type wsy_state_new_fn =
+    unsafe extern "C" fn(userdata: *mut c_void, config: wsy_str, state: *mut *mut c_void, error: *mut wsy_error) -> wsy_status;
+pub type wsy_state_free_fn = unsafe extern "C" fn(userdata: *mut c_void, state: *mut c_void);
+pub type wsy_frame_fn = unsafe extern "C" fn(
+    userdata: *mut c_void,
+    state: *mut c_void,
+    data: *const u8,
+    length: usize,
+    last_read: usize,
+    opcode: *mut wsy_opcode,
+) -> i64;
+pub type wsy_finish_fn = unsafe extern "C" fn(
+    userdata: *mut c_void,
+    state: *mut c_void,
+    data: *const u8,
+    length: usize,
+    opcode: *mut wsy_opcode,
+) -> wsy_status;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wsy_framing {
+    pub size: u32,
+    pub abi_major: u16,
+    pub abi_minor: u16,
+    pub name: *const c_char,
+    pub userdata: *mut c_void,
+    pub state_new: Option<wsy_state_new_fn>,
+    pub state_free: Option<wsy_state_free_fn>,
+    pub frame: Option<wsy_frame_fn>,
+    pub finish: Option<wsy_finish_fn>,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wsy_request {
+    pub size: u32,
+    pub target: wsy_str,
+    pub path: wsy_str,
+    pub query: wsy_str,
+    pub headers: *const wsy_header,
+    pub header_count: usize,
+    pub protocols: *const wsy_str,
+    pub protocol_count: usize,
+    pub client_address: wsy_str,
+    pub tls: u32,
+}
+
+pub type wsy_configure_fn =
+    unsafe extern "C" fn(userdata: *mut c_void, key: wsy_str, value: wsy_str, error: *mut wsy_error) -> wsy_status;
+pub type wsy_start_fn = unsafe extern "C" fn(userdata: *mut c_void, error: *mut wsy_error) -> wsy_status;
+pub type wsy_query_fn =
+    unsafe extern "C" fn(userdata: *mut c_void, request: *const wsy_request, answer: *mut wsy_answer) -> wsy_status;
+pub type wsy_cleanup_fn = unsafe extern "C" fn(userdata: *mut c_void);
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wsy_backend {
+    pub size: u32,
+    pub abi_major: u16,
+    pub abi_minor: u16,
+    pub name: *const c_char,
+    pub userdata: *mut c_void,
+    pub flags: u32,
+    pub configure: Option<wsy_configure_fn>,
+    pub start: Option<wsy_start_fn>,
+    pub query: Option<wsy_query_fn>,
+    pub cleanup: Option<wsy_cleanup_fn>,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wsy_host_api {
+    pub size: u32,
+    pub abi_major: u16,
+    pub abi_minor: u16,
+    pub log: Option<unsafe extern "C" fn(plugin: *const wsy_plugin, level: u32, message: wsy_str)>,
+    pub register_backend: Option<unsafe extern "C" fn(plugin: *mut wsy_plugin, backend: *const wsy_backend) -> wsy_status>,
+    pub register_framing: Option<unsafe extern "C" fn(plugin: *mut wsy_plugin, framing: *const wsy_framing) -> wsy_status>,
+    pub error_set: Option<unsafe extern "C" fn(error: *mut wsy_error, message: wsy_str)>,
+    pub answer_peer: Option<unsafe extern "C" fn(answer: *mut wsy_answer, peer: wsy_str) -> wsy_status>,
+    pub answer_framing: Option<unsafe extern "C" fn(answer: *mut wsy_answer, name: wsy_str, config: wsy_str) -> wsy_status>,
+    pub answer_protocol: Option<unsafe extern "C" fn(answer: *mut wsy_answer, index: usize) -> wsy_status>,
+    pub answer_header: Option<unsafe extern "C" fn(answer: *mut wsy_answer, name: wsy_str, value: wsy_str) -> wsy_status>,
+    pub answer_reject: Option<unsafe extern "C" fn(answer: *mut wsy_answer, status: u16, reason: wsy_str) -> wsy_status>,
+    pub request_header:
+        Option<unsafe extern "C" fn(request: *const wsy_request, name: wsy_str, value: *mut wsy_str) -> wsy_status>,
+    pub request_cookie:
+        Option<unsafe extern "C" fn(request: *const wsy_request, name: wsy_str, value: *mut wsy_str) -> wsy_status>,
+}
+
+pub type wsy_entry_fn =
+    unsafe extern "C" fn(plugin: *mut wsy_plugin, host: *const wsy_host_api, error: *mut wsy_error) -> wsy_status;
+
+// The ABI on the platforms built here (LP64): checked against the C
+// compiler's view by tests/header.rs.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(std::mem::size_of::<wsy_str>() == 16);
+    assert!(std::mem::size_of::<wsy_header>() == 32);
+    assert!(std::mem::size_of::<wsy_framing>() == 56);
+    assert!(std::mem::size_of::<wsy_request>() == 112);
+    assert!(std::mem::size_of::<wsy_backend>() == 64);
+    assert!(std::mem::size_of::<wsy_host_api>() == 96);
+};

@@ -1,0 +1,366 @@
+/*
+ * websocksy.h - the plugin interface of websocksy, ABI 2.0
+ *
+ * websocksy bridges WebSocket clients to TCP, UDP and Unix sockets. Two
+ * things are pluggable, both written as shared objects in C (this header) or
+ * in Rust (the websocksy-plugin crate, which mirrors it):
+ *
+ *   backends  choose the peer for each connection from the upgrade request
+ *             (path, query, headers, cookies, subprotocols, client address);
+ *   framings  cut the peer's byte stream into WebSocket messages.
+ *
+ * One library may provide any number of both.
+ *
+ * ---------------------------------------------------------------------------
+ * Loading and versioning
+ * ---------------------------------------------------------------------------
+ * The host opens the library with dlopen(RTLD_NOW | RTLD_LOCAL), looks up the
+ * one entry symbol WSY_ENTRY_SYMBOL and calls it once, on the main thread,
+ * before any traffic. The entry registers its backends and framings with the
+ * host API table it is given, then returns. Libraries stay loaded until the
+ * process exits.
+ *
+ * The ABI version is MAJOR.MINOR. A MINOR release only appends: new fields at
+ * the end of structs, new functions at the end of wsy_host_api, new constants.
+ * A MAJOR release may change anything. The host accepts a descriptor when its
+ * abi_major equals the host's WSY_ABI_MAJOR and its abi_minor is not greater
+ * than the host's WSY_ABI_MINOR.
+ *
+ * Every struct that crosses the boundary starts with `uint32_t size`, the
+ * sizeof() the writer was built with:
+ *   - descriptors you register: set size = sizeof(the struct); the host reads
+ *     only that many bytes and treats later fields as NULL/0, so a plugin
+ *     built against 2.0 keeps loading into a 2.5 host;
+ *   - structs the host gives you (wsy_host_api, wsy_request): before using a
+ *     field added after 2.0, check it is inside `size` (WSY_HAS_FIELD).
+ *
+ * The original websocksy's plugins (API version 1: `init`, `configure`,
+ * `query`, `cleanup` backends and framings registered through
+ * core_register_framing) are loaded too, by a separate path; they do not use
+ * this header.
+ *
+ * ---------------------------------------------------------------------------
+ * Memory and strings
+ * ---------------------------------------------------------------------------
+ * Whoever allocates frees; no allocation crosses the boundary.
+ *   - Strings and byte ranges are passed as borrowed views (wsy_str): a
+ *     pointer and a length, NOT NUL-terminated, valid only for the duration
+ *     of the call that passes them. Copy what you keep.
+ *   - A wsy_str with ptr == NULL means "absent" (as opposed to empty: a
+ *     non-NULL ptr with len 0).
+ *   - What you give the host (answers, errors, log lines) is copied by the
+ *     host before the call returns.
+ *   - Descriptor strings (`name`) must stay valid until the process exits
+ *     (string literals).
+ *   - Per-connection framing state is allocated by your state_new and freed
+ *     by your state_free, never by the host.
+ *
+ * ---------------------------------------------------------------------------
+ * Threads and blocking
+ * ---------------------------------------------------------------------------
+ *   - The entry, configure, start and cleanup run on the main thread, never
+ *     concurrently with anything else of yours.
+ *   - Backend query runs on one of the host's worker threads, so it MAY
+ *     block (read a file, ask a database, make an HTTP call) without
+ *     stalling other connections. Several queries can run at the same time
+ *     on different threads: query must be thread-safe. A backend whose query
+ *     never blocks may set WSY_BACKEND_NONBLOCKING; the host then calls it on
+ *     the event loop thread and saves a thread hop.
+ *   - Framing callbacks (state_new, frame, finish, state_free) run on the
+ *     event loop thread. They MUST NOT block: every connection of the
+ *     process waits while they run.
+ *   - Host functions may be called from any thread.
+ *
+ * ---------------------------------------------------------------------------
+ * Errors
+ * ---------------------------------------------------------------------------
+ * Functions return wsy_status: WSY_OK (0) or a negative WSY_E* code. Where a
+ * wsy_error* is passed, a failing function should describe the problem with
+ * host->error_set(error, msg); the host prints it as one line naming the
+ * plugin, and at start-up exits with status 2.
+ *
+ * Example: a backend in C (build: cc -std=c99 -shared -fPIC -Iinclude
+ * -o backend_hello.so hello.c; load: websocksy -b ./backend_hello.so)
+ *
+ *     #include <websocksy.h>
+ *     static const wsy_host_api *host;
+ *     static wsy_status query(void *ud, const wsy_request *req, wsy_answer *a) {
+ *         (void)ud; (void)req;
+ *         return host->answer_peer(a, WSY_STR("tcp://127.0.0.1:5900"));
+ *     }
+ *     WSY_EXPORT wsy_status websocksy_plugin_v2(wsy_plugin *p,
+ *             const wsy_host_api *h, wsy_error *e) {
+ *         static wsy_backend b;
+ *         (void)e;
+ *         host = h;
+ *         b.size = sizeof b; b.abi_major = WSY_ABI_MAJOR;
+ *         b.abi_minor = WSY_ABI_MINOR; b.name = "hello"; b.query = query;
+ *         return h->register_backend(p, &b);
+ *     }
+ */
+#ifndef WEBSOCKSY_H
+#define WEBSOCKSY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WSY_ABI_MAJOR 2
+#define WSY_ABI_MINOR 0
+/* The symbol every plugin library exports, of type wsy_entry_fn. */
+#define WSY_ENTRY_SYMBOL "websocksy_plugin_v2"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define WSY_EXPORT __attribute__((visibility("default")))
+#else
+#define WSY_EXPORT
+#endif
+
+/* Marks a pointer the callee takes ownership of (none in ABI 2.0: the rule
+ * is that whoever allocates frees). Kept for documentation of future fields. */
+#define WSY_OWN
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+
+typedef int32_t wsy_status;
+#define WSY_OK 0
+/* Failure; details via wsy_error where one was passed. */
+#define WSY_ERROR (-1)
+/* An argument or configuration value is invalid. */
+#define WSY_EINVAL (-2)
+/* configure: this key is not an option of this plugin. */
+#define WSY_EUNKNOWN_KEY (-3)
+/* A descriptor's ABI version is not supported by this host. */
+#define WSY_EVERSION (-4)
+/* A name is registered twice in the same library. */
+#define WSY_EEXIST (-5)
+/* A host function was called at a time it does not allow (for example
+ * register_backend outside the entry, or an answer_* after query returned). */
+#define WSY_ESTATE (-6)
+
+/* ------------------------------------------------------------------------ */
+/* Views                                                                     */
+
+/* A borrowed string or byte range: not NUL-terminated, valid during the call
+ * it is passed to. ptr == NULL means absent. */
+typedef struct wsy_str {
+    const char *ptr;
+    size_t len;
+} wsy_str;
+
+/* A view of a NUL-terminated literal, e.g. WSY_STR("tcp://127.0.0.1:22"). */
+#ifdef __cplusplus
+#define WSY_STR(literal) (wsy_str{(literal), sizeof(literal) - 1})
+#else
+#define WSY_STR(literal) ((wsy_str){(literal), sizeof(literal) - 1})
+#endif
+
+/* One request header, name as the client spelled it. */
+typedef struct wsy_header {
+    wsy_str name;
+    wsy_str value;
+} wsy_header;
+
+/* True when a struct received from the host has `field` (a later minor). */
+#define WSY_HAS_FIELD(ptr, type, field) \
+    ((ptr)->size >= offsetof(type, field) + sizeof(((type *)0)->field))
+
+/* ------------------------------------------------------------------------ */
+/* Opaque host objects                                                       */
+
+/* Your library, as the host knows it. Passed to the entry; pass it back to
+ * log and register_*. Valid until exit. */
+typedef struct wsy_plugin wsy_plugin;
+/* A backend's answer under construction. Valid during one query call. */
+typedef struct wsy_answer wsy_answer;
+/* Where a failing call puts its message. Valid during one call. */
+typedef struct wsy_error wsy_error;
+
+/* ------------------------------------------------------------------------ */
+/* Framing                                                                   */
+
+typedef uint32_t wsy_opcode;
+#define WSY_OPCODE_TEXT 1    /* a text message: the bytes must be UTF-8 */
+#define WSY_OPCODE_BINARY 2  /* a binary message */
+#define WSY_OPCODE_DISCARD 11 /* drop the bytes, send nothing */
+
+/*
+ * A framing function, websocksy's contract with the original's defects
+ * removed: explicit state, an error return, and an opcode chosen per frame.
+ *
+ * For each connection the host calls state_new once, then frame every time
+ * bytes arrive from the peer, then finish (if the peer closed with bytes left
+ * over), then state_free.
+ */
+typedef struct wsy_framing {
+    uint32_t size;      /* sizeof(wsy_framing) */
+    uint16_t abi_major; /* WSY_ABI_MAJOR */
+    uint16_t abi_minor; /* WSY_ABI_MINOR */
+    /* The name backends select it by (`framing = NAME`). Static. A name
+     * registered by a plugin replaces a built-in one of the same name. */
+    const char *name;
+    /* Passed back as the first argument of every callback. */
+    void *userdata;
+
+    /* Optional. Create the state for one connection from the backend's
+     * framing config (config.ptr == NULL: no config given). Store it in
+     * *state (NULL is a fine state for a stateless framing). Return WSY_OK,
+     * or WSY_EINVAL with error_set for a bad config: the connection is then
+     * refused with HTTP 500, or start-up fails if the config came from the
+     * command line or config file. NULL: state is always NULL. */
+    wsy_status (*state_new)(void *userdata, wsy_str config, void **state, wsy_error *error);
+
+    /* Optional. Free what state_new allocated. Called exactly once per
+     * successful state_new, never with frame running. */
+    void (*state_free)(void *userdata, void *state);
+
+    /* Required. Look at data[0..length), the connection's bytes not yet
+     * framed (the oldest first); last_read is how many of the trailing bytes
+     * arrived since you last returned 0, so a search can resume where it
+     * stopped. Return:
+     *   n > 0  send data[0..n) as one message with *opcode set to
+     *          WSY_OPCODE_TEXT or WSY_OPCODE_BINARY, or drop them with
+     *          WSY_OPCODE_DISCARD; n must not exceed length. The host calls
+     *          again at once with the rest.
+     *   0      not enough data yet; called again when more arrives.
+     *   < 0    the stream cannot be framed: the connection closes with 1011.
+     * *opcode is preset to WSY_OPCODE_BINARY before every call. Returning
+     * more than length, or any other opcode, also closes with 1011.
+     * A text message that is not valid UTF-8 is sent as binary. */
+    int64_t (*frame)(void *userdata, void *state, const uint8_t *data, size_t length, size_t last_read,
+                     wsy_opcode *opcode);
+
+    /* Optional. The peer closed and data[0..length) was never framed
+     * (length > 0). Set *opcode to send it as one last message, or to
+     * WSY_OPCODE_DISCARD to drop it. NULL: sent as text if valid UTF-8,
+     * else binary. */
+    wsy_status (*finish)(void *userdata, void *state, const uint8_t *data, size_t length, wsy_opcode *opcode);
+} wsy_framing;
+
+/* ------------------------------------------------------------------------ */
+/* Backends                                                                  */
+
+/* The upgrade request a backend decides on. All views are valid during the
+ * query call only. */
+typedef struct wsy_request {
+    uint32_t size;             /* sizeof(wsy_request) as the host was built */
+    wsy_str target;            /* request target as sent: path and query, not decoded */
+    wsy_str path;              /* target before '?' */
+    wsy_str query;             /* target after '?'; ptr NULL when there is no '?' */
+    const wsy_header *headers; /* every header in order, names as sent */
+    size_t header_count;
+    const wsy_str *protocols;  /* offered subprotocols: split on ',', trimmed, duplicates dropped */
+    size_t protocol_count;
+    wsy_str client_address;    /* "ip:port", IPv6 as "[ip]:port" */
+    uint32_t tls;              /* 1 when the client came over TLS (wss://) */
+} wsy_request;
+
+/* The query may block (it runs on a worker thread). Set this when it never
+ * does, to have it run on the event loop instead. */
+#define WSY_BACKEND_NONBLOCKING 0x1u
+
+typedef struct wsy_backend {
+    uint32_t size;      /* sizeof(wsy_backend) */
+    uint16_t abi_major; /* WSY_ABI_MAJOR */
+    uint16_t abi_minor; /* WSY_ABI_MINOR */
+    /* Selected by `-b NAME` / `backend = NAME`. Static. */
+    const char *name;
+    void *userdata;
+    uint32_t flags;     /* WSY_BACKEND_* */
+
+    /* Optional. One option from the [backend] section or a -c KEY=VALUE, in
+     * the order given, before start. Return WSY_EUNKNOWN_KEY for a key you do
+     * not know, WSY_EINVAL (with error_set) for a bad value: start-up fails
+     * naming the file and line or the argument. NULL: the backend takes no
+     * options and any option is an error. */
+    wsy_status (*configure)(void *userdata, wsy_str key, wsy_str value, wsy_error *error);
+
+    /* Optional. All options are in: check them, open files, connect to
+     * databases. Failure stops start-up. */
+    wsy_status (*start)(void *userdata, wsy_error *error);
+
+    /* Required. Decide on one request by calling the answer_* host functions,
+     * then return WSY_OK. Answer with answer_peer (and optionally
+     * answer_framing, answer_protocol, answer_header), or with answer_reject.
+     * Returning WSY_OK without either refuses the upgrade with 404; returning
+     * an error refuses it with 500. */
+    wsy_status (*query)(void *userdata, const wsy_request *request, wsy_answer *answer);
+
+    /* Optional. Called once at exit, after the last query returned. */
+    void (*cleanup)(void *userdata);
+} wsy_backend;
+
+/* ------------------------------------------------------------------------ */
+/* Host functions                                                            */
+
+#define WSY_LOG_ERROR 1u
+#define WSY_LOG_WARN 2u
+#define WSY_LOG_INFO 3u
+#define WSY_LOG_DEBUG 4u
+#define WSY_LOG_TRACE 5u
+
+/* The table the host passes to the entry. Valid until exit. Functions are
+ * only ever appended; check host->size (WSY_HAS_FIELD) before calling one
+ * newer than the ABI minor you were built against. */
+typedef struct wsy_host_api {
+    uint32_t size;      /* sizeof(wsy_host_api) as the host was built */
+    uint16_t abi_major; /* the host's WSY_ABI_MAJOR */
+    uint16_t abi_minor; /* the host's WSY_ABI_MINOR */
+
+    /* Log a line at level WSY_LOG_*, under the plugin's name (RUST_LOG
+     * filters apply: RUST_LOG=websocksy::plugin::NAME=debug). Any thread. */
+    void (*log)(const wsy_plugin *plugin, uint32_t level, wsy_str message);
+
+    /* Register a backend or framing. Only during the entry call. The host
+     * copies the descriptor (the first `size` bytes); it may be on the stack.
+     * WSY_EVERSION if its ABI version is not supported. */
+    wsy_status (*register_backend)(wsy_plugin *plugin, const wsy_backend *backend);
+    wsy_status (*register_framing)(wsy_plugin *plugin, const wsy_framing *framing);
+
+    /* Describe why the current call fails. The last message set wins. */
+    void (*error_set)(wsy_error *error, wsy_str message);
+
+    /* Answer a query (only during that query call; WSY_ESTATE otherwise).
+     * answer_peer: "tcp://host:port", "udp://host:port", "unix:///path",
+     *   "unix-dgram:///path" or "mirror://"; IPv6 literals in brackets.
+     *   WSY_EINVAL (with a log line) if it does not parse.
+     * answer_framing: the framing's name and its config (config.ptr NULL:
+     *   none). Default: "auto". WSY_EINVAL for an unknown name.
+     * answer_protocol: accept request->protocols[index] (the client's
+     *   spelling is echoed). Default: no Sec-WebSocket-Protocol.
+     * answer_header: add a header to the 101 response.
+     * answer_reject: refuse the upgrade with this HTTP status (400-599) and
+     *   a one-line reason sent as the body. */
+    wsy_status (*answer_peer)(wsy_answer *answer, wsy_str peer);
+    wsy_status (*answer_framing)(wsy_answer *answer, wsy_str name, wsy_str config);
+    wsy_status (*answer_protocol)(wsy_answer *answer, size_t index);
+    wsy_status (*answer_header)(wsy_answer *answer, wsy_str name, wsy_str value);
+    wsy_status (*answer_reject)(wsy_answer *answer, uint16_t status, wsy_str reason);
+
+    /* The value of the first header called `name` (ASCII case-insensitive),
+     * or of the cookie called `name` (case-sensitive, from every Cookie
+     * header, `a=1; b=2` with or without the space). On success *value views
+     * the request's memory; WSY_ERROR with *value = {NULL, 0} if absent. */
+    wsy_status (*request_header)(const wsy_request *request, wsy_str name, wsy_str *value);
+    wsy_status (*request_cookie)(const wsy_request *request, wsy_str name, wsy_str *value);
+} wsy_host_api;
+
+/* The entry every plugin library exports under the name WSY_ENTRY_SYMBOL:
+ *
+ *     WSY_EXPORT wsy_status websocksy_plugin_v2(wsy_plugin *plugin,
+ *                                               const wsy_host_api *host,
+ *                                               wsy_error *error);
+ *
+ * Check host->abi_major == WSY_ABI_MAJOR, register, return WSY_OK. Any
+ * other return (with error_set) stops start-up. */
+typedef wsy_status (*wsy_entry_fn)(wsy_plugin *plugin, const wsy_host_api *host, wsy_error *error);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* WEBSOCKSY_H */
