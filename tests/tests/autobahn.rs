@@ -1,0 +1,85 @@
+//! Autobahn|Testsuite conformance: `scripts/autobahn.sh` runs wstest's
+//! fuzzingclient (cases 1-7, 9, 10) against `websocksy -c host=mirror://`
+//! built in release mode, and this test requires that no case FAILED and
+//! that no case's close behavior deviates (e.g. FAILED BY CLIENT: the
+//! server left closing the TCP connection to the client).
+//!
+//! wstest lives in pyenv's Python 2.7.18 (`scripts/autobahn.sh --install`).
+//! Without it this test fails, saying how to install it, unless
+//! `WEBSOCKSY_SKIP_AUTOBAHN=1` is set, in which case it says it was skipped.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn script(args: &[&str]) -> Output {
+    let root = workspace_root();
+    Command::new("bash")
+        .arg(root.join("scripts/autobahn.sh"))
+        .args(args)
+        .current_dir(&root)
+        // The full case set, whatever the caller's shell has.
+        .env_remove("AUTOBAHN_CASES")
+        .env_remove("WEBSOCKSY_BIN")
+        // Close-behavior deviations count as failures here.
+        .env_remove("AUTOBAHN_STRICT_CLOSE")
+        .output()
+        .expect("run bash scripts/autobahn.sh")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The `RESULT ...` line's `key=value` fields.
+fn result_field(out: &str, key: &str) -> Option<u64> {
+    let line = out.lines().rev().find(|l| l.starts_with("RESULT "))?;
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+#[test]
+fn autobahn_fuzzingclient_has_no_failed_case() {
+    if std::env::var("WEBSOCKSY_SKIP_AUTOBAHN").as_deref() == Ok("1") {
+        // Written past the test harness's capture so it shows in every run.
+        let _ = std::io::stderr().write_all(b"autobahn: SKIPPED: WEBSOCKSY_SKIP_AUTOBAHN=1 is set, no conformance run\n");
+        return;
+    }
+    let check = script(&["--check"]);
+    if !check.status.success() {
+        panic!(
+            "Autobahn|Testsuite (wstest) is not installed, so conformance cannot be tested.\n\
+             Install it with `scripts/autobahn.sh --install` (pip install -r \
+             scripts/autobahn/requirements-py27.txt into $(pyenv root)/versions/2.7.18), \
+             or set WEBSOCKSY_SKIP_AUTOBAHN=1 to skip this test.\n{}",
+            text(&check)
+        );
+    }
+
+    let run = script(&[]);
+    let out = text(&run);
+    // Shown with --nocapture, and in the failure message otherwise.
+    println!("{out}");
+    let total = result_field(&out, "total");
+    let failed = result_field(&out, "failed");
+    let close_failed = result_field(&out, "close_failed");
+    assert!(
+        run.status.success(),
+        "scripts/autobahn.sh failed ({}); reports in reports/autobahn/:\n{out}",
+        run.status
+    );
+    // Guard against a run that passed by running nothing.
+    assert!(
+        total.is_some_and(|n| n >= 300),
+        "expected the full case set (301 cases with wstest 0.8.2), got {total:?}:\n{out}"
+    );
+    assert_eq!(failed, Some(0), "FAILED cases:\n{out}");
+    assert_eq!(close_failed, Some(0), "close behavior FAILED:\n{out}");
+    assert_eq!(result_field(&out, "close_deviations"), Some(0), "close-behavior deviations:\n{out}");
+}
