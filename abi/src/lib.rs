@@ -47,6 +47,7 @@ impl wsy_str {
     pub const NONE: wsy_str = wsy_str { ptr: std::ptr::null(), len: 0 };
 
     /// A view of `s` (valid as long as `s` is).
+    #[allow(clippy::should_implement_trait)] // infallible and borrowing, unlike FromStr
     pub fn from_str(s: &str) -> wsy_str {
         wsy_str { ptr: s.as_ptr().cast(), len: s.len() }
     }

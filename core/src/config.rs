@@ -89,6 +89,11 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// The config file this came from, if any.
     pub config_file: Option<String>,
+    /// Where plugins are discovered (`--plugin-dir`); `None` = the default
+    /// search (see `plugin::loader`).
+    pub plugin_dir: Option<PathBuf>,
+    /// Plugin libraries loaded explicitly (`--plugin`, `[core] plugin`), in order.
+    pub plugins: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -107,6 +112,8 @@ impl Default for Settings {
             max_connections: None,
             drain_timeout: Duration::from_secs(5),
             config_file: None,
+            plugin_dir: None,
+            plugins: Vec::new(),
         }
     }
 }
@@ -124,6 +131,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The outcome of [`parse_args`] when the arguments are valid.
+// Made once per process: boxing the settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
     /// Start the bridge with these settings.
@@ -207,13 +216,20 @@ Configuration file:
   comments. Section headers start in column 0 and are case-sensitive.
   [core] takes the long option names without dashes (port, listen, ping,
   backend, connect-timeout, handshake-timeout, idle-timeout, pong-timeout,
-  max-message-size, max-connections, drain-timeout); unknown [core] keys
-  are ignored with a warning. [backend] lines go to the backend in order,
+  max-message-size, max-connections, drain-timeout, plugin-dir, plugin);
+  unknown [core] keys are ignored with a warning. [backend] lines go to the backend in order,
   like -c options.
 
 Backend 'defaultpeer' (built in) takes host ([tcp|udp|unix|unix-dgram|
 fifotx|fiforx]://ADDRESS), port, framing, framing-config and protocol, e.g.:
-  websocksy -p 8001 -c host=tcp://127.0.0.1 -c port=5900 -c framing=newline";
+  websocksy -p 8001 -c host=tcp://127.0.0.1 -c port=5900 -c framing=newline
+
+Plugins: every *.so in the plugin directory not named backend_* is loaded at
+start-up (its framings replace built-ins of the same name). -b NAME loads
+backend_NAME.so (or libbackend_NAME.so) from there; -b PATH loads a file.
+Default directory: the first that exists of <exe dir>/plugins,
+<exe dir>/../lib/websocksy and <exe dir>. Plugin log lines use the target
+websocksy::plugin::<file stem> (RUST_LOG=websocksy::plugin::NAME=debug).";
 
 /// The command line. Defaults are applied by [`Settings::default`], not by
 /// clap, so that a flag left out does not override the config file.
@@ -279,6 +295,14 @@ struct Cli {
     #[arg(long, value_name = "SECS", value_parser = seconds, allow_negative_numbers = true)]
     drain_timeout: Option<Duration>,
 
+    /// Directory of plugin libraries loaded at start-up [default: <exe dir>/plugins, ...]
+    #[arg(long, value_name = "DIR", value_parser = path_value)]
+    plugin_dir: Option<PathBuf>,
+
+    /// Load this plugin library (.so) too; repeatable
+    #[arg(long = "plugin", value_name = "PATH", value_parser = path_value)]
+    plugins: Vec<PathBuf>,
+
     /// INI-like configuration file, applied before the other options (see below)
     #[arg(value_name = "CONFIG_FILE")]
     config_file: Option<PathBuf>,
@@ -319,6 +343,10 @@ impl Cli {
         if let Some(v) = self.drain_timeout {
             s.drain_timeout = v;
         }
+        if let Some(v) = self.plugin_dir {
+            s.plugin_dir = Some(v);
+        }
+        s.plugins.extend(self.plugins);
         s.backend_options
             .extend(self.backend_options.into_iter().map(|(key, value)| {
                 let origin = Origin::Argument(format!("-c {key}={value}"));
@@ -432,6 +460,8 @@ fn apply_core_key(s: &mut Settings, key: &str, value: &str, at: &Origin) -> Resu
         "max-message-size" => s.max_message_size = size_value(value)?,
         "max-connections" => s.max_connections = Some(count_value(value)?),
         "drain-timeout" => s.drain_timeout = seconds(value)?,
+        "plugin-dir" => s.plugin_dir = Some(path_value(value)?),
+        "plugin" => s.plugins.push(path_value(value)?),
         _ => return Ok(false),
     }
     Ok(true)
@@ -465,6 +495,13 @@ fn listen_value(v: &str) -> Result<String, String> {
         return Err("expected a host name or address".into());
     }
     Ok(host.to_string())
+}
+
+fn path_value(v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        return Err("expected a path".into());
+    }
+    Ok(PathBuf::from(v))
 }
 
 fn backend_value(v: &str) -> Result<String, String> {
@@ -1116,6 +1153,19 @@ protocol = *
                 ..Settings::default()
             }
         );
+    }
+
+    #[test]
+    fn plugin_keys() {
+        let file = TempFile::new(b"[core]\nplugin-dir = /a\nplugin = x.so\nplugin = /y/z.so\n");
+        let s = run(&[&file.path(), "--plugin", "w.so"]);
+        assert_eq!(s.plugin_dir, Some(PathBuf::from("/a")));
+        assert_eq!(s.plugins, [PathBuf::from("x.so"), PathBuf::from("/y/z.so"), PathBuf::from("w.so")]);
+        let s = run(&[&file.path(), "--plugin-dir", "/b"]);
+        assert_eq!(s.plugin_dir, Some(PathBuf::from("/b")));
+        assert_eq!(run(&[]).plugin_dir, None);
+        let file = TempFile::new(b"plugin =\n");
+        assert!(fail(&[&file.path()]).contains(":1: invalid value '' for 'plugin': expected a path"));
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //! `session` (one connection's state machine, see `SESSION.md`),
 //! `handshake` (the HTTP upgrade), `peer` (TCP, UDP, Unix, mirror),
 //! `framing` (how peer bytes become messages), `backend` (peer discovery),
-//! `workers` (blocking calls off the loop), `config` (CLI and file).
+//! `workers` (blocking calls off the loop), `config` (CLI and file),
+//! `plugin` (shared-object backends and framings).
 pub mod backend;
 pub mod config;
 pub mod event_loop;
 pub mod framing;
 pub mod handshake;
 pub mod peer;
+pub mod plugin;
 mod pool;
 pub mod session;
 mod timers;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use websocksy::config::{self, Parsed};
-use websocksy::{backend, event_loop, framing};
+use websocksy::{backend, event_loop, framing, plugin};
 
 fn main() -> ExitCode {
     // Before parsing: config warnings go through the logger.
@@ -12,31 +12,48 @@ fn main() -> ExitCode {
             print!("{text}");
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
-        Err(e) => {
-            eprintln!("websocksy: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return startup_error(&e.to_string()),
     };
-    let framings = framing::Registry::with_builtins();
-    let backend = match backend::create(&settings.backend, &settings.backend_options, &framings) {
+    // Built-ins first, then plugins (which may replace them by name).
+    plugin::v1::keep_exports();
+    let mut framings = framing::Registry::with_builtins();
+    let plugins = match plugin::Plugins::load(&settings, &mut framings) {
+        Ok(p) => p,
+        Err(e) => return startup_error(&e),
+    };
+    plugin::v1::set_registry(&framings);
+    let backend = match backend::create(
+        &settings.backend,
+        &settings.backend_options,
+        &framings,
+        &plugins,
+    ) {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("websocksy: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return startup_error(&e),
     };
-    let mut server = match event_loop::Server::bind(&settings, backend) {
+    let mut server = match event_loop::Server::bind(&settings, backend.clone()) {
         Ok(s) => s,
         Err(e) => {
+            backend.shutdown();
             eprintln!("websocksy: {e}");
             return ExitCode::from(1);
         }
     };
-    match server.run() {
+    let result = server.run();
+    // Sessions (and their framing states) go first, then the backend's cleanup.
+    drop(server);
+    backend.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("websocksy: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+/// A start-up error: one line, exit status 2.
+fn startup_error(msg: &str) -> ExitCode {
+    eprintln!("websocksy: {msg}");
+    ExitCode::from(2)
 }

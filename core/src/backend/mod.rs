@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::config::BackendOption;
 use crate::framing::{Framing, Registry};
 use crate::peer::PeerAddress;
+use crate::plugin::Plugins;
 
 pub mod default;
 
@@ -63,17 +64,25 @@ pub trait Backend: Send + Sync {
     fn blocking(&self) -> bool {
         true
     }
+
+    /// Called once on the main thread after the event loop returned, before
+    /// exit (plugin backends run their `cleanup` here). Queries may still be
+    /// running on worker threads; new ones may arrive from them.
+    fn shutdown(&self) {}
 }
 
-/// Build the named backend from its options. Errors are one line naming the
-/// option's origin.
+/// Build the named backend from its options: the built-in `defaultpeer`, or
+/// one of the `plugins` loaded (see [`crate::plugin::loader`] for how a name
+/// finds its library). Errors are one line naming the option's origin or
+/// the plugin file.
 pub fn create(
     name: &str,
     options: &[BackendOption],
     framings: &Registry,
+    plugins: &Plugins,
 ) -> Result<Arc<dyn Backend>, String> {
     match name {
         "defaultpeer" | "default" => Ok(Arc::new(default::DefaultPeer::configure(options, framings)?)),
-        other => Err(format!("unknown backend '{other}' (built in: defaultpeer)")),
+        other => plugins.create_backend(other, options, framings),
     }
 }

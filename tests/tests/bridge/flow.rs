@@ -151,7 +151,7 @@ fn read_payload(s: &mut TcpStream, n: usize) -> Vec<u8> {
     while v.len() < n {
         let f = ws::read_frame(s).expect("read a frame");
         match f.opcode {
-            1 | 2 | 0 => v.extend_from_slice(&f.payload),
+            0..=2 => v.extend_from_slice(&f.payload),
             9 | 10 => {}
             op => panic!(
                 "unexpected frame {op} with {:?} after {} bytes",

@@ -1,0 +1,478 @@
+//! The plugin host (`core/src/plugin/`) against small C plugins of
+//! `tests/plugins/host/`: backends and framings loaded from a plugin
+//! directory, by path and by `--plugin`; log lines under the plugin's name;
+//! one-line start-up errors with exit status 2; misbehaving framings that
+//! cost one connection; a slow backend that stalls nobody else.
+//!
+//! The plugins are compiled once per run with `$CC` (default `cc`) and the
+//! flags every C plugin must pass. Test plugins:
+//! - `backend_route.so`: backend `route` (`route = PATH PEER [FRAMING]`,
+//!   `slow = PATH`, `fail = MSG`), 403 for unknown paths;
+//! - `framing_bad.so`: framings `semicolon` (well behaved), `overrun`,
+//!   `negative`, `badop`;
+//! - `badmajor.so` / `badminor.so`: a framing descriptor of ABI 1.0 / 2.99;
+//! - `nosym.so`: a shared object without the entry symbol.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use websocksy_tests::peers::{self, TcpPeer};
+use websocksy_tests::ws;
+use websocksy_tests::{run_cli, temp_dir, Bridge};
+
+const CFLAGS: &[&str] = &[
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-shared",
+    "-fPIC",
+];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `tests/plugins/host/<src>.c` built as `<out>.so` with `defines`, once per run.
+fn build(src: &str, out: &str, defines: &[&str]) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let dir = DIR.get_or_init(|| temp_dir("plugin-host-build"));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(p) = built.get(out) {
+        return p.clone();
+    }
+    let cc = std::env::var("CC")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "cc".into());
+    let words: Vec<&str> = cc.split_whitespace().collect();
+    let so = dir.join(format!("{out}.so"));
+    let mut cmd = Command::new(words[0]);
+    cmd.args(&words[1..])
+        .args(CFLAGS)
+        .args(defines)
+        .arg("-I")
+        .arg(repo_root().join("include"))
+        .arg("-o")
+        .arg(&so)
+        .arg(
+            repo_root()
+                .join("tests/plugins/host")
+                .join(format!("{src}.c")),
+        );
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?} (set $CC to a C compiler): {e}"));
+    assert!(
+        o.status.success(),
+        "compiling {src}.c failed: {cmd:?}\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    built.insert(out.to_string(), so.clone());
+    so
+}
+
+fn route_so() -> PathBuf {
+    build("backend_route", "backend_route", &[])
+}
+
+fn framing_so() -> PathBuf {
+    build("framing_bad", "framing_bad", &[])
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("UTF-8 temp path").to_string()
+}
+
+/// A fresh plugin directory holding copies of `files`.
+fn plugin_dir(files: &[PathBuf]) -> PathBuf {
+    let dir = temp_dir("plugin-host-dir");
+    for f in files {
+        std::fs::copy(f, dir.join(f.file_name().unwrap())).expect("copy plugin");
+    }
+    dir
+}
+
+fn start(args: &[String]) -> Bridge {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Bridge::start(&args)
+}
+
+/// `-b <backend_route.so> --plugin <framing_bad.so>` with these routes.
+fn route_bridge(routes: &[String], extra: &[&str]) -> Bridge {
+    let dir = plugin_dir(&[]);
+    let mut args = vec![
+        "--plugin-dir".into(),
+        s(&dir),
+        "-b".into(),
+        s(&route_so()),
+        "--plugin".into(),
+        s(&framing_so()),
+    ];
+    for r in routes {
+        args.push("-c".into());
+        args.push(format!("route={r}"));
+    }
+    args.extend(extra.iter().map(|a| a.to_string()));
+    start(&args)
+}
+
+/// The bridge's answer to an upgrade request for `path`.
+fn ask(b: &Bridge, path: &str, extra: &[&str]) -> (TcpStream, ws::Response) {
+    let mut c = b.connect();
+    c.write_all(ws::request(path, extra).as_bytes()).unwrap();
+    let r = ws::read_response(&mut c).expect("response");
+    (c, r)
+}
+
+fn round_trip(c: &mut TcpStream, msg: &str) {
+    c.write_all(&ws::text(msg)).unwrap();
+    let f = ws::read_frame(c).expect("echo");
+    assert_eq!((f.opcode, f.payload.as_slice()), (1, msg.as_bytes()));
+}
+
+#[test]
+fn c_backend_routes_by_path_and_rejects_otherwise() {
+    let echo = peers::tcp_echo();
+    // Found as backend_route.so in the plugin directory by `-b route`.
+    let dir = plugin_dir(&[route_so(), framing_so()]);
+    let b = start(&[
+        "--plugin-dir".into(),
+        s(&dir),
+        "-b".into(),
+        "route".into(),
+        "-c".into(),
+        format!("route=/echo tcp://{echo}"),
+        "-c".into(),
+        "route=/mirror mirror://".into(),
+    ]);
+    let (mut c, r) = ask(
+        &b,
+        "/echo",
+        &["Sec-WebSocket-Protocol: chat, other", "X-Echo: seen-it"],
+    );
+    assert_eq!(r.status, 101, "{}", r.head);
+    assert_eq!(r.header("Sec-WebSocket-Protocol"), Some("chat"));
+    assert_eq!(r.header("X-Seen"), Some("seen-it"));
+    round_trip(&mut c, "through the tcp echo");
+
+    let (mut m, r) = ask(&b, "/mirror?x=1", &[]);
+    assert_eq!(r.status, 101, "{}", r.head);
+    assert_eq!(r.header("Sec-WebSocket-Protocol"), None);
+    round_trip(&mut m, "mirrored");
+
+    let (mut c, r) = ask(&b, "/elsewhere", &[]);
+    assert_eq!(r.status, 403, "{}", r.head);
+    assert_eq!(ws::read_body(&mut c, &r).unwrap(), b"forbidden\n");
+
+    let (_c, r) = ask(&b, "/echo", &["Cookie: a=1; deny=yes"]);
+    assert_eq!(r.status, 401, "{}", r.head);
+
+    // The plugin's log lines carry its name as their target.
+    let line = b.wait_log("query /elsewhere");
+    assert!(line.contains("websocksy::plugin::backend_route"), "{line}");
+    let line = b.wait_log("started with 2 route(s)");
+    assert!(
+        line.contains(" INFO ") && line.contains("websocksy::plugin::backend_route"),
+        "{line}"
+    );
+}
+
+#[test]
+fn c_framing_selected_by_name() {
+    let peer = TcpPeer::new();
+    // From the plugin directory (every non-backend .so is loaded).
+    let dir = plugin_dir(&[framing_so()]);
+    let b = start(&[
+        "--plugin-dir".into(),
+        s(&dir),
+        "-c".into(),
+        peer.host_arg(),
+        "-c".into(),
+        "framing=semicolon".into(),
+    ]);
+    let mut c = b.connect();
+    ws::upgrade(&mut c, "/", &[]);
+    let mut p = peer.accept();
+    p.write_all(b"ab;cd;").unwrap();
+    p.write_all(b"e").unwrap();
+    p.write_all(b"f;").unwrap();
+    let got: Vec<(u8, Vec<u8>)> = (0..3)
+        .map(|_| {
+            let f = ws::read_frame(&mut c).unwrap();
+            (f.opcode, f.payload)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, b"ab".to_vec()),
+            (1, b"cd".to_vec()),
+            (1, b"ef".to_vec())
+        ]
+    );
+    c.write_all(&ws::close(1000, "")).unwrap();
+    drop(p);
+    // state_free ran when the connection ended.
+    let line = b.wait_log("semicolon state freed after 3 messages");
+    assert!(line.contains("websocksy::plugin::framing_bad"), "{line}");
+
+    // Its config, checked at start-up by the defaultpeer, and used.
+    let peer = TcpPeer::new();
+    let b = start(&[
+        "--plugin".into(),
+        s(&framing_so()),
+        "-c".into(),
+        peer.host_arg(),
+        "-c".into(),
+        "framing=semicolon".into(),
+        "-c".into(),
+        "framing-config=binary".into(),
+    ]);
+    let mut c = b.connect();
+    ws::upgrade(&mut c, "/", &[]);
+    peer.accept().write_all(b"xy;").unwrap();
+    let f = ws::read_frame(&mut c).unwrap();
+    assert_eq!((f.opcode, f.payload.as_slice()), (2, &b"xy"[..]));
+
+    let (code, _, err) = run_cli(&[
+        "--plugin",
+        &s(&framing_so()),
+        "-c",
+        "framing=semicolon",
+        "-c",
+        "framing-config=bogus",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("config must be text or binary"), "{err}");
+}
+
+/// Run with `args`; expect exit 2 and exactly one line on stderr, naming `file`.
+fn startup_error(args: &[String], file: &str, want: &str) -> String {
+    let (code, _out, err) = run_cli(args);
+    assert_eq!(code, 2, "args {args:?}: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {err}");
+    assert!(lines[0].starts_with("websocksy: "), "{err}");
+    assert!(lines[0].contains(file), "does not name {file}: {err}");
+    assert!(lines[0].contains(want), "lacks {want:?}: {err}");
+    lines[0].to_string()
+}
+
+fn args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|a| a.to_string()).collect()
+}
+
+#[test]
+fn startup_errors_name_the_file_and_exit_2() {
+    let empty = plugin_dir(&[]);
+    let e = s(&empty);
+    // Missing files.
+    startup_error(
+        &args(&["--plugin-dir", &e, "--plugin", "/nonexistent/x.so"]),
+        "/nonexistent/x.so",
+        "cannot load plugin",
+    );
+    startup_error(
+        &args(&["--plugin-dir", &e, "-b", "/nonexistent/backend_x.so"]),
+        "/nonexistent/backend_x.so",
+        "No such file",
+    );
+    startup_error(
+        &args(&["--plugin-dir", &e, "-b", "nosuch"]),
+        &e,
+        "unknown backend 'nosuch'",
+    );
+    startup_error(
+        &args(&["--plugin-dir", "/nonexistent/plugins"]),
+        "/nonexistent/plugins",
+        "plugin directory",
+    );
+
+    // Not a plugin: a shared object without the symbol, and junk.
+    let nosym = build("nosym", "nosym", &[]);
+    startup_error(
+        &args(&["--plugin-dir", &e, "--plugin", &s(&nosym)]),
+        &s(&nosym),
+        "not a websocksy plugin (no websocksy_plugin_v2 symbol)",
+    );
+    let junk_dir = plugin_dir(&[]);
+    let junk = junk_dir.join("junk.so");
+    std::fs::write(&junk, b"this is not an ELF file\n").unwrap();
+    startup_error(
+        &args(&["--plugin-dir", &e, "--plugin", &s(&junk)]),
+        &s(&junk),
+        "cannot load plugin",
+    );
+    // The same junk found in the plugin directory.
+    startup_error(
+        &args(&["--plugin-dir", &s(&junk_dir)]),
+        &s(&junk),
+        "cannot load plugin",
+    );
+
+    // Version mismatches.
+    let major = build(
+        "badversion",
+        "badmajor",
+        &["-DTEST_MAJOR=1", "-DTEST_MINOR=0"],
+    );
+    startup_error(
+        &args(&["--plugin-dir", &e, "--plugin", &s(&major)]),
+        &s(&major),
+        "built for ABI 1.0, host supports 2.0",
+    );
+    let minor = build(
+        "badversion",
+        "badminor",
+        &["-DTEST_MAJOR=2", "-DTEST_MINOR=99"],
+    );
+    startup_error(
+        &args(&["--plugin-dir", &e, "--plugin", &s(&minor)]),
+        &s(&minor),
+        "built for ABI 2.99, host supports 2.0",
+    );
+
+    // Configure failing: the config file's line, or the argument.
+    let cfg = empty.join("w.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[core]\nbackend = {}\n\n[backend]\nroute = /x mirror://\nfail = boom\n",
+            s(&route_so())
+        ),
+    )
+    .unwrap();
+    let line = startup_error(
+        &args(&["--plugin-dir", &e, &s(&cfg)]),
+        &format!("{}:6:", s(&cfg)),
+        "boom",
+    );
+    assert!(line.contains("option 'fail' of backend 'route'"), "{line}");
+    startup_error(
+        &args(&[
+            "--plugin-dir",
+            &e,
+            "-b",
+            &s(&route_so()),
+            "-c",
+            "route=/x mirror://",
+            "-c",
+            "color=red",
+        ]),
+        "argument '-c color=red'",
+        "unknown option 'color' for backend 'route'",
+    );
+    // start failing names the plugin file.
+    startup_error(
+        &args(&["--plugin-dir", &e, "-b", &s(&route_so())]),
+        &s(&route_so()),
+        "failed to start: no route configured",
+    );
+}
+
+/// Upgrade to `path` and send one message the echo peer returns; expect a
+/// close with 1011.
+fn expect_1011(b: &Bridge, path: &str) {
+    let (mut c, r) = ask(b, path, &[]);
+    assert_eq!(r.status, 101, "{path}: {}", r.head);
+    c.write_all(&ws::text("x")).unwrap();
+    let (frames, close) = ws::read_until_close(&mut c).expect("close");
+    assert!(frames.is_empty(), "{path}: {frames:?}");
+    assert_eq!(close.close_code(), Some(1011), "{path}: {close:?}");
+}
+
+#[test]
+fn misbehaving_framings_close_one_connection_with_1011() {
+    let echo = peers::tcp_echo();
+    let b = route_bridge(
+        &[
+            format!("/overrun tcp://{echo} overrun"),
+            format!("/negative tcp://{echo} negative"),
+            format!("/badop tcp://{echo} badop"),
+            format!("/echo tcp://{echo}"),
+        ],
+        &[],
+    );
+    let (mut keep, r) = ask(&b, "/echo", &[]);
+    assert_eq!(r.status, 101, "{}", r.head);
+    round_trip(&mut keep, "before");
+    expect_1011(&b, "/overrun");
+    expect_1011(&b, "/negative");
+    expect_1011(&b, "/badop");
+    b.wait_log("framing 'overrun' returned 2 for 1 bytes");
+    b.wait_log("framing 'negative' returned error -1");
+    b.wait_log("framing 'badop' set invalid opcode 7");
+    // The open connection and new ones are served as before.
+    round_trip(&mut keep, "after");
+    let (mut c, r) = ask(&b, "/echo", &[]);
+    assert_eq!(r.status, 101, "{}", r.head);
+    round_trip(&mut c, "new");
+}
+
+#[test]
+fn slow_c_backend_does_not_delay_other_connections() {
+    let b = route_bridge(
+        &["/slow mirror://".into(), "/fast mirror://".into()],
+        &["-c", "slow=/slow"],
+    );
+    let mut slow = b.connect();
+    slow.write_all(ws::request("/slow", &[]).as_bytes())
+        .unwrap();
+    b.wait_log("query /slow");
+    let t = Instant::now();
+    let (mut fast, r) = ask(&b, "/fast", &[]);
+    assert_eq!(r.status, 101, "{}", r.head);
+    round_trip(&mut fast, "quick");
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "round trip took {took:?} while a query slept"
+    );
+    // The slow one is still waiting, then gets its answer.
+    slow.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        std::io::Read::read(&mut slow, &mut byte).is_err(),
+        "the slow query answered early"
+    );
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let r = ws::read_response(&mut slow).expect("slow response");
+    assert_eq!(r.status, 101, "{}", r.head);
+    round_trip(&mut slow, "late");
+}
+
+#[test]
+fn cleanup_runs_at_exit() {
+    // A backend registered by a library loaded with --plugin, chosen by name.
+    let dir = plugin_dir(&[]);
+    let mut b = start(&[
+        "--plugin-dir".into(),
+        s(&dir),
+        "--plugin".into(),
+        s(&route_so()),
+        "-b".into(),
+        "route".into(),
+        "-c".into(),
+        "route=/m mirror://".into(),
+    ]);
+    let (mut c, r) = ask(&b, "/m", &[]);
+    assert_eq!(r.status, 101, "{}", r.head);
+    round_trip(&mut c, "hello");
+    drop(c);
+    b.signal(libc::SIGTERM);
+    assert!(b.wait_exit(Duration::from_secs(10)).success());
+    let line = b.wait_log("cleanup");
+    assert!(line.contains("websocksy::plugin::backend_route"), "{line}");
+}
