@@ -68,7 +68,9 @@
  *     the event loop thread and saves a thread hop.
  *   - Framing callbacks (state_new, frame, finish, state_free) run on the
  *     event loop thread. They MUST NOT block: every connection of the
- *     process waits while they run.
+ *     process waits while they run. (At start-up the host also calls
+ *     state_new and state_free once on the main thread to check a
+ *     framing-config given on the command line or in the config file.)
  *   - Host functions may be called from any thread.
  *
  * ---------------------------------------------------------------------------
@@ -152,11 +154,13 @@ typedef struct wsy_str {
     size_t len;
 } wsy_str;
 
-/* A view of a NUL-terminated literal, e.g. WSY_STR("tcp://127.0.0.1:22"). */
+/* A view of a string literal, e.g. WSY_STR("tcp://127.0.0.1:22"). Only
+ * literals: the "" prefix makes a `const char *` argument (whose sizeof is
+ * not its length) a compile error. In C++ it needs C++11 or later. */
 #ifdef __cplusplus
-#define WSY_STR(literal) (wsy_str{(literal), sizeof(literal) - 1})
+#define WSY_STR(literal) (wsy_str{"" literal, sizeof(literal) - 1})
 #else
-#define WSY_STR(literal) ((wsy_str){(literal), sizeof(literal) - 1})
+#define WSY_STR(literal) ((wsy_str){"" literal, sizeof(literal) - 1})
 #endif
 
 /* One request header, name as the client spelled it. */
@@ -166,8 +170,13 @@ typedef struct wsy_header {
 } wsy_header;
 
 /* True when a struct received from the host has `field` (a later minor). */
+#ifdef __cplusplus
+#define WSY_HAS_FIELD(ptr, type, field) \
+    ((ptr)->size >= offsetof(type, field) + sizeof(static_cast<type *>(nullptr)->field))
+#else
 #define WSY_HAS_FIELD(ptr, type, field) \
     ((ptr)->size >= offsetof(type, field) + sizeof(((type *)0)->field))
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Opaque host objects                                                       */
@@ -257,6 +266,10 @@ typedef struct wsy_request {
     size_t protocol_count;
     wsy_str client_address;    /* "ip:port", IPv6 as "[ip]:port" */
     uint32_t tls;              /* 1 when the client came over TLS (wss://) */
+    /* Always 0. Fills what would be tail padding on LP64, so a 4-byte field
+     * appended by a later minor cannot hide inside the 2.0 sizeof and look
+     * present (WSY_HAS_FIELD) to a plugin running on an older host. */
+    uint32_t reserved;
 } wsy_request;
 
 /* The query may block (it runs on a worker thread). Set this when it never
@@ -311,8 +324,9 @@ typedef struct wsy_host_api {
     uint16_t abi_major; /* the host's WSY_ABI_MAJOR */
     uint16_t abi_minor; /* the host's WSY_ABI_MINOR */
 
-    /* Log a line at level WSY_LOG_*, under the plugin's name (RUST_LOG
-     * filters apply: RUST_LOG=websocksy::plugin::NAME=debug). Any thread. */
+    /* Log a line at level WSY_LOG_*, under the plugin's name, which is the
+     * library's file stem (RUST_LOG filters apply:
+     * RUST_LOG=websocksy::plugin::backend_example=debug). Any thread. */
     void (*log)(const wsy_plugin *plugin, uint32_t level, wsy_str message);
 
     /* Register a backend or framing. Only during the entry call. The host

@@ -139,6 +139,8 @@ pub struct wsy_request {
     pub protocol_count: usize,
     pub client_address: wsy_str,
     pub tls: u32,
+    /// Always 0: fills the LP64 tail padding (see the header).
+    pub reserved: u32,
 }
 
 pub type wsy_configure_fn =

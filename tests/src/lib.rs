@@ -33,7 +33,7 @@ pub fn binary() -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "websocksy", "--bin", "websocksy"]);
+        cmd.args(["build", "--quiet", "-p", "websocksy", "--bin", "websocksy", "-p", "backend_file", "-p", "framing_fixedlength", "-p", "framing_dynamic32", "-p", "framing_json", "-p", "framing_test_panic", "--lib"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -232,5 +232,43 @@ pub fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
             panic!("websocksy {:?} did not exit", args.iter().map(|a| a.as_ref().to_owned()).collect::<Vec<_>>());
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Bridge {
+    /// [`Bridge::spawn`] with extra environment variables for the bridge
+    /// (set after the default `RUST_LOG`, so they may override it), e.g.
+    /// `LD_PRELOAD` and `ASAN_OPTIONS` to run C plugins built with
+    /// AddressSanitizer.
+    pub fn spawn_env<S: AsRef<std::ffi::OsStr>>(args: &[S], envs: &[(&str, &str)]) -> Bridge {
+        let mut child = Command::new(binary())
+            .args(args)
+            .env("RUST_LOG", std::env::var("WEBSOCKSY_TEST_LOG").unwrap_or_else(|_| "debug".into()))
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn websocksy");
+        let log = Arc::new(Log::default());
+        let stderr = child.stderr.take().expect("stderr");
+        let l2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("WEBSOCKSY_TEST_ECHO").is_some() {
+                    eprintln!("bridge: {line}");
+                }
+                let mut v = l2.lines.lock().unwrap();
+                v.push(line);
+                l2.grew.notify_all();
+            }
+        });
+        let mut b = Bridge { child, addr: "0.0.0.0:0".parse().unwrap(), log, exit: None };
+        let line = b.wait_log("listening on ");
+        let rest = line.split("listening on ").nth(1).expect("address after 'listening on'");
+        let addr = rest.split_whitespace().next().expect("address");
+        b.addr = addr.parse().unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+        b
     }
 }

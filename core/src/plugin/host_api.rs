@@ -382,6 +382,7 @@ impl<'a> RequestView<'a> {
             // The String's heap buffer does not move when the String does.
             client_address: wsy_str::from_str(&client),
             tls: u32::from(req.tls),
+            reserved: 0,
         };
         let view = Box::new(RequestView {
             raw,
