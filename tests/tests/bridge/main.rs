@@ -9,3 +9,7 @@ mod flow;
 mod cli;
 mod liveness;
 mod shutdown;
+mod plugins_c;
+mod plugin_host;
+mod plugins_rust;
+mod plugins_v1;
