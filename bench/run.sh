@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# Benchmarks websocksy against websocat and websockify as WebSocket-to-TCP
+# bridges and writes BENCHMARKS.md. Run by hand (never from cargo test):
+#
+#   bench/run.sh                     # everything, 3 runs each (~15-25 min)
+#   RUNS=1 SCENARIOS="latency many" TOOLS=websocksy bench/run.sh
+#
+# Needs: cargo; websocat (cargo install websocat --locked); websockify
+# (pip install websockify). A missing peer tool is reported and skipped.
+#
+# Knobs (environment): RUNS, TOOLS, SCENARIOS (latency echo64k echo16k
+# echo1k source idle many), LAT_COUNT, LAT_WARMUP, LAT_SIZE, ECHO64K_MIB,
+# ECHO16K_MIB, ECHO1K_MIB, SOURCE_MIB, IDLE_N, IDLE_N_WEBSOCKIFY,
+# MIN_AVAIL_MIB, MANY_CONNS, QUIET_IDLE, QUIET_WAIT,
+# MANY_ROUNDS, OUT (report path; default BENCHMARKS.md at the repository
+# root), WEBSOCKSY (a prebuilt binary to measure instead of building one),
+# KEEP_WORK=1 (keep the work directory with logs and raw results).
+set -euo pipefail
+
+# Everything is inside main(), which bash reads whole before running it, so
+# editing this file while it runs cannot derail the run.
+main() {
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${RUNS:-3}
+TOOLS=${TOOLS:-"websocksy websocat websockify"}
+SCENARIOS=${SCENARIOS:-"latency echo64k echo16k echo1k source idle many"}
+LAT_COUNT=${LAT_COUNT:-20000}
+LAT_WARMUP=${LAT_WARMUP:-1000}
+LAT_SIZE=${LAT_SIZE:-64}
+ECHO64K_MIB=${ECHO64K_MIB:-1024}
+ECHO16K_MIB=${ECHO16K_MIB:-256}
+ECHO1K_MIB=${ECHO1K_MIB:-256}
+SOURCE_MIB=${SOURCE_MIB:-1024}
+IDLE_N=${IDLE_N:-5000}
+# websockify forks a Python process per connection, and past ~508
+# concurrent ones its children die with "filedescriptor out of range in
+# select()"; it is measured with fewer (the figure is per connection).
+IDLE_N_WEBSOCKIFY=${IDLE_N_WEBSOCKIFY:-500}
+MIN_AVAIL_MIB=${MIN_AVAIL_MIB:-6144}
+MANY_CONNS=${MANY_CONNS:-100}
+MANY_ROUNDS=${MANY_ROUNDS:-1000}
+OUT=${OUT:-$ROOT/BENCHMARKS.md}
+CLIENT_WALL=900 # seconds: hard bound on one client command
+# Before each measurement, wait up to QUIET_WAIT seconds for a second in
+# which the CPUs were at least QUIET_IDLE % idle (the machine is shared).
+QUIET_IDLE=${QUIET_IDLE:-85}
+QUIET_WAIT=${QUIET_WAIT:-120}
+
+WORK=$(mktemp -d /tmp/wsbench.XXXXXX)
+PEER_PID=
+BRIDGE_PID=
+
+log() { printf '[run.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# All descendants of a pid (websockify forks one process per connection).
+tree_of() {
+    local p c
+    for p in "$@"; do
+        echo "$p"
+        for c in $(pgrep -P "$p" 2>/dev/null || true); do tree_of "$c"; done
+    done
+}
+
+# Stops a process we started, and whatever it forked.
+stop_pid() {
+    local pid=$1 p
+    [[ -n $pid ]] || return 0
+    local tree
+    tree=$(tree_of "$pid")
+    for p in $tree; do kill "$p" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        local alive=0
+        for p in $tree; do kill -0 "$p" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for p in $tree; do kill -9 "$p" 2>/dev/null || true; done
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    stop_pid "$BRIDGE_PID"
+    stop_pid "$PEER_PID"
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- setup
+
+# 5000 idle connections need 5000 client sockets here, 10000 in a
+# single-process bridge and 5000 in the peer server.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (($(ulimit -n) < 3 * IDLE_N + 1000)); then
+    log "warning: ulimit -n is $(ulimit -n); the idle scenario may stop early"
+fi
+
+log "building (release)"
+BUILD_PKGS=(-p websocksy-bench)
+[[ -n ${WEBSOCKSY:-} ]] || BUILD_PKGS+=(-p websocksy)
+(cd "$ROOT" && cargo build --release "${BUILD_PKGS[@]}" 2>&1 | tail -n 2) >&2
+# Snapshot the binaries: the tree may be rebuilt while we measure.
+mkdir -p "$WORK/bin"
+cp "$ROOT/target/release/wsbench" "$WORK/bin/"
+WSBENCH=$WORK/bin/wsbench
+if [[ -z ${WEBSOCKSY:-} ]]; then
+    cp "$ROOT/target/release/websocksy" "$WORK/bin/"
+    WEBSOCKSY=$WORK/bin/websocksy
+fi
+WEBSOCAT=$(command -v websocat || echo "$HOME/.cargo/bin/websocat")
+# The real script, not a pyenv shim, so the pid we measure is websockify's.
+WEBSOCKIFY=$( (command -v pyenv >/dev/null && pyenv which websockify 2>/dev/null) || command -v websockify || true)
+
+AVAILABLE=()
+for t in $TOOLS; do
+    case $t in
+        websocksy) [[ -x $WEBSOCKSY ]] && AVAILABLE+=("$t") || log "websocksy binary missing" ;;
+        websocat) [[ -x $WEBSOCAT ]] && AVAILABLE+=("$t") || log "websocat not installed: skipped" ;;
+        websockify) [[ -n $WEBSOCKIFY && -x $WEBSOCKIFY ]] && AVAILABLE+=("$t") || log "websockify not installed: skipped" ;;
+        *) die "unknown tool $t" ;;
+    esac
+done
+
+# ------------------------------------------------------------ processes
+
+# Starts the TCP peers; sets PEER_PID ECHO_PORT SOURCE_PORT.
+start_peer() {
+    local fifo=$WORK/peer.fifo line fd
+    rm -f "$fifo"
+    mkfifo "$fifo"
+    "$WSBENCH" serve --max-secs 3600 >"$fifo" 2>>"$WORK/peer.log" &
+    PEER_PID=$!
+    exec {fd}<"$fifo"
+    read -r -t 10 -u "$fd" line || die "wsbench serve printed no ports"
+    exec {fd}<&-
+    [[ $line =~ ^echo=([0-9]+)\ source=([0-9]+)$ ]] || die "wsbench serve said: $line"
+    ECHO_PORT=${BASH_REMATCH[1]}
+    SOURCE_PORT=${BASH_REMATCH[2]}
+}
+
+# bridge_cmd TOOL PORT TARGET_PORT: the command line, for running and for
+# the report (PORT is 0 for websocksy, which prints the port it bound).
+bridge_cmd() {
+    case $1 in
+        websocksy) echo "$WEBSOCKSY -l 127.0.0.1 -p 0 -c host=tcp://127.0.0.1:$3" ;;
+        websocat) echo "$WEBSOCAT --binary -E ws-l:127.0.0.1:$2 tcp:127.0.0.1:$3" ;;
+        websockify) echo "$WEBSOCKIFY 127.0.0.1:$2 127.0.0.1:$3" ;;
+    esac
+}
+
+# start_bridge TOOL TARGET_PORT; sets BRIDGE_PID BRIDGE_PORT.
+start_bridge() {
+    local tool=$1 target=$2 logf=$WORK/$1.log
+    if [[ $tool == websocksy ]]; then
+        # It binds port 0 and logs `listening on 127.0.0.1:PORT`: read its
+        # stderr through a fifo until that line, then keep draining it.
+        local fifo=$WORK/bridge.fifo line fd
+        rm -f "$fifo"
+        mkfifo "$fifo"
+        # shellcheck disable=SC2046
+        $(bridge_cmd websocksy 0 "$target") 2>"$fifo" >>"$logf" &
+        BRIDGE_PID=$!
+        exec {fd}<"$fifo"
+        BRIDGE_PORT=
+        while IFS= read -r -t 10 -u "$fd" line; do
+            echo "$line" >>"$logf"
+            if [[ $line =~ listening\ on\ 127\.0\.0\.1:([0-9]+) ]]; then
+                BRIDGE_PORT=${BASH_REMATCH[1]}
+                break
+            fi
+        done
+        [[ -n $BRIDGE_PORT ]] || die "websocksy did not report its port (see $logf)"
+        cat <&"$fd" >>"$logf" &
+        exec {fd}<&-
+    else
+        BRIDGE_PORT=$("$WSBENCH" free-port)
+        # shellcheck disable=SC2046
+        $(bridge_cmd "$tool" "$BRIDGE_PORT" "$target") >>"$logf" 2>&1 &
+        BRIDGE_PID=$!
+    fi
+    "$WSBENCH" wait --addr "127.0.0.1:$BRIDGE_PORT" --timeout 15 || die "$tool is not accepting on $BRIDGE_PORT"
+}
+
+# ------------------------------------------------------------ scenarios
+
+client_args() { # SCENARIO URL BRIDGE_PID TOOL
+    case $1 in
+        latency) echo "latency --url $2 --pid $3 --count $LAT_COUNT --warmup $LAT_WARMUP --size $LAT_SIZE" ;;
+        echo64k) echo "echo --url $2 --pid $3 --total-mib $ECHO64K_MIB --msg 65536" ;;
+        echo16k) echo "echo --url $2 --pid $3 --total-mib $ECHO16K_MIB --msg 16384" ;;
+        echo1k) echo "echo --url $2 --pid $3 --total-mib $ECHO1K_MIB --msg 1024" ;;
+        source) echo "source --url $2 --pid $3 --total-mib $SOURCE_MIB" ;;
+        idle)
+            local n=$IDLE_N
+            [[ ${4:-} == websockify ]] && ((IDLE_N_WEBSOCKIFY < n)) && n=$IDLE_N_WEBSOCKIFY
+            echo "idle --url $2 --pid $3 --conns $n --min-avail-mib $MIN_AVAIL_MIB"
+            ;;
+        many) echo "many --url $2 --pid $3 --conns $MANY_CONNS --rounds $MANY_ROUNDS --size $LAT_SIZE" ;;
+        *) die "unknown scenario $1" ;;
+    esac
+}
+
+# Sets IDLE_PCT to the CPU idle percentage over the next second.
+sample_idle() {
+    local a b
+    read -r -a a </proc/stat
+    sleep 1
+    read -r -a b </proc/stat
+    local i total=0 idle
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+    idle=$((b[4] - a[4] + b[5] - a[5]))
+    IDLE_PCT=$((total > 0 ? 100 * idle / total : 100))
+}
+
+wait_quiet() {
+    local start=$SECONDS
+    while :; do
+        sample_idle
+        ((IDLE_PCT >= QUIET_IDLE)) && return 0
+        if ((SECONDS - start >= QUIET_WAIT)); then
+            log "machine still busy (${IDLE_PCT}% idle) after ${QUIET_WAIT}s; measuring anyway"
+            return 0
+        fi
+    done
+}
+
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+
+run_one() { # SCENARIO TOOL RUN
+    local sc=$1 tool=$2 run=$3 target out
+    start_peer
+    target=$ECHO_PORT
+    [[ $sc == source ]] && target=$SOURCE_PORT
+    start_bridge "$tool" "$target"
+    wait_quiet
+    # shellcheck disable=SC2046
+    if out=$(timeout "$CLIENT_WALL" "$WSBENCH" $(client_args "$sc" "ws://127.0.0.1:$BRIDGE_PORT/" "$BRIDGE_PID" "$tool") 2>"$WORK/client.err"); then
+        :
+    else
+        out="error=$(tr '\n' ' ' <"$WORK/client.err")"
+    fi
+    printf '%s\t%s\t%s\t%s quiet_idle_pct=%s\n' "$sc" "$tool" "$run" "$out" "$IDLE_PCT" >>"$RESULTS"
+    log "$sc $tool run $run: $out"
+    stop_pid "$BRIDGE_PID"
+    BRIDGE_PID=
+    stop_pid "$PEER_PID"
+    PEER_PID=
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# Baseline for the latency scenario: the same client and echo peer over
+# plain TCP, no bridge.
+run_direct() { # RUN
+    local out
+    start_peer
+    wait_quiet
+    if out=$(timeout "$CLIENT_WALL" "$WSBENCH" tcp-latency --addr "127.0.0.1:$ECHO_PORT" --count "$LAT_COUNT" --warmup "$LAT_WARMUP" --size "$LAT_SIZE" 2>"$WORK/client.err"); then
+        :
+    else
+        out="error=$(tr '\n' ' ' <"$WORK/client.err")"
+    fi
+    printf '%s\t%s\t%s\t%s quiet_idle_pct=%s\n' latency direct "$1" "$out" "$IDLE_PCT" >>"$RESULTS"
+    log "latency direct run $1: $out"
+    stop_pid "$PEER_PID"
+    PEER_PID=
+}
+
+T0=$SECONDS
+for sc in $SCENARIOS; do
+    for run in $(seq "$RUNS"); do
+        for tool in "${AVAILABLE[@]}"; do
+            run_one "$sc" "$tool" "$run"
+        done
+        [[ $sc == latency ]] && run_direct "$run"
+    done
+done
+MINUTES=$(((SECONDS - T0 + 59) / 60))
+
+# --------------------------------------------------------------- report
+
+websockify_version() {
+    local py
+    py=$(head -n1 "$WEBSOCKIFY" | sed 's/^#!//')
+    "$py" - <<'PY' 2>/dev/null || echo "?"
+import importlib.metadata as m, sys
+try:
+    np = "numpy " + m.version("numpy")
+except Exception:
+    np = "no numpy"
+print("websockify %s (Python %s, %s)" % (m.version("websockify"), sys.version.split()[0], np))
+PY
+}
+
+META=$WORK/meta.tsv
+{
+    printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+    printf 'minutes\t%s\n' "$MINUTES"
+    printf 'load_before\t%s\n' "$LOAD_BEFORE"
+    printf 'load_after\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf 'runs\t%s\n' "$RUNS"
+    printf 'nproc\t%s\n' "$(nproc)"
+    printf 'cpu\t%s\n' "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    printf 'mem\t%s\n' "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    printf 'kernel\t%s\n' "$(uname -sr)"
+    printf 'ulimit\t%s\n' "$(ulimit -n)"
+    printf 'rustc\t%s\n' "$(rustc --version)"
+    printf 'websocksy_version\t%s\n' "$("$WEBSOCKSY" --version 2>/dev/null | head -n1) (release build: lto, codegen-units 1)"
+    printf 'websocat_version\t%s\n' "$("$WEBSOCAT" --version 2>/dev/null | head -n1)"
+    printf 'websockify_version\t%s\n' "$(websockify_version)"
+    printf 'websocksy_cmd\t%s\n' "websocksy -l 127.0.0.1 -p 0 -c host=tcp://127.0.0.1:PEER"
+    printf 'websocat_cmd\t%s\n' "websocat --binary -E ws-l:127.0.0.1:PORT tcp:127.0.0.1:PEER"
+    printf 'websockify_cmd\t%s\n' "websockify 127.0.0.1:PORT 127.0.0.1:PEER"
+    printf 'warmup\t%s\n' "$LAT_WARMUP"
+    printf 'min_avail_mib\t%s\n' "$MIN_AVAIL_MIB"
+    printf 'quiet_idle\t%s\n' "$QUIET_IDLE"
+    printf 'quiet_wait\t%s\n' "$QUIET_WAIT"
+    printf 'lat_count\t%s\n' "$LAT_COUNT"
+    printf 'lat_size\t%s\n' "$LAT_SIZE"
+    printf 'echo64k_mib\t%s\n' "$ECHO64K_MIB"
+    printf 'echo16k_mib\t%s\n' "$ECHO16K_MIB"
+    printf 'echo1k_mib\t%s\n' "$ECHO1K_MIB"
+    printf 'source_mib\t%s\n' "$SOURCE_MIB"
+    printf 'idle_n\t%s\n' "$IDLE_N"
+    printf 'idle_n_websockify\t%s\n' "$IDLE_N_WEBSOCKIFY"
+    printf 'many_conns\t%s\n' "$MANY_CONNS"
+    printf 'many_rounds\t%s\n' "$MANY_ROUNDS"
+    printf 'notes\t%s\n' "$ROOT/bench/ANALYSIS.md"
+} >"$META"
+
+COMMANDS=$WORK/commands.txt
+{
+    echo "# everything (builds websocksy and wsbench in release mode, $RUNS runs each):"
+    echo "bench/run.sh"
+    echo
+    echo "# one run of one scenario by hand (PEER/SOURCE from 'wsbench serve', PORT from 'wsbench free-port'):"
+    echo "cargo build --release -p websocksy -p websocksy-bench"
+    echo "ulimit -n $(ulimit -n)"
+    echo "target/release/wsbench serve &                  # prints echo=PEER source=SOURCE"
+    echo "target/release/websocksy -l 127.0.0.1 -p 0 -c host=tcp://127.0.0.1:PEER   # logs 'listening on 127.0.0.1:PORT'"
+    echo "websocat --binary -E ws-l:127.0.0.1:PORT tcp:127.0.0.1:PEER"
+    echo "websockify 127.0.0.1:PORT 127.0.0.1:PEER"
+    echo "# (scenario 3 points the bridge at SOURCE instead of PEER)"
+    echo "target/release/wsbench tcp-latency --addr 127.0.0.1:PEER --count $LAT_COUNT --warmup $LAT_WARMUP --size $LAT_SIZE   # baseline, no bridge"
+    for sc in latency echo64k echo16k echo1k source idle many; do
+        echo "target/release/wsbench $(client_args "$sc" "ws://127.0.0.1:PORT/" BRIDGE_PID)"
+    done
+    echo "# websockify's idle run uses --conns $IDLE_N_WEBSOCKIFY"
+} >"$COMMANDS"
+
+"$WSBENCH" report --results "$RESULTS" --meta "$META" --commands "$COMMANDS" >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+cp "$RESULTS" "$ROOT/bench/last-results.tsv"
+log "wrote $OUT (raw results: bench/last-results.tsv)"
+
+}
+
+main "$@"
+exit $?

@@ -1,0 +1,89 @@
+//! The TCP peers the bridges connect to: an echo server and a source that
+//! streams a pattern as fast as the socket takes it. One thread per
+//! connection, blocking I/O, TCP_NODELAY: the peer never waits on anything
+//! but its socket, so it is not the bottleneck.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+/// Stack of a connection thread: the idle scenario runs thousands.
+const STACK: usize = 128 * 1024;
+/// Most bytes one source connection sends before closing (a bound, never
+/// reached by the scenarios).
+const SOURCE_LIMIT: u64 = 64 << 30;
+
+fn echo(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn source(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    // Like a real server, stop when the other side is done: on EOF (the
+    // bridge's shutdown after its client left) or an error, shut the
+    // socket down so the write loop ends too.
+    if let Ok(mut r) = s.try_clone() {
+        let _ = thread::Builder::new().stack_size(STACK).spawn(move || {
+            let mut b = [0u8; 4096];
+            while matches!(r.read(&mut b), Ok(n) if n > 0) {}
+            let _ = r.shutdown(Shutdown::Both);
+        });
+    }
+    let chunk: Vec<u8> = (0..256 * 1024).map(|i: usize| (i * 7 + 13) as u8).collect();
+    let mut sent = 0u64;
+    while sent < SOURCE_LIMIT {
+        match s.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => sent += n as u64,
+        }
+    }
+}
+
+fn accept_loop(l: TcpListener, handler: fn(TcpStream)) {
+    for conn in l.incoming() {
+        match conn {
+            Ok(s) => {
+                let spawned = thread::Builder::new()
+                    .stack_size(STACK)
+                    .spawn(move || handler(s));
+                if let Err(e) = spawned {
+                    eprintln!("wsbench serve: cannot start a connection thread: {e}");
+                }
+            }
+            Err(e) => {
+                eprintln!("wsbench serve: accept: {e}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Binds both peers on ephemeral loopback ports, prints
+/// `echo=PORT source=PORT` on stdout, serves until killed or `max_secs`.
+pub fn serve(max_secs: u64) -> io::Result<()> {
+    let echo_l = TcpListener::bind("127.0.0.1:0")?;
+    let source_l = TcpListener::bind("127.0.0.1:0")?;
+    println!(
+        "echo={} source={}",
+        echo_l.local_addr()?.port(),
+        source_l.local_addr()?.port()
+    );
+    io::stdout().flush()?;
+    thread::spawn(move || accept_loop(echo_l, echo));
+    thread::spawn(move || accept_loop(source_l, source));
+    thread::sleep(Duration::from_secs(max_secs));
+    eprintln!("wsbench serve: {max_secs} s elapsed, exiting");
+    Ok(())
+}

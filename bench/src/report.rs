@@ -1,0 +1,679 @@
+//! Turns the results of `bench/run.sh` into BENCHMARKS.md.
+//!
+//! Results file: one line per run, tab separated:
+//! `scenario  tool  run  key=value key=value ...` (or `error=...`).
+//! Meta file: `key<TAB>value` lines. Commands file: copied verbatim.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+
+const TOOLS: [&str; 3] = ["websocksy", "websocat", "websockify"];
+
+struct Run {
+    run: u32,
+    kv: BTreeMap<String, String>,
+}
+
+struct Results {
+    /// (scenario, tool) -> runs in order.
+    runs: BTreeMap<(String, String), Vec<Run>>,
+}
+
+impl Results {
+    fn parse(text: &str) -> Results {
+        let mut runs: BTreeMap<(String, String), Vec<Run>> = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut f = line.splitn(4, '\t');
+            let (Some(sc), Some(tool), Some(run), rest) = (f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            let mut kv = BTreeMap::new();
+            let rest = rest.unwrap_or("");
+            if let Some(e) = rest.strip_prefix("error=") {
+                kv.insert("error".to_string(), e.trim().to_string());
+            } else {
+                for pair in rest.split_whitespace() {
+                    if let Some((k, v)) = pair.split_once('=') {
+                        kv.insert(k.to_string(), v.to_string());
+                    }
+                }
+            }
+            runs.entry((sc.to_string(), tool.to_string()))
+                .or_default()
+                .push(Run {
+                    run: run.parse().unwrap_or(0),
+                    kv,
+                });
+        }
+        Results { runs }
+    }
+
+    fn ok_runs(&self, sc: &str, tool: &str, key: &str) -> Vec<&Run> {
+        let mut v: Vec<&Run> = self
+            .runs
+            .get(&(sc.to_string(), tool.to_string()))
+            .map(|r| r.iter().filter(|r| num(r, key).is_some()).collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| num(a, key).unwrap().total_cmp(&num(b, key).unwrap()));
+        v
+    }
+
+    /// The run whose `key` is the median of the successful runs.
+    fn median(&self, sc: &str, tool: &str, key: &str) -> Option<&Run> {
+        let v = self.ok_runs(sc, tool, key);
+        if v.is_empty() {
+            None
+        } else {
+            Some(v[(v.len() - 1) / 2])
+        }
+    }
+
+    fn errors(&self, sc: &str, tool: &str) -> Vec<String> {
+        self.runs
+            .get(&(sc.to_string(), tool.to_string()))
+            .map(|r| {
+                r.iter()
+                    .filter_map(|r| r.kv.get("error").map(|e| format!("run {}: {e}", r.run)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `a / b / c` of `key` over all runs, in run order.
+    fn all_runs(&self, sc: &str, tool: &str, key: &str) -> String {
+        self.runs
+            .get(&(sc.to_string(), tool.to_string()))
+            .map(|r| {
+                r.iter()
+                    .map(|r| r.kv.get(key).cloned().unwrap_or_else(|| "failed".into()))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            })
+            .unwrap_or_else(|| "not run".into())
+    }
+}
+
+fn num(r: &Run, key: &str) -> Option<f64> {
+    r.kv.get(key).and_then(|v| v.parse::<f64>().ok())
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 10000.0 {
+        let s = format!("{:.0}", v);
+        // thousands separators for readability
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push('\u{202f}');
+            }
+            out.push(c);
+        }
+        out
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    }
+}
+
+/// One table row: a label, the value of `key` in each tool's median run
+/// (chosen by `by`), and websocksy's ratio to the two others.
+fn row(res: &Results, sc: &str, by: &str, key: &str, label: &str, scale: f64) -> String {
+    row_with(res, sc, by, key, label, scale, true)
+}
+
+/// A row of counts, where a ratio means nothing.
+fn count_row(res: &Results, sc: &str, by: &str, key: &str, label: &str) -> String {
+    row_with(res, sc, by, key, label, 1.0, false)
+}
+
+fn row_with(
+    res: &Results,
+    sc: &str,
+    by: &str,
+    key: &str,
+    label: &str,
+    scale: f64,
+    ratios: bool,
+) -> String {
+    let vals: Vec<Option<f64>> = TOOLS
+        .iter()
+        .map(|t| {
+            res.median(sc, t, by)
+                .and_then(|r| num(r, key))
+                .map(|v| v * scale)
+        })
+        .collect();
+    let cells: Vec<String> = vals
+        .iter()
+        .map(|v| v.map(fmt_num).unwrap_or_else(|| "failed".into()))
+        .collect();
+    format!(
+        "| {label} | {} | {} | {} | {} | {} |\n",
+        cells[0],
+        cells[1],
+        cells[2],
+        if ratios {
+            ratio(vals[0], vals[1])
+        } else {
+            String::new()
+        },
+        if ratios {
+            ratio(vals[0], vals[2])
+        } else {
+            String::new()
+        },
+    )
+}
+
+/// A row computed from each tool's median run.
+fn derived_row(
+    res: &Results,
+    sc: &str,
+    by: &str,
+    label: &str,
+    f: impl Fn(&Run) -> Option<f64>,
+) -> String {
+    let vals: Vec<Option<f64>> = TOOLS
+        .iter()
+        .map(|t| res.median(sc, t, by).and_then(&f))
+        .collect();
+    let cells: Vec<String> = vals
+        .iter()
+        .map(|v| v.map(fmt_num).unwrap_or_else(|| "–".into()))
+        .collect();
+    format!(
+        "| {label} | {} | {} | {} | {} | {} |\n",
+        cells[0],
+        cells[1],
+        cells[2],
+        ratio(vals[0], vals[1]),
+        ratio(vals[0], vals[2])
+    )
+}
+
+/// Bridge CPU microseconds per unit of `count_key`.
+fn cpu_us_per(count_key: &'static str) -> impl Fn(&Run) -> Option<f64> {
+    move |r| {
+        let c = num(r, "bridge_cpu_s")?;
+        let n = num(r, count_key)?;
+        (n > 0.0).then(|| c * 1e6 / n)
+    }
+}
+
+/// MiB moved per second of bridge CPU time.
+fn mib_per_cpu_s(r: &Run) -> Option<f64> {
+    let c = num(r, "bridge_cpu_s")?;
+    let m = num(r, "total_mib")?;
+    (c > 0.0).then(|| m / c)
+}
+
+const HEAD: &str = "| | websocksy | websocat | websockify | websocksy ÷ websocat | websocksy ÷ websockify |\n|---|---:|---:|---:|---:|---:|\n";
+
+fn runs_line(res: &Results, sc: &str, key: &str, unit: &str) -> String {
+    let mut s = format!("All runs ({key}{unit}): ");
+    let parts: Vec<String> = TOOLS
+        .iter()
+        .map(|t| format!("{t} {}", res.all_runs(sc, t, key)))
+        .collect();
+    s.push_str(&parts.join("; "));
+    s.push_str(".\n");
+    for t in TOOLS {
+        for e in res.errors(sc, t) {
+            let _ = writeln!(s, "\n{t} failed: `{e}`");
+        }
+    }
+    s
+}
+
+fn get(res: &Results, sc: &str, tool: &str, by: &str, key: &str) -> Option<f64> {
+    res.median(sc, tool, by).and_then(|r| num(r, key))
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "no data",
+    }
+}
+
+pub fn render(results: &str, meta_path: &str, commands_path: &str) -> io::Result<String> {
+    let res = Results::parse(&fs::read_to_string(results)?);
+    let meta: BTreeMap<String, String> = fs::read_to_string(meta_path)?
+        .lines()
+        .filter_map(|l| {
+            l.split_once('\t')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let commands = fs::read_to_string(commands_path)?;
+    let m = |k: &str| meta.get(k).cloned().unwrap_or_else(|| "?".into());
+    let mut o = String::new();
+
+    let _ = write!(
+        o,
+        "# Benchmarks\n\n\
+         websocksy against [websocat](https://github.com/vi/websocat) and \
+         [websockify](https://github.com/novnc/websockify) as WebSocket-to-TCP bridges. \
+         Generated by `bench/run.sh` on {date} (took {minutes} min); every number comes from \
+         the median of {runs} runs (the run whose main metric is the median; all runs are listed \
+         under each table). Re-running the script rewrites this file.\n\n\
+         ## Machine\n\n\
+         | | |\n|---|---|\n\
+         | CPUs (`nproc`) | {nproc} |\n| CPU model | {cpu} |\n| memory | {mem} |\n| kernel | {kernel} |\n\
+         | `ulimit -n` during the runs | {ulimit} |\n\
+         | load average before / after the runs | {load0} / {load1} |\n\n\
+         **The bridge, the TCP peer and the client share these {nproc} cores.** A one-connection \
+         scenario has three or four busy threads (client writer and reader, bridge, peer) on {nproc} \
+         cores, so the numbers measure the whole system, and a bridge that uses fewer CPU cycles per \
+         byte leaves more for the client and the peer. No process is pinned to a core, and other \
+         work may share the machine (see the load average, and `quiet_idle_pct` in \
+         `bench/last-results.tsv`), so expect run-to-run spread: compare the \"all runs\" lines \
+         before trusting a small difference. Latency on this virtual machine also depends on how \
+         fast an idle vCPU wakes up: compare bridges with the plain-TCP baseline of the same run.\n\n\
+         ## Tools\n\n\
+         | tool | version | command |\n|---|---|---|\n\
+         | websocksy | {wv} | `{wc}` |\n\
+         | websocat | {cv} | `{cc}` |\n\
+         | websockify | {kv} | `{kc}` |\n\
+         | client and peers | `wsbench` (bench/, {rustc}) | see below |\n\n",
+        date = m("date"),
+        minutes = m("minutes"),
+        runs = m("runs"),
+        nproc = m("nproc"),
+        cpu = m("cpu"),
+        mem = m("mem"),
+        kernel = m("kernel"),
+        ulimit = m("ulimit"),
+        load0 = m("load_before"),
+        load1 = m("load_after"),
+        wv = m("websocksy_version"),
+        wc = m("websocksy_cmd"),
+        cv = m("websocat_version"),
+        cc = m("websocat_cmd"),
+        kv = m("websockify_version"),
+        kc = m("websockify_cmd"),
+        rustc = m("rustc"),
+    );
+
+    let _ = write!(
+        o,
+        "## Method\n\n\
+         - Each run starts fresh processes: `wsbench serve` (a TCP echo peer and a TCP source \
+           peer on ephemeral ports, one thread per connection, TCP_NODELAY), then the bridge on \
+           its own port, pointed at the echo or the source peer. Readiness is a bounded TCP \
+           connect loop (`wsbench wait`); websocksy's port is read from its `listening on` log line.\n\
+         - The client (`wsbench`) uses tungstenite for the opening handshake only; after it, \
+           frames are written and parsed by hand: TCP_NODELAY, every client frame masked (one \
+           fixed key, so a repeated message is masked once and the same bytes are written again; \
+           the bridge still unmasks every byte), small messages written in ~64 KiB batches, and \
+           server frames parsed in a 1 MiB buffer without copying. Payloads are binary.\n\
+         - Echo scenarios count bytes, not frames: the TCP peer does not keep message boundaries, \
+           so a bridge may return the bytes of one message in several frames or several in one.\n\
+         - Latency figures are per round trip (write one frame, read until all its bytes are back, \
+           content checked), after {warm} warm-up round trips.\n\
+         - Idle memory: `VmRSS` summed over the bridge process and its children before and after \
+           opening the connections, divided by the number opened. websockify forks one process \
+           per connection, and each child's RSS counts the pages it shares with its parent, so \
+           the PSS line (`Pss` from `/proc/PID/smaps_rollup`, shared pages split between the \
+           processes that map them) is the fair comparison; for the single-process bridges \
+           RSS and PSS agree. Opening stops early if `MemAvailable` falls under {minmem} MiB.\n\
+         - Bridge CPU: user + system CPU time of the bridge process and its children (from \
+           `/proc/PID/stat`, 10 ms ticks) during the measurement. With the cores shared, this is \
+           the steadier figure: it says what the bridge costs, whatever the client and the peer \
+           were doing. (The kernel's loopback TCP work is mostly charged to the sending process, \
+           so it is included for the bridge's own sends.)\n\
+         - The machine is shared: before each measurement the script waits (at most {qwait} s) \
+           for a one-second sample with at least {qidle} % CPU idle; the idle percentage seen is \
+           kept with each run in `bench/last-results.tsv` (`quiet_idle_pct`).\n\
+         - Defaults of every bridge are kept (websocksy: 30 s keep-alive ping; the scenarios \
+           finish well within it or answer the pings).\n\n\
+         ## Reproduce\n\n```sh\n{commands}```\n\n",
+        warm = m("warmup"),
+        minmem = m("min_avail_mib"),
+        qwait = m("quiet_wait"),
+        qidle = m("quiet_idle"),
+        commands = commands,
+    );
+
+    // 1. latency
+    let _ = write!(
+        o,
+        "## 1. Round-trip latency\n\nOne connection, {} sequential round trips of a {}-byte binary message \
+         through the bridge to the TCP echo peer and back. Lower is better.\n\n{HEAD}",
+        m("lat_count"),
+        m("lat_size")
+    );
+    o += &row(&res, "latency", "median_us", "median_us", "median µs", 1.0);
+    o += &row(&res, "latency", "median_us", "p99_us", "p99 µs", 1.0);
+    o += &row(&res, "latency", "median_us", "mean_us", "mean µs", 1.0);
+    o += &derived_row(
+        &res,
+        "latency",
+        "median_us",
+        "bridge CPU µs per round trip",
+        cpu_us_per("count"),
+    );
+    if let Some(d) = res.median("latency", "direct", "median_us") {
+        let base = num(d, "median_us");
+        let added: Vec<Option<f64>> = TOOLS
+            .iter()
+            .map(|t| {
+                get(&res, "latency", t, "median_us", "median_us")
+                    .zip(base)
+                    .map(|(a, b)| a - b)
+            })
+            .collect();
+        let cell = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            o,
+            "| median added by the bridge (median − baseline median), µs | {} | {} | {} | {} | {} |",
+            cell(added[0]),
+            cell(added[1]),
+            cell(added[2]),
+            ratio(added[0], added[1]),
+            ratio(added[0], added[2])
+        );
+        let g = |k: &str| num(d, k).map(fmt_num).unwrap_or_default();
+        let _ = write!(
+            o,
+            "\nBaseline: the same client and echo peer over plain TCP, no bridge and no WebSocket \
+             framing (`wsbench tcp-latency`): median {} µs, p99 {} µs, mean {} µs. \
+             All baseline runs (median µs): {}.\n",
+            g("median_us"),
+            g("p99_us"),
+            g("mean_us"),
+            res.all_runs("latency", "direct", "median_us")
+        );
+    }
+    o += "\n";
+    o += &runs_line(&res, "latency", "median_us", " µs");
+    o += "\n";
+
+    // 2. echo throughput
+    let _ = write!(
+        o,
+        "## 2. Throughput client → peer → client\n\nOne connection; a writer thread streams binary \
+         messages through the bridge to the TCP echo peer, a reader thread counts the bytes coming \
+         back. MiB/s of payload (each byte crosses the bridge twice). Higher is better.\n\n{HEAD}"
+    );
+    let echo = [
+        (
+            "echo64k",
+            format!("64 KiB messages, {} MiB", m("echo64k_mib")),
+        ),
+        (
+            "echo16k",
+            format!("16 KiB messages, {} MiB", m("echo16k_mib")),
+        ),
+        ("echo1k", format!("1 KiB messages, {} MiB", m("echo1k_mib"))),
+    ];
+    for (sc, label) in &echo {
+        o += &row(&res, sc, "mib_s", "mib_s", &format!("{label}: MiB/s"), 1.0);
+    }
+    for (sc, label) in &echo {
+        o += &row(
+            &res,
+            sc,
+            "mib_s",
+            "msgs_s",
+            &format!("{label}: messages/s"),
+            1.0,
+        );
+    }
+    for (sc, label) in &echo {
+        o += &derived_row(
+            &res,
+            sc,
+            "mib_s",
+            &format!("{label}: MiB per bridge CPU second"),
+            mib_per_cpu_s,
+        );
+    }
+    o += "\n";
+    for (sc, _) in &echo {
+        o += &format!("{sc}: ");
+        o += &runs_line(&res, sc, "mib_s", " MiB/s");
+    }
+    o += "\n";
+
+    // 3. source
+    let _ = write!(
+        o,
+        "## 3. Throughput peer → client\n\nThe TCP source peer writes {} MiB as fast as the bridge takes \
+         it; the client reads frames and counts bytes. Higher is better.\n\n{HEAD}",
+        m("source_mib")
+    );
+    o += &row(&res, "source", "mib_s", "mib_s", "MiB/s", 1.0);
+    o += &row(
+        &res,
+        "source",
+        "mib_s",
+        "avg_frame",
+        "mean frame payload, bytes",
+        1.0,
+    );
+    o += &derived_row(
+        &res,
+        "source",
+        "mib_s",
+        "MiB per bridge CPU second",
+        mib_per_cpu_s,
+    );
+    o += "\n";
+    o += &runs_line(&res, "source", "mib_s", " MiB/s");
+    o += "\n";
+
+    // 4. idle
+    let _ = write!(
+        o,
+        "## 4. Concurrent idle connections\n\n{} upgraded connections (websockify: {}, see below) opened \
+         one after another and left idle (each bridge also holds one TCP connection to the echo peer per \
+         client); the bridge's memory before and after; then one 16-byte message is echoed on every \
+         connection. Lower memory is better.\n\n{HEAD}",
+        m("idle_n"),
+        m("idle_n_websockify")
+    );
+    o += &count_row(
+        &res,
+        "idle",
+        "pss_kib_per_conn",
+        "opened",
+        "connections opened",
+    );
+    o += &count_row(
+        &res,
+        "idle",
+        "pss_kib_per_conn",
+        "echo_ok",
+        "connections that echoed afterwards",
+    );
+    o += &count_row(
+        &res,
+        "idle",
+        "pss_kib_per_conn",
+        "open_secs",
+        "seconds to open them all",
+    );
+    o += &count_row(
+        &res,
+        "idle",
+        "pss_kib_per_conn",
+        "procs_after",
+        "bridge processes afterwards",
+    );
+    o += &row(
+        &res,
+        "idle",
+        "pss_kib_per_conn",
+        "rss_before_kib",
+        "RSS before, MiB",
+        1.0 / 1024.0,
+    );
+    o += &row(
+        &res,
+        "idle",
+        "pss_kib_per_conn",
+        "rss_after_kib",
+        "RSS after, MiB",
+        1.0 / 1024.0,
+    );
+    o += &row(
+        &res,
+        "idle",
+        "pss_kib_per_conn",
+        "rss_kib_per_conn",
+        "**KiB per connection (RSS)**",
+        1.0,
+    );
+    o += &row(
+        &res,
+        "idle",
+        "pss_kib_per_conn",
+        "pss_after_kib",
+        "PSS after, MiB",
+        1.0 / 1024.0,
+    );
+    o += &row(
+        &res,
+        "idle",
+        "pss_kib_per_conn",
+        "pss_kib_per_conn",
+        "**KiB per connection (PSS)**",
+        1.0,
+    );
+    o += "\n";
+    o += &runs_line(&res, "idle", "pss_kib_per_conn", " KiB");
+    let _ = write!(
+        o,
+        "\nwebsockify forks a Python process for every connection, and past about 508 concurrent \
+         connections its new children die with `handler exception: filedescriptor out of range in \
+         select()` (seen with 2000: every handshake succeeded, then only ~508 connections still \
+         echoed), so it is measured with {1} connections instead of {0}; the figure is per connection. \
+         websocksy accepts (nofile − 64) / 2 connections with this descriptor limit; websocat has no \
+         cap unless `--conncap` is given.\n",
+        m("idle_n"),
+        m("idle_n_websockify")
+    );
+    for t in TOOLS {
+        if let Some(r) = res.median("idle", t, "pss_kib_per_conn") {
+            if let Some(s) = r.kv.get("stop").filter(|s| s.as_str() != "none") {
+                let _ = writeln!(o, "\n{t} stopped opening connections early: `{s}`.");
+            }
+        }
+    }
+    o += "\n";
+
+    // 5. many
+    let _ = write!(
+        o,
+        "## 5. Many connections, small round trips\n\n{} connections (one client thread each) doing \
+         {} sequential round trips of {} bytes at the same time. Round trips/s counts round trips \
+         completed per second over all connections. Higher is better.\n\n{HEAD}",
+        m("many_conns"),
+        m("many_rounds"),
+        m("lat_size")
+    );
+    o += &row(&res, "many", "msgs_s", "msgs_s", "round trips/s", 1.0);
+    o += &row(
+        &res,
+        "many",
+        "msgs_s",
+        "median_us",
+        "median round trip µs",
+        1.0,
+    );
+    o += &row(&res, "many", "msgs_s", "p99_us", "p99 round trip µs", 1.0);
+    let many_count = |r: &Run| {
+        let c = num(r, "bridge_cpu_s")?;
+        let n = num(r, "conns")? * num(r, "rounds")?;
+        (n > 0.0).then(|| c * 1e6 / n)
+    };
+    o += &derived_row(
+        &res,
+        "many",
+        "msgs_s",
+        "bridge CPU µs per round trip",
+        many_count,
+    );
+    o += "\n";
+    o += &runs_line(&res, "many", "msgs_s", "");
+    o += "\n";
+
+    // targets
+    o += "## Against the targets\n\n| target | websocksy | websocat | ratio | |\n|---|---:|---:|---:|---|\n";
+    let lat = |t| get(&res, "latency", t, "median_us", "median_us");
+    let (a, b) = (lat("websocksy"), lat("websocat"));
+    let _ = writeln!(
+        o,
+        "| latency median ≤ 2/3 of websocat's | {} µs | {} µs | {} | {} |",
+        a.map(fmt_num).unwrap_or_default(),
+        b.map(fmt_num).unwrap_or_default(),
+        ratio(a, b),
+        verdict(a.zip(b).map(|(a, b)| a <= b * 2.0 / 3.0))
+    );
+    for (sc, label) in echo
+        .iter()
+        .map(|(s, l)| (*s, l.clone()))
+        .chain([("source", "peer → client".to_string())])
+    {
+        let a = get(&res, sc, "websocksy", "mib_s", "mib_s");
+        let b = get(&res, sc, "websocat", "mib_s", "mib_s");
+        let _ = writeln!(
+            o,
+            "| throughput 1.5–2.5× websocat's ({label}) | {} MiB/s | {} MiB/s | {} | {} |",
+            a.map(fmt_num).unwrap_or_default(),
+            b.map(fmt_num).unwrap_or_default(),
+            ratio(a, b),
+            verdict(a.zip(b).map(|(a, b)| a >= b * 1.5))
+        );
+    }
+    let a = get(&res, "many", "websocksy", "msgs_s", "msgs_s");
+    let b = get(&res, "many", "websocat", "msgs_s", "msgs_s");
+    let _ = writeln!(
+        o,
+        "| many connections: round trips/s (no numeric target) | {} | {} | {} | |",
+        a.map(fmt_num).unwrap_or_default(),
+        b.map(fmt_num).unwrap_or_default(),
+        ratio(a, b)
+    );
+    let a = get(
+        &res,
+        "idle",
+        "websocksy",
+        "pss_kib_per_conn",
+        "pss_kib_per_conn",
+    );
+    let b = get(
+        &res,
+        "idle",
+        "websocat",
+        "pss_kib_per_conn",
+        "pss_kib_per_conn",
+    );
+    let _ = writeln!(
+        o,
+        "| memory per idle connection, KiB (PSS; lower is better) | {} | {} | {} | |",
+        a.map(fmt_num).unwrap_or_default(),
+        b.map(fmt_num).unwrap_or_default(),
+        ratio(a, b)
+    );
+    if let Ok(extra) = fs::read_to_string(m("notes")) {
+        o += "\n";
+        o += &extra;
+    }
+    Ok(o)
+}

@@ -1,0 +1,448 @@
+//! The measurements. Each prints one line of `key=value` pairs on stdout.
+
+use std::fs;
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::ws::{self, FrameReader};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// CPU seconds (user + system) used so far by the bridge process and its
+/// children, when its pid is known. Children that already exited are not
+/// counted, so samples are taken while the connections are still open.
+#[derive(Clone, Copy)]
+pub struct Cpu(pub Option<u32>);
+
+impl Cpu {
+    fn sample(self) -> Option<f64> {
+        let root = self.0?;
+        let mut ticks = 0u64;
+        for pid in descendants(root) {
+            if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
+                let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+                // Fields after the comm: state(0) ppid(1) ... utime(11) stime(12).
+                let f: Vec<&str> = after.split_whitespace().collect();
+                ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                ticks += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        // USER_HZ is 100 on Linux.
+        Some(ticks as f64 / 100.0)
+    }
+
+    /// ` bridge_cpu_s=X` for the output line, or nothing.
+    fn since(self, start: Option<f64>) -> String {
+        match (start, self.sample()) {
+            (Some(a), Some(b)) => format!(" bridge_cpu_s={:.2}", b - a),
+            _ => String::new(),
+        }
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1000.0)
+}
+
+fn latency_summary(mut ns: Vec<u64>) -> String {
+    ns.sort_unstable();
+    let mean = ns.iter().sum::<u64>() as f64 / ns.len().max(1) as f64;
+    format!(
+        "median_us={} p99_us={} mean_us={:.1} min_us={} max_us={}",
+        us(percentile(&ns, 0.5)),
+        us(percentile(&ns, 0.99)),
+        mean / 1000.0,
+        us(ns.first().copied().unwrap_or(0)),
+        us(ns.last().copied().unwrap_or(0)),
+    )
+}
+
+/// One round trip: write the prepared frame, read back `size` bytes.
+fn round_trip(
+    w: &mut TcpStream,
+    r: &mut FrameReader,
+    frame: &[u8],
+    size: usize,
+    check: &[u8],
+    got: &mut Vec<u8>,
+) -> io::Result<u64> {
+    got.clear();
+    let t = Instant::now();
+    w.write_all(frame)?;
+    r.read_bytes(size as u64, &mut |p| got.extend_from_slice(p))?;
+    let dt = t.elapsed().as_nanos() as u64;
+    if got.as_slice() != check {
+        return Err(io::Error::other(format!(
+            "echo mismatch: sent {} bytes, got {}",
+            size,
+            got.len()
+        )));
+    }
+    Ok(dt)
+}
+
+/// Scenario 1: sequential round trips on one connection.
+pub fn latency(
+    url: &str,
+    count: usize,
+    warmup: usize,
+    size: usize,
+    cpu: Cpu,
+    timeout: Duration,
+) -> io::Result<String> {
+    let s = ws::connect(url, timeout)?;
+    let mut w = s.try_clone()?;
+    let mut r = FrameReader::new(s, 64 * 1024);
+    let payload = ws::pattern(size);
+    let frame = ws::masked_frame(&payload);
+    let mut got = Vec::with_capacity(size);
+    let mut samples = Vec::with_capacity(count);
+    let mut cpu0 = None;
+    for i in 0..warmup + count {
+        if i == warmup {
+            cpu0 = cpu.sample();
+        }
+        let dt = round_trip(&mut w, &mut r, &frame, size, &payload, &mut got)?;
+        if i >= warmup {
+            samples.push(dt);
+        }
+    }
+    let used = cpu.since(cpu0);
+    ws::close(&w);
+    Ok(format!(
+        "count={count} size={size} {}{used}",
+        latency_summary(samples)
+    ))
+}
+
+/// Baseline for scenario 1: the same round trips over plain TCP straight
+/// to the echo peer, no bridge and no WebSocket framing.
+pub fn tcp_latency(
+    addr: &str,
+    count: usize,
+    warmup: usize,
+    size: usize,
+    timeout: Duration,
+) -> io::Result<String> {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(timeout))?;
+    let payload = ws::pattern(size);
+    let mut got = vec![0u8; size];
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..warmup + count {
+        let t = Instant::now();
+        s.write_all(&payload)?;
+        s.read_exact(&mut got)?;
+        let dt = t.elapsed().as_nanos() as u64;
+        if got != payload {
+            return Err(io::Error::other("echo mismatch"));
+        }
+        if i >= warmup {
+            samples.push(dt);
+        }
+    }
+    Ok(format!(
+        "count={count} size={size} {}",
+        latency_summary(samples)
+    ))
+}
+
+/// Scenario 2: one connection, a writer streaming `total` bytes in `msg`
+/// byte messages through the echo peer, a reader thread counting them back.
+pub fn echo_throughput(
+    url: &str,
+    total: u64,
+    msg: usize,
+    cpu: Cpu,
+    timeout: Duration,
+) -> io::Result<String> {
+    let s = ws::connect(url, timeout)?;
+    let messages = total / msg as u64;
+    let total = messages * msg as u64;
+    let frame = ws::masked_frame(&ws::pattern(msg));
+    // Small frames are written in batches of about 64 KiB, as a buffered
+    // writer would.
+    let per_batch = (64 * 1024 / frame.len()).max(1) as u64;
+    let batch = frame.repeat(per_batch as usize);
+
+    let mut reader = FrameReader::new(s.try_clone()?, 1 << 20);
+    reader.answer_pings = false;
+    let reading = thread::spawn(move || -> io::Result<(Instant, u64, u64)> {
+        let (frames, got) = reader.read_bytes(total, &mut |_| {})?;
+        Ok((Instant::now(), frames, got))
+    });
+
+    let mut w = &s;
+    let cpu0 = cpu.sample();
+    let start = Instant::now();
+    let mut left = messages;
+    while left >= per_batch {
+        w.write_all(&batch)?;
+        left -= per_batch;
+    }
+    w.write_all(&batch[..left as usize * frame.len()])?;
+    let (done, frames, got) = reading
+        .join()
+        .map_err(|_| io::Error::other("reader panicked"))??;
+    let used = cpu.since(cpu0);
+    ws::close(&s);
+    if got != total {
+        return Err(io::Error::other(format!(
+            "sent {total} bytes, {got} came back"
+        )));
+    }
+    let secs = done.duration_since(start).as_secs_f64();
+    Ok(format!(
+        "total_mib={:.0} msg={msg} secs={secs:.3} mib_s={:.1} msgs_s={:.0} frames_back={frames}{used}",
+        total as f64 / MIB,
+        total as f64 / MIB / secs,
+        messages as f64 / secs,
+    ))
+}
+
+/// Scenario 3: the source peer streams; the client only reads.
+pub fn source_throughput(url: &str, total: u64, cpu: Cpu, timeout: Duration) -> io::Result<String> {
+    let s = ws::connect(url, timeout)?;
+    let mut r = FrameReader::new(s.try_clone()?, 1 << 20);
+    let cpu0 = cpu.sample();
+    let start = Instant::now();
+    let (frames, got) = r.read_bytes(total, &mut |_| {})?;
+    let secs = start.elapsed().as_secs_f64();
+    let used = cpu.since(cpu0);
+    ws::close(&s);
+    Ok(format!(
+        "total_mib={:.0} secs={secs:.3} mib_s={:.1} frames={frames} avg_frame={:.0}{used}",
+        got as f64 / MIB,
+        got as f64 / MIB / secs,
+        got as f64 / frames.max(1) as f64,
+    ))
+}
+
+/// Memory of a process and all its descendants (websockify forks one
+/// process per connection).
+struct TreeMem {
+    procs: usize,
+    rss_kib: u64,
+    pss_kib: u64,
+}
+
+fn status_field(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent = Vec::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...; comm may hold spaces.
+            let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+            if let Some(ppid) = after
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u32>().ok())
+            {
+                parent.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree
+}
+
+fn tree_mem(root: u32) -> TreeMem {
+    let mut m = TreeMem {
+        procs: 0,
+        rss_kib: 0,
+        pss_kib: 0,
+    };
+    for pid in descendants(root) {
+        if let Ok(st) = fs::read_to_string(format!("/proc/{pid}/status")) {
+            m.procs += 1;
+            m.rss_kib += status_field(&st, "VmRSS:");
+        }
+        if let Ok(sm) = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
+            m.pss_kib += status_field(&sm, "Pss:");
+        }
+    }
+    m
+}
+
+fn mem_available_mib() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .map(|t| status_field(&t, "MemAvailable:") / 1024)
+        .unwrap_or(u64::MAX)
+}
+
+/// Scenario 4: `n` idle upgraded connections; the bridge's memory before
+/// and after, then one echo on each.
+pub fn idle(
+    url: &str,
+    n: usize,
+    pid: u32,
+    min_avail_mib: u64,
+    timeout: Duration,
+) -> io::Result<String> {
+    let before = tree_mem(pid);
+    let start = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    let mut stop = String::from("none");
+    for i in 0..n {
+        if i % 100 == 0 && mem_available_mib() < min_avail_mib {
+            stop = format!("memory_below_{min_avail_mib}MiB");
+            break;
+        }
+        match ws::connect(url, timeout) {
+            Ok(s) => conns.push(s),
+            Err(e) => {
+                stop = format!(
+                    "connect_{}_failed:{}",
+                    i + 1,
+                    e.to_string().replace(char::is_whitespace, "_")
+                );
+                break;
+            }
+        }
+    }
+    let open_secs = start.elapsed().as_secs_f64();
+    let after = tree_mem(pid);
+    let opened = conns.len();
+
+    let payload = ws::pattern(16);
+    let frame = ws::masked_frame(&payload);
+    let mut ok = 0usize;
+    let mut got = Vec::new();
+    for s in &conns {
+        let good = s.try_clone().and_then(|mut w| {
+            let mut r = FrameReader::new(s.try_clone()?, 4096);
+            round_trip(&mut w, &mut r, &frame, payload.len(), &payload, &mut got)
+        });
+        if good.is_ok() {
+            ok += 1;
+        }
+    }
+    let verify_secs = start.elapsed().as_secs_f64() - open_secs;
+    for s in &conns {
+        ws::close(s);
+    }
+    let per = |a: u64, b: u64| {
+        if opened > 0 {
+            a.saturating_sub(b) as f64 / opened as f64
+        } else {
+            0.0
+        }
+    };
+    Ok(format!(
+        "requested={n} opened={opened} echo_ok={ok} stop={stop} open_secs={open_secs:.2} verify_secs={verify_secs:.2} \
+         procs_before={} procs_after={} rss_before_kib={} rss_after_kib={} pss_before_kib={} pss_after_kib={} \
+         rss_kib_per_conn={:.1} pss_kib_per_conn={:.1}",
+        before.procs,
+        after.procs,
+        before.rss_kib,
+        after.rss_kib,
+        before.pss_kib,
+        after.pss_kib,
+        per(after.rss_kib, before.rss_kib),
+        per(after.pss_kib, before.pss_kib),
+    ))
+}
+
+/// Scenario 5: `conns` threads, each with its own connection, doing
+/// `rounds` sequential round trips at the same time.
+pub fn many(
+    url: &str,
+    conns: usize,
+    rounds: usize,
+    size: usize,
+    cpu: Cpu,
+    timeout: Duration,
+) -> io::Result<String> {
+    let barrier = Arc::new(Barrier::new(conns + 1));
+    let mut handles = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let barrier = barrier.clone();
+        let url = url.to_string();
+        let h = thread::Builder::new().stack_size(256 * 1024).spawn(
+            move || -> io::Result<(Vec<u64>, TcpStream)> {
+                let conn = ws::connect(&url, timeout);
+                barrier.wait();
+                let s = conn?;
+                let mut w = s.try_clone()?;
+                let mut r = FrameReader::new(s, 16 * 1024);
+                let payload = ws::pattern(size);
+                let frame = ws::masked_frame(&payload);
+                let mut got = Vec::with_capacity(size);
+                let mut samples = Vec::with_capacity(rounds);
+                for _ in 0..rounds {
+                    samples.push(round_trip(
+                        &mut w, &mut r, &frame, size, &payload, &mut got,
+                    )?);
+                }
+                // Closed by the main thread after its CPU sample.
+                Ok((samples, w))
+            },
+        )?;
+        handles.push(h);
+    }
+    let cpu0 = cpu.sample();
+    barrier.wait();
+    let start = Instant::now();
+    let mut all = Vec::with_capacity(conns * rounds);
+    let mut socks = Vec::with_capacity(conns);
+    let mut first_err = None;
+    for h in handles {
+        match h
+            .join()
+            .map_err(|_| io::Error::other("client thread panicked"))?
+        {
+            Ok((v, s)) => {
+                all.extend(v);
+                socks.push(s);
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let used = cpu.since(cpu0);
+    for s in &socks {
+        ws::close(s);
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    Ok(format!(
+        "conns={conns} rounds={rounds} size={size} secs={secs:.3} msgs_s={:.0} {}{used}",
+        all.len() as f64 / secs,
+        latency_summary(all),
+    ))
+}

@@ -1,0 +1,313 @@
+//! The client side: tungstenite does the opening handshake, then frames are
+//! written and read by hand so the client costs as little CPU as possible
+//! (the bridge and the client share the machine's cores) and one connection
+//! can be split into a writer and a reader thread.
+//!
+//! * Frames written are binary, FIN, masked with a fixed key. A message
+//!   sent repeatedly is masked once ([`masked_frame`]) and the same bytes
+//!   are written each time: the bridge still unmasks every byte.
+//! * Frames read (the server's, unmasked) are parsed in a large buffer and
+//!   their payload is handed out in place, never copied.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// Fixed masking key (RFC 6455 wants an unpredictable one; the bridge
+/// cannot tell, and its unmasking work is the same).
+pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+pub const OP_CONT: u8 = 0x0;
+pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
+pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
+
+/// `ws://host:port/path` split into the address to connect to.
+pub fn url_addr(url: &str) -> io::Result<String> {
+    let rest = url.strip_prefix("ws://").ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a ws:// URL: {url}"),
+        )
+    })?;
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    Ok(host_port.to_string())
+}
+
+/// During the handshake, reads never go past the end of the HTTP response
+/// head (found with MSG_PEEK), so no frame byte that follows the 101 can be
+/// left in tungstenite's buffer when the stream is taken back.
+struct HeadOnly<'a> {
+    s: &'a TcpStream,
+    /// The last 3 bytes handed out, to find a `\r\n\r\n` split across reads.
+    tail: [u8; 3],
+    done: bool,
+}
+
+impl Read for HeadOnly<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.s.peek(buf)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut joined = Vec::with_capacity(3 + n);
+        joined.extend_from_slice(&self.tail);
+        joined.extend_from_slice(&buf[..n]);
+        let take = match joined.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(p) => {
+                self.done = true;
+                p + 4 - 3
+            }
+            None => n,
+        };
+        let got = self.s.read(&mut buf[..take])?;
+        for &b in &buf[..got] {
+            self.tail = [self.tail[1], self.tail[2], b];
+        }
+        Ok(got)
+    }
+}
+
+impl Write for HeadOnly<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.s).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Connects to `url`, performs the WebSocket handshake, and returns the
+/// socket positioned at the first frame, with TCP_NODELAY set.
+pub fn connect(url: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let addr = url_addr(url)?;
+    let sa = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot resolve {addr}"),
+        )
+    })?;
+    let s = TcpStream::connect_timeout(&sa, timeout)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let wrapper = HeadOnly {
+        s: &s,
+        tail: [0; 3],
+        done: false,
+    };
+    match tungstenite::client::client(url, wrapper) {
+        Ok((ws, resp)) => {
+            if resp.status().as_u16() != 101 {
+                return Err(io::Error::other(format!(
+                    "handshake answered {}",
+                    resp.status()
+                )));
+            }
+            drop(ws);
+        }
+        Err(e) => {
+            return Err(io::Error::other(format!(
+                "handshake with {url} failed: {e}"
+            )))
+        }
+    }
+    Ok(s)
+}
+
+/// Appends one client frame (FIN, `opcode`, masked with [`MASK`]) to `out`.
+pub fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    out.push(0x80 | opcode);
+    let n = payload.len();
+    if n < 126 {
+        out.push(0x80 | n as u8);
+    } else if n <= 0xffff {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&MASK);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    for (i, b) in out[start..].iter_mut().enumerate() {
+        *b ^= MASK[i & 3];
+    }
+}
+
+/// One binary frame carrying `payload`, ready to be written as is.
+pub fn masked_frame(payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(payload.len() + 14);
+    push_frame(&mut v, OP_BINARY, payload);
+    v
+}
+
+/// A recognisable payload of `len` bytes.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 13) as u8).collect()
+}
+
+/// Sends a close frame, then shuts the socket down; errors are ignored.
+pub fn close(s: &TcpStream) {
+    let mut v = Vec::new();
+    push_frame(&mut v, OP_CLOSE, &1000u16.to_be_bytes());
+    let _ = (&*s).write_all(&v);
+    let _ = s.shutdown(Shutdown::Write);
+}
+
+/// Parses server frames out of a large buffer.
+pub struct FrameReader {
+    s: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Answer pings in [`FrameReader::read_bytes`]. Off when another
+    /// thread writes on the same socket (a pong could land mid-frame).
+    pub answer_pings: bool,
+}
+
+/// What [`FrameReader::next`] found.
+pub struct Frame {
+    pub opcode: u8,
+    pub len: u64,
+    /// The payload of control frames (data payloads go to the sink).
+    pub control: Vec<u8>,
+}
+
+impl FrameReader {
+    pub fn new(s: TcpStream, cap: usize) -> FrameReader {
+        FrameReader {
+            s,
+            buf: vec![0; cap.max(256)],
+            start: 0,
+            end: 0,
+            answer_pings: true,
+        }
+    }
+
+    /// Makes at least `need` (≤ 14) bytes available at `start`.
+    fn fill(&mut self, need: usize) -> io::Result<()> {
+        while self.end - self.start < need {
+            if self.start > 0 && self.buf.len() - self.start < 64 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let n = self.s.read(&mut self.buf[self.end..])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "bridge closed the connection",
+                ));
+            }
+            self.end += n;
+        }
+        Ok(())
+    }
+
+    /// Reads one frame; a data frame's payload goes to `sink` in place, in
+    /// one or more pieces. Close frames come back as an error.
+    pub fn next(&mut self, sink: &mut dyn FnMut(&[u8])) -> io::Result<Frame> {
+        self.fill(2)?;
+        let b0 = self.buf[self.start];
+        let b1 = self.buf[self.start + 1];
+        if b1 & 0x80 != 0 {
+            return Err(io::Error::other("server sent a masked frame"));
+        }
+        let (hlen, len) = match b1 & 0x7f {
+            126 => {
+                self.fill(4)?;
+                (
+                    4,
+                    u16::from_be_bytes([self.buf[self.start + 2], self.buf[self.start + 3]]) as u64,
+                )
+            }
+            127 => {
+                self.fill(10)?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&self.buf[self.start + 2..self.start + 10]);
+                (10, u64::from_be_bytes(b))
+            }
+            n => (2, n as u64),
+        };
+        self.start += hlen;
+        let opcode = b0 & 0x0f;
+        let is_control = opcode >= 0x8;
+        let mut control = Vec::new();
+        let mut left = len;
+        while left > 0 {
+            if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+                let n = self.s.read(&mut self.buf)?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "bridge closed mid-frame",
+                    ));
+                }
+                self.end = n;
+            }
+            let take = ((self.end - self.start) as u64).min(left) as usize;
+            let piece = &self.buf[self.start..self.start + take];
+            if is_control {
+                control.extend_from_slice(piece);
+            } else {
+                sink(piece);
+            }
+            self.start += take;
+            left -= take as u64;
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if opcode == OP_CLOSE {
+            let code = if control.len() >= 2 {
+                u16::from_be_bytes([control[0], control[1]])
+            } else {
+                1005
+            };
+            let reason = String::from_utf8_lossy(control.get(2..).unwrap_or(&[])).into_owned();
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!("bridge sent close {code} {reason}"),
+            ));
+        }
+        Ok(Frame {
+            opcode,
+            len,
+            control,
+        })
+    }
+
+    /// Reads frames until at least `want` payload bytes have arrived (they
+    /// may come in any number of frames), answering pings with pongs if
+    /// [`FrameReader::answer_pings`]. Returns (data frames, payload bytes).
+    pub fn read_bytes(&mut self, want: u64, sink: &mut dyn FnMut(&[u8])) -> io::Result<(u64, u64)> {
+        let mut got = 0u64;
+        let mut frames = 0u64;
+        while got < want {
+            let f = self.next(&mut |p| sink(p))?;
+            match f.opcode {
+                OP_BINARY | OP_TEXT | OP_CONT => {
+                    got += f.len;
+                    frames += 1;
+                }
+                OP_PING if self.answer_pings => {
+                    let mut pong = Vec::new();
+                    push_frame(&mut pong, OP_PONG, &f.control);
+                    (&self.s).write_all(&pong)?;
+                }
+                _ => {}
+            }
+        }
+        Ok((frames, got))
+    }
+}
