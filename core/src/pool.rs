@@ -20,6 +20,15 @@ impl InBuf {
     pub fn data(&self) -> &[u8] {
         &self.data[self.start..self.end]
     }
+    /// Where `data()` starts in `raw()`.
+    pub fn offset(&self) -> usize {
+        self.start
+    }
+    /// The whole storage: offsets taken before `consume` stay valid until
+    /// the next read into the buffer.
+    pub fn raw(&self) -> &[u8] {
+        &self.data
+    }
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }

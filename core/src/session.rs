@@ -35,6 +35,10 @@ use crate::workers::{Job, Outcome, Workers};
 
 /// Stop reading the peer while this much waits for the client.
 pub const OUT_HIGH: usize = 64 * 1024;
+/// Small client messages are gathered into one peer write up to this size.
+const PEER_BATCH: usize = 64 * 1024;
+/// Messages at least this big are written from tungstenite's buffer, uncopied.
+const PEER_DIRECT: usize = 16 * 1024;
 /// Work done per `ready` call before yielding to other sessions.
 const MAX_ITERATIONS: usize = 32;
 /// How long a closing side may take to finish its handshake or drain.
@@ -200,7 +204,10 @@ pub struct Session {
     /// Bytes for the client: HTTP response, then frames.
     out: Vec<u8>,
     out_pos: usize,
-    /// A client message not yet fully written to the peer.
+    /// Small client messages gathered for one write to a stream peer.
+    peer_out: Vec<u8>,
+    peer_out_pos: usize,
+    /// A large client message (or a datagram) not yet fully written; goes after `peer_out`.
     to_peer: Option<(Bytes, usize)>,
     /// Peer bytes not yet framed.
     from_peer: Option<InBuf>,
@@ -257,6 +264,8 @@ impl Session {
             framing: None,
             out: Vec::new(),
             out_pos: 0,
+            peer_out: Vec::new(),
+            peer_out_pos: 0,
             to_peer: None,
             from_peer: None,
             fresh: 0,
@@ -571,7 +580,11 @@ impl Session {
     fn read_frames(&mut self, cx: &mut Ctx) -> bool {
         let mut progress = false;
         let mut budget = 64;
-        while self.crd.r() && self.to_peer.is_none() && (!self.mirror || self.pending_out() < OUT_HIGH) {
+        while self.crd.r()
+            && self.to_peer.is_none()
+            && self.peer_out.len() - self.peer_out_pos < PEER_BATCH
+            && (!self.mirror || self.pending_out() < OUT_HIGH)
+        {
             if budget == 0 {
                 self.more = true;
                 break;
@@ -641,6 +654,11 @@ impl Session {
                 }
             }
         }
+        // One write for everything gathered in this pass; a lone message is
+        // not held back.
+        if self.peer_pending() {
+            self.flush_peer(cx);
+        }
         progress
     }
 
@@ -662,11 +680,29 @@ impl Session {
         }
         self.bytes_in += payload.len() as u64;
         let datagram = self.peer.as_ref().is_some_and(PeerSock::is_datagram);
-        if payload.is_empty() && !datagram {
+        if datagram {
+            // One message, one datagram: never gathered.
+            self.to_peer = Some((payload, 0));
+            return self.flush_peer(cx);
+        }
+        if payload.is_empty() {
+            return;
+        }
+        let gathered = self.peer_out.len() - self.peer_out_pos;
+        if payload.len() < PEER_DIRECT && gathered + payload.len() <= PEER_BATCH {
+            if self.peer_out.capacity() == 0 {
+                self.peer_out = cx.env.pool.take_out();
+            }
+            self.peer_out.extend_from_slice(&payload);
             return;
         }
         self.to_peer = Some((payload, 0));
         self.flush_peer(cx);
+    }
+
+    /// Anything queued for the peer.
+    fn peer_pending(&self) -> bool {
+        self.to_peer.is_some() || self.peer_out_pos < self.peer_out.len()
     }
 
     fn pending_out(&self) -> usize {
@@ -785,12 +821,12 @@ impl Session {
         match self.pstate {
             PeerState::Connecting => self.check_connect(cx),
             PeerState::Open | PeerState::Draining => {
-                let had = self.to_peer.is_some();
+                let had = self.peer_pending();
                 if had && self.prd.w() {
                     self.flush_peer(cx);
                 }
-                let progress = had && self.to_peer.is_none();
-                if self.pstate == PeerState::Draining && self.to_peer.is_none() {
+                let progress = had && !self.peer_pending();
+                if self.pstate == PeerState::Draining && !self.peer_pending() {
                     if let Some(p) = self.peer.as_ref() {
                         p.shutdown_write();
                     }
@@ -812,8 +848,27 @@ impl Session {
     fn flush_peer(&mut self, cx: &mut Ctx) {
         let Some(peer) = self.peer.as_mut() else {
             self.to_peer = None;
+            self.peer_out.clear();
+            self.peer_out_pos = 0;
             return;
         };
+        while self.peer_out_pos < self.peer_out.len() {
+            match peer.write(&self.peer_out[self.peer_out_pos..]) {
+                Ok(0) => return self.peer_failed(io::ErrorKind::WriteZero.into(), cx),
+                Ok(n) => self.peer_out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.prd.clear_w();
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.peer_failed(e, cx),
+            }
+        }
+        if self.peer_out.capacity() > 0 {
+            self.peer_out_pos = 0;
+            self.peer_out.clear();
+            cx.env.pool.give_out(std::mem::take(&mut self.peer_out));
+        }
         while let Some((buf, off)) = self.to_peer.as_mut() {
             match peer.write(&buf[*off..]) {
                 Ok(n) if peer.is_datagram() || *off + n == buf.len() => self.to_peer = None,
@@ -901,39 +956,67 @@ impl Session {
     }
 
     /// Run the framing function over the unframed bytes.
+    ///
+    /// When nothing waits for the client, frames go out straight from the
+    /// peer buffer, header and payload, in one writev; only what the
+    /// kernel does not take is copied. Otherwise they are copied behind
+    /// what waits, to keep the order.
     fn frame_peer_data(&mut self, cx: &mut Ctx) {
-        let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut()) else { return };
-        if self.out.capacity() == 0 {
-            self.out = cx.env.pool.take_out();
-        }
-        while !buf.data().is_empty() {
-            let data = buf.data();
-            let fresh = self.fresh.min(data.len());
-            match framing.frame(data, fresh) {
-                Framed::More => {
-                    self.fresh = 0;
-                    return;
+        loop {
+            let direct = self.pending_out() == 0 && self.crd.w();
+            let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut()) else { return };
+            let mut parts = [Part::EMPTY; MAX_PARTS];
+            let mut n = 0;
+            let mut failure = None;
+            while !buf.is_empty() && !(direct && n == MAX_PARTS) {
+                let data = buf.data();
+                let fresh = self.fresh.min(data.len());
+                match framing.frame(data, fresh) {
+                    Framed::More => {
+                        self.fresh = 0;
+                        break;
+                    }
+                    Framed::Message { len, opcode } if len > 0 && len <= data.len() => {
+                        if direct {
+                            parts[n] = Part::new(opcode, buf.offset(), len);
+                            n += 1;
+                        } else {
+                            if self.out.capacity() == 0 {
+                                self.out = cx.env.pool.take_out();
+                            }
+                            encode(&mut self.out, data_opcode(opcode), &data[..len]);
+                        }
+                        self.bytes_out += len as u64;
+                        buf.consume(len);
+                        self.fresh = fresh.min(buf.data().len());
+                    }
+                    Framed::Discard(len) if len > 0 && len <= data.len() => {
+                        buf.consume(len);
+                        self.fresh = fresh.min(buf.data().len());
+                    }
+                    Framed::Error(e) => {
+                        failure = Some(format!("framing failed: {e}"));
+                        break;
+                    }
+                    other => {
+                        failure = Some(format!("framing returned {other:?} for {} buffered bytes", data.len()));
+                        break;
+                    }
                 }
-                Framed::Message { len, opcode } if len > 0 && len <= data.len() => {
-                    encode(&mut self.out, data_opcode(opcode), &data[..len]);
-                    self.bytes_out += len as u64;
-                    buf.consume(len);
-                    self.fresh = fresh.min(buf.data().len());
+            }
+            let more = direct && n == MAX_PARTS && !buf.is_empty();
+            if n > 0 {
+                let raw = buf.raw();
+                if write_parts(&mut self.client, &mut self.crd, raw, &parts[..n], &mut self.out, &mut cx.env.pool).is_err() {
+                    return self.client_failed(cx.env.now);
                 }
-                Framed::Discard(len) if len > 0 && len <= data.len() => {
-                    buf.consume(len);
-                    self.fresh = fresh.min(buf.data().len());
-                }
-                Framed::Error(e) => {
-                    let e = format!("framing failed: {e}");
-                    warn!("conn {} {e}", self.id);
-                    return self.fail(1011, &e, cx);
-                }
-                other => {
-                    let e = format!("framing returned {other:?} for {} buffered bytes", data.len());
-                    warn!("conn {} {e}", self.id);
-                    return self.fail(1011, &e, cx);
-                }
+            }
+            if let Some(e) = failure {
+                warn!("conn {} {e}", self.id);
+                return self.fail(1011, &e, cx);
+            }
+            if !more {
+                return;
             }
         }
     }
@@ -956,13 +1039,23 @@ impl Session {
             _ => framing.finish(data),
         };
         if let Some(op) = opcode {
-            if self.out.capacity() == 0 {
-                self.out = cx.env.pool.take_out();
-            }
-            encode(&mut self.out, data_opcode(op), data);
             self.bytes_out += n as u64;
+            if self.out_pos == self.out.len() && self.crd.w() {
+                let part = [Part::new(op, buf.offset(), n)];
+                let raw = buf.raw();
+                if write_parts(&mut self.client, &mut self.crd, raw, &part, &mut self.out, &mut cx.env.pool).is_err() {
+                    return self.client_failed(cx.env.now);
+                }
+            } else {
+                if self.out.capacity() == 0 {
+                    self.out = cx.env.pool.take_out();
+                }
+                encode(&mut self.out, data_opcode(op), data);
+            }
         }
-        buf.consume(n);
+        if let Some(buf) = self.from_peer.as_mut() {
+            buf.consume(n);
+        }
         self.fresh = 0;
     }
 
@@ -1003,7 +1096,7 @@ impl Session {
 
     fn peer_failed(&mut self, e: io::Error, cx: &mut Ctx) {
         debug!("conn {} peer failed: {e}", self.id);
-        self.to_peer = None;
+        self.discard_peer_queue();
         self.drop_peer(cx);
         self.pstate = PeerState::Gone;
         if self.cstate == ClientState::Open {
@@ -1013,6 +1106,12 @@ impl Session {
 
     fn begin_close(&mut self, now: Instant) {
         self.close_deadline.get_or_insert(now + CLOSE_TIMEOUT);
+    }
+
+    fn discard_peer_queue(&mut self) {
+        self.to_peer = None;
+        self.peer_out.clear();
+        self.peer_out_pos = 0;
     }
 
     fn stop_peer_writes(&mut self, now: Instant) {
@@ -1060,7 +1159,7 @@ impl Session {
             // A close handshake or drain that did not finish in time.
             debug!("conn {} close timed out", self.id);
             self.client_gone();
-            self.to_peer = None;
+            self.discard_peer_queue();
             self.drop_peer(cx);
             self.pstate = PeerState::Gone;
             return;
@@ -1141,6 +1240,8 @@ impl Session {
         if let Some(b) = self.from_peer.take() {
             cx.env.pool.give_in(b);
         }
+        cx.env.pool.give_out(std::mem::take(&mut self.peer_out));
+        cx.env.pool.give_out(std::mem::take(&mut self.out));
         if self.opened {
             let code = self.close_code.map_or("none".to_string(), |c| c.to_string());
             info!(
@@ -1158,6 +1259,77 @@ impl Session {
             debug!("conn {} {} closed before upgrade", self.id, self.client_addr);
         }
     }
+}
+
+/// Frames sent with one writev at most.
+const MAX_PARTS: usize = 16;
+
+/// One outbound frame: its header, and where its payload sits in the peer buffer.
+#[derive(Clone, Copy)]
+struct Part {
+    head: [u8; 10],
+    head_len: usize,
+    start: usize,
+    len: usize,
+}
+
+impl Part {
+    const EMPTY: Part = Part { head: [0; 10], head_len: 0, start: 0, len: 0 };
+
+    fn new(op: Opcode, start: usize, len: usize) -> Part {
+        let header = FrameHeader { is_final: true, opcode: data_opcode(op), ..FrameHeader::default() };
+        let mut head = [0u8; 10];
+        let mut cursor = io::Cursor::new(&mut head[..]);
+        // An unmasked header is at most 10 bytes: it fits.
+        let _ = header.format(len as u64, &mut cursor);
+        let head_len = cursor.position() as usize;
+        Part { head, head_len, start, len }
+    }
+}
+
+/// Write `parts` with one writev if the client is writable; whatever the
+/// kernel does not take is appended to `out`. Err: the client is gone.
+fn write_parts(
+    sock: &mut TcpStream,
+    rd: &mut Ready,
+    raw: &[u8],
+    parts: &[Part],
+    out: &mut Vec<u8>,
+    pool: &mut Pool,
+) -> io::Result<()> {
+    let mut iov = [io::IoSlice::new(&[]); 2 * MAX_PARTS];
+    let mut k = 0;
+    for p in parts {
+        iov[k] = io::IoSlice::new(&p.head[..p.head_len]);
+        iov[k + 1] = io::IoSlice::new(&raw[p.start..p.start + p.len]);
+        k += 2;
+    }
+    let mut written = 0;
+    while rd.w() {
+        match sock.write_vectored(&iov[..k]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written = n;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => rd.clear_w(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut skip = written;
+    for slice in &iov[..k] {
+        if skip >= slice.len() {
+            skip -= slice.len();
+            continue;
+        }
+        if out.capacity() == 0 {
+            *out = pool.take_out();
+        }
+        out.extend_from_slice(&slice[skip..]);
+        skip = 0;
+    }
+    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> &str {
