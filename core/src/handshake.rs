@@ -35,7 +35,11 @@ pub struct Refusal {
 
 impl Refusal {
     fn new(status: u16, reason: impl Into<String>) -> Self {
-        Refusal { status, reason: reason.into(), headers: Vec::new() }
+        Refusal {
+            status,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -46,7 +50,9 @@ pub enum Parsed {
 }
 
 fn has_token(value: &str, token: &str) -> bool {
-    value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+    value
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// A key must be 16 random bytes in base64: 22 symbols and `==`.
@@ -55,7 +61,9 @@ fn valid_key(key: &str) -> bool {
     b.len() == 24
         && b[22] == b'='
         && b[23] == b'='
-        && b[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
 /// Parse what has arrived so far.
@@ -86,7 +94,10 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let mut protocols: Vec<String> = Vec::new();
     for h in req.headers.iter() {
         let Ok(value) = std::str::from_utf8(h.value) else {
-            return Parsed::Refused(Refusal::new(400, format!("Bad Request (header '{}' is not UTF-8)", h.name)));
+            return Parsed::Refused(Refusal::new(
+                400,
+                format!("Bad Request (header '{}' is not UTF-8)", h.name),
+            ));
         };
         let value = value.trim();
         let name = h.name;
@@ -121,12 +132,19 @@ pub fn parse(buf: &[u8]) -> Parsed {
         return Parsed::Refused(upgrade_required());
     }
     if !connection {
-        return Parsed::Refused(Refusal::new(400, "Bad Request (Connection header lacks 'upgrade')"));
+        return Parsed::Refused(Refusal::new(
+            400,
+            "Bad Request (Connection header lacks 'upgrade')",
+        ));
     }
     let key = match key {
         Some(k) if valid_key(&k) => k,
-        Some(_) => return Parsed::Refused(Refusal::new(400, "Bad Request (invalid Sec-WebSocket-Key)")),
-        None => return Parsed::Refused(Refusal::new(400, "Bad Request (missing Sec-WebSocket-Key)")),
+        Some(_) => {
+            return Parsed::Refused(Refusal::new(400, "Bad Request (invalid Sec-WebSocket-Key)"))
+        }
+        None => {
+            return Parsed::Refused(Refusal::new(400, "Bad Request (missing Sec-WebSocket-Key)"))
+        }
     };
     Parsed::Upgrade(Upgrade {
         target: req.path.unwrap_or("/").to_string(),
@@ -138,7 +156,12 @@ pub fn parse(buf: &[u8]) -> Parsed {
 }
 
 /// The 101 response.
-pub fn switching_protocols(accept: &str, protocol: Option<&str>, extra: &[(String, String)], out: &mut Vec<u8>) {
+pub fn switching_protocols(
+    accept: &str,
+    protocol: Option<&str>,
+    extra: &[(String, String)],
+    out: &mut Vec<u8>,
+) {
     let mut s = String::with_capacity(160);
     s.push_str("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
     s.push_str(accept);
@@ -155,7 +178,9 @@ pub fn switching_protocols(accept: &str, protocol: Option<&str>, extra: &[(Strin
 
 /// Header values from backends must not smuggle in extra lines.
 fn sanitize(v: &str) -> String {
-    v.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect()
+    v.chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
 }
 
 /// An error response with a one-line plain-text body; the connection closes after it.
@@ -200,7 +225,9 @@ mod tests {
 
     #[test]
     fn rfc_sample_key() {
-        let Parsed::Upgrade(u) = parse(format!("{GOOD}\r\n").as_bytes()) else { panic!() };
+        let Parsed::Upgrade(u) = parse(format!("{GOOD}\r\n").as_bytes()) else {
+            panic!()
+        };
         assert_eq!(u.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(u.target, "/chat");
     }
@@ -208,26 +235,57 @@ mod tests {
     #[test]
     fn pipelined_bytes_are_not_part_of_the_head() {
         let req = format!("{GOOD}\r\n\u{81}");
-        let Parsed::Upgrade(u) = parse(req.as_bytes()) else { panic!() };
+        let Parsed::Upgrade(u) = parse(req.as_bytes()) else {
+            panic!()
+        };
         assert_eq!(u.head_len, req.len() - 2);
     }
 
     #[test]
     fn statuses() {
         assert_eq!(refused(GOOD), 0);
-        assert_eq!(refused(&format!("{}\r\n", GOOD.replace("GET", "POST"))), 405);
-        assert_eq!(refused(&format!("{}\r\n", GOOD.replace("Version: 13", "Version: 8"))), 426);
+        assert_eq!(
+            refused(&format!("{}\r\n", GOOD.replace("GET", "POST"))),
+            405
+        );
+        assert_eq!(
+            refused(&format!(
+                "{}\r\n",
+                GOOD.replace("Version: 13", "Version: 8")
+            )),
+            426
+        );
         assert_eq!(refused("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 426);
-        assert_eq!(refused(&format!("{}\r\n", GOOD.replace("Connection: Upgrade", "Connection: close"))), 400);
-        assert_eq!(refused(&format!("{}\r\n", GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "x"))), 400);
+        assert_eq!(
+            refused(&format!(
+                "{}\r\n",
+                GOOD.replace("Connection: Upgrade", "Connection: close")
+            )),
+            400
+        );
+        assert_eq!(
+            refused(&format!(
+                "{}\r\n",
+                GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "x")
+            )),
+            400
+        );
         assert_eq!(refused("GARBAGE\r\n\r\n"), 400);
-        assert_eq!(refused(&format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_REQUEST))), 431);
+        assert_eq!(
+            refused(&format!(
+                "GET / HTTP/1.1\r\nX: {}\r\n",
+                "a".repeat(MAX_REQUEST)
+            )),
+            431
+        );
     }
 
     #[test]
     fn lowercase_names_and_token_lists() {
         let req = "GET / HTTP/1.1\r\nupgrade: WebSocket\r\nconnection: keep-alive, Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\nsec-websocket-protocol:  p1 ,p1, p2 \r\nSec-WebSocket-Protocol: b\r\n\r\n";
-        let Parsed::Upgrade(u) = parse(req.as_bytes()) else { panic!() };
+        let Parsed::Upgrade(u) = parse(req.as_bytes()) else {
+            panic!()
+        };
         assert_eq!(u.protocols, vec!["p1", "p2", "b"]);
     }
 }

@@ -15,7 +15,11 @@ pub struct InBuf {
 
 impl InBuf {
     fn new() -> InBuf {
-        InBuf { data: vec![0; CHUNK], start: 0, end: 0 }
+        InBuf {
+            data: vec![0; CHUNK],
+            start: 0,
+            end: 0,
+        }
     }
     pub fn data(&self) -> &[u8] {
         &self.data[self.start..self.end]
@@ -86,7 +90,9 @@ impl Pool {
         }
     }
     pub fn take_out(&mut self) -> Vec<u8> {
-        self.outs.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK + 64))
+        self.outs
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK + 64))
     }
     pub fn give_out(&mut self, mut v: Vec<u8>) {
         if v.capacity() >= CHUNK && v.capacity() <= 4 * CHUNK && self.outs.len() < KEEP {

@@ -166,7 +166,11 @@ impl Write for WsIo<'_> {
 
 /// Append one unmasked, final frame.
 fn encode(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
-    let header = FrameHeader { is_final: true, opcode, ..FrameHeader::default() };
+    let header = FrameHeader {
+        is_final: true,
+        opcode,
+        ..FrameHeader::default()
+    };
     // Formatting into a Vec cannot fail.
     let _ = header.format(payload.len() as u64, out);
     out.extend_from_slice(payload);
@@ -240,7 +244,13 @@ struct Chosen {
 }
 
 impl Session {
-    pub fn new(id: u64, key: usize, client: TcpStream, client_addr: SocketAddr, env: &Env) -> Session {
+    pub fn new(
+        id: u64,
+        key: usize,
+        client: TcpStream,
+        client_addr: SocketAddr,
+        env: &Env,
+    ) -> Session {
         let now = env.now;
         Session {
             id,
@@ -347,7 +357,8 @@ impl Session {
             ClientState::Http => self.read_request(cx),
             ClientState::Open | ClientState::Closing => self.read_frames(cx),
             ClientState::Lingering => {
-                let (gone, progress) = discard(&mut self.client, &mut self.crd, cx.env.pool.scratch());
+                let (gone, progress) =
+                    discard(&mut self.client, &mut self.crd, cx.env.pool.scratch());
                 if gone {
                     self.client_gone();
                 }
@@ -411,7 +422,14 @@ impl Session {
         let backend = cx.env.backend.clone();
         if backend.blocking() {
             self.pstate = PeerState::Querying;
-            cx.workers.submit(self.key, self.id, Job::Query { backend, request: Box::new(request) });
+            cx.workers.submit(
+                self.key,
+                self.id,
+                Job::Query {
+                    backend,
+                    request: Box::new(request),
+                },
+            );
         } else {
             let decision = backend.query(&request);
             self.on_decision(decision, cx);
@@ -448,14 +466,22 @@ impl Session {
         match choice.framing.new_state(choice.framing_config.as_deref()) {
             Ok(f) => self.framing = Some(f),
             Err(e) => {
-                return self.refuse(500, &format!("framing '{}' rejected its config: {e}", choice.framing_name), cx)
+                return self.refuse(
+                    500,
+                    &format!("framing '{}' rejected its config: {e}", choice.framing_name),
+                    cx,
+                )
             }
         }
         let protocol = match (choice.protocol, &self.upgrade) {
             (Some(i), Some(u)) => u.protocols.get(i).cloned(),
             _ => None,
         };
-        self.choice = Some(Box::new(Chosen { address: choice.address.clone(), protocol, headers: choice.headers }));
+        self.choice = Some(Box::new(Chosen {
+            address: choice.address.clone(),
+            protocol,
+            headers: choice.headers,
+        }));
         match &choice.address {
             PeerAddress::Mirror => {
                 self.mirror = true;
@@ -470,7 +496,14 @@ impl Session {
                 None => {
                     // getaddrinfo blocks: never on the loop thread.
                     self.pstate = PeerState::Resolving;
-                    cx.workers.submit(self.key, self.id, Job::Resolve { host: hp.host.clone(), port: hp.port });
+                    cx.workers.submit(
+                        self.key,
+                        self.id,
+                        Job::Resolve {
+                            host: hp.host.clone(),
+                            port: hp.port,
+                        },
+                    );
                 }
             },
             PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) => {
@@ -482,7 +515,9 @@ impl Session {
 
     /// Try the next resolved address (or the Unix path).
     fn connect_next(&mut self, cx: &mut Ctx) {
-        let Some(address) = self.choice.as_ref().map(|c| c.address.clone()) else { return };
+        let Some(address) = self.choice.as_ref().map(|c| c.address.clone()) else {
+            return;
+        };
         loop {
             let target = match address {
                 PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) if self.addr_next == 0 => None,
@@ -490,8 +525,16 @@ impl Session {
                     Some(self.addrs[self.addr_next])
                 }
                 _ => {
-                    let why = self.connect_error.take().map(|e| e.to_string()).unwrap_or_else(|| "no address".into());
-                    return self.refuse(502, &format!("cannot connect to peer {address}: {why}"), cx);
+                    let why = self
+                        .connect_error
+                        .take()
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "no address".into());
+                    return self.refuse(
+                        502,
+                        &format!("cannot connect to peer {address}: {why}"),
+                        cx,
+                    );
                 }
             };
             self.addr_next += 1;
@@ -523,7 +566,9 @@ impl Session {
         if !self.prd.w() {
             return false;
         }
-        let Some(sock) = self.peer.as_mut() else { return false };
+        let Some(sock) = self.peer.as_mut() else {
+            return false;
+        };
         match sock.connect_result() {
             Ok(true) => {
                 self.peer_connected(cx);
@@ -559,7 +604,11 @@ impl Session {
         // over and look at them now, no new event will announce them.
         let rest = self.http.get(u.head_len..).unwrap_or(&[]).to_vec();
         self.http = Vec::new();
-        self.ws = Some(WebSocketContext::from_partially_read(rest, Role::Server, Some(cx.env.ws_config)));
+        self.ws = Some(WebSocketContext::from_partially_read(
+            rest,
+            Role::Server,
+            Some(cx.env.ws_config),
+        ));
         self.crd.insert(Ready(Ready::R));
         self.cstate = ClientState::Open;
         self.last_rx = cx.env.now;
@@ -591,7 +640,10 @@ impl Session {
             }
             budget -= 1;
             let Some(ws) = self.ws.as_mut() else { break };
-            let mut io = WsIo { sock: &mut self.client, out: &mut self.out };
+            let mut io = WsIo {
+                sock: &mut self.client,
+                out: &mut self.out,
+            };
             let r = ws.read(&mut io);
             match r {
                 Ok(msg) => {
@@ -608,8 +660,10 @@ impl Session {
                         Message::Pong(_) | Message::Frame(_) => {}
                         Message::Close(frame) => {
                             if self.close_code.is_none() {
-                                self.close_code = Some(frame.as_ref().map_or(1005, |f| u16::from(f.code)));
-                                self.close_reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                                self.close_code =
+                                    Some(frame.as_ref().map_or(1005, |f| u16::from(f.code)));
+                                self.close_reason =
+                                    frame.map(|f| f.reason.to_string()).unwrap_or_default();
                             }
                             // Queues the echo (or completes our own close); the
                             // ConnectionClosed it returns is the expected end.
@@ -629,7 +683,8 @@ impl Session {
                     self.stop_peer_writes(cx.env.now);
                     return true;
                 }
-                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) | Err(WsError::Io(_)) => {
+                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))
+                | Err(WsError::Io(_)) => {
                     // The client vanished: no close frame can reach it.
                     self.close_code.get_or_insert(1006);
                     self.client_gone();
@@ -675,7 +730,11 @@ impl Session {
             return;
         }
         if self.pstate != PeerState::Open {
-            debug!("conn {} peer gone, {} bytes from the client dropped", self.id, payload.len());
+            debug!(
+                "conn {} peer gone, {} bytes from the client dropped",
+                self.id,
+                payload.len()
+            );
             return;
         }
         self.bytes_in += payload.len() as u64;
@@ -767,8 +826,14 @@ impl Session {
         if self.cstate == ClientState::Open {
             debug!("conn {} closing with {code}: {reason}", self.id);
             if let Some(ws) = self.ws.as_mut() {
-                let mut io = WsIo { sock: &mut self.client, out: &mut self.out };
-                let frame = CloseFrame { code: CloseCode::from(code), reason: truncate(reason, 123).into() };
+                let mut io = WsIo {
+                    sock: &mut self.client,
+                    out: &mut self.out,
+                };
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: truncate(reason, 123).into(),
+                };
                 let _ = ws.close(&mut io, Some(frame));
             }
             self.close_code = Some(code);
@@ -803,7 +868,12 @@ impl Session {
     }
 
     fn refuse_with(&mut self, status: u16, reason: &str, headers: &[(&str, &str)], cx: &mut Ctx) {
-        info!("conn {} {} -> {} refused: {status} {reason}", self.id, self.client_addr, self.peer_label());
+        info!(
+            "conn {} {} -> {} refused: {status} {reason}",
+            self.id,
+            self.client_addr,
+            self.peer_label()
+        );
         self.drop_peer(cx);
         self.pstate = PeerState::Gone;
         self.out.clear();
@@ -890,9 +960,13 @@ impl Session {
 
     fn peer_read(&mut self, cx: &mut Ctx) -> bool {
         match self.pstate {
-            PeerState::Open if self.cstate == ClientState::Open && !self.peer_eof => self.read_peer_data(cx),
+            PeerState::Open if self.cstate == ClientState::Open && !self.peer_eof => {
+                self.read_peer_data(cx)
+            }
             PeerState::Lingering => {
-                let Some(p) = self.peer.as_mut() else { return false };
+                let Some(p) = self.peer.as_mut() else {
+                    return false;
+                };
                 let (gone, progress) = discard_peer(p, &mut self.prd, cx.env.pool.scratch());
                 if gone {
                     self.drop_peer(cx);
@@ -913,7 +987,9 @@ impl Session {
                 break;
             }
             budget -= 1;
-            let Some(peer) = self.peer.as_mut() else { break };
+            let Some(peer) = self.peer.as_mut() else {
+                break;
+            };
             let buf = self.from_peer.get_or_insert_with(|| cx.env.pool.take_in());
             if buf.is_full() && !buf.make_room(cx.env.max_message_size) {
                 self.fail(1009, "peer message exceeds the maximum message size", cx);
@@ -964,7 +1040,10 @@ impl Session {
     fn frame_peer_data(&mut self, cx: &mut Ctx) {
         loop {
             let direct = self.pending_out() == 0 && self.crd.w();
-            let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut()) else { return };
+            let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut())
+            else {
+                return;
+            };
             let mut parts = [Part::EMPTY; MAX_PARTS];
             let mut n = 0;
             let mut failure = None;
@@ -999,7 +1078,10 @@ impl Session {
                         break;
                     }
                     other => {
-                        failure = Some(format!("framing returned {other:?} for {} buffered bytes", data.len()));
+                        failure = Some(format!(
+                            "framing returned {other:?} for {} buffered bytes",
+                            data.len()
+                        ));
                         break;
                     }
                 }
@@ -1007,7 +1089,16 @@ impl Session {
             let more = direct && n == MAX_PARTS && !buf.is_empty();
             if n > 0 {
                 let raw = buf.raw();
-                if write_parts(&mut self.client, &mut self.crd, raw, &parts[..n], &mut self.out, &mut cx.env.pool).is_err() {
+                if write_parts(
+                    &mut self.client,
+                    &mut self.crd,
+                    raw,
+                    &parts[..n],
+                    &mut self.out,
+                    &mut cx.env.pool,
+                )
+                .is_err()
+                {
                     return self.client_failed(cx.env.now);
                 }
             }
@@ -1024,7 +1115,9 @@ impl Session {
     /// One datagram is one message: boundaries are the peer's, so the
     /// framing function only chooses the opcode (or drops the datagram).
     fn frame_datagram(&mut self, cx: &mut Ctx) {
-        let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut()) else { return };
+        let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut()) else {
+            return;
+        };
         let data = buf.data();
         let n = data.len();
         let opcode = match framing.frame(data, n) {
@@ -1043,7 +1136,16 @@ impl Session {
             if self.out_pos == self.out.len() && self.crd.w() {
                 let part = [Part::new(op, buf.offset(), n)];
                 let raw = buf.raw();
-                if write_parts(&mut self.client, &mut self.crd, raw, &part, &mut self.out, &mut cx.env.pool).is_err() {
+                if write_parts(
+                    &mut self.client,
+                    &mut self.crd,
+                    raw,
+                    &part,
+                    &mut self.out,
+                    &mut cx.env.pool,
+                )
+                .is_err()
+                {
                     return self.client_failed(cx.env.now);
                 }
             } else {
@@ -1061,7 +1163,9 @@ impl Session {
 
     /// Frame what the framing function never finished, so an orderly close loses nothing.
     fn flush_unframed(&mut self, cx: &mut Ctx) {
-        let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut()) else { return };
+        let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut()) else {
+            return;
+        };
         let data = buf.data();
         if !data.is_empty() {
             if let Some(op) = framing.finish(data) {
@@ -1118,9 +1222,10 @@ impl Session {
         self.begin_close(now);
         match self.pstate {
             PeerState::Open => self.pstate = PeerState::Draining,
-            PeerState::Querying | PeerState::Resolving | PeerState::Connecting | PeerState::None => {
-                self.pstate = PeerState::Gone
-            }
+            PeerState::Querying
+            | PeerState::Resolving
+            | PeerState::Connecting
+            | PeerState::None => self.pstate = PeerState::Gone,
             _ => {}
         }
     }
@@ -1135,7 +1240,9 @@ impl Session {
 
     fn advance(&mut self, cx: &mut Ctx) -> bool {
         let mut progress = false;
-        if matches!(self.cstate, ClientState::Refusing | ClientState::Flushing) && self.pending_out() == 0 {
+        if matches!(self.cstate, ClientState::Refusing | ClientState::Flushing)
+            && self.pending_out() == 0
+        {
             // Server closes first (RFC 6455 7.1.1), then waits for the client's FIN.
             let _ = self.client.shutdown(std::net::Shutdown::Write);
             self.cstate = ClientState::Lingering;
@@ -1145,7 +1252,9 @@ impl Session {
         if self.cstate == ClientState::Gone && self.mirror {
             self.pstate = PeerState::Gone;
         }
-        if !matches!(self.cstate, ClientState::Open | ClientState::Closing) && self.pstate == PeerState::Open {
+        if !matches!(self.cstate, ClientState::Open | ClientState::Closing)
+            && self.pstate == PeerState::Open
+        {
             self.pstate = PeerState::Draining;
             progress = true;
         }
@@ -1170,7 +1279,11 @@ impl Session {
             }
             ClientState::Waiting if now >= self.deadline => {
                 let label = self.peer_label();
-                let what = if self.pstate == PeerState::Querying { "backend query" } else { "peer connect" };
+                let what = if self.pstate == PeerState::Querying {
+                    "backend query"
+                } else {
+                    "peer connect"
+                };
                 self.refuse(502, &format!("{what} for {label} timed out"), cx);
             }
             ClientState::Open => {
@@ -1188,7 +1301,11 @@ impl Session {
                     }
                     _ => {}
                 }
-                if cx.env.idle_timeout.is_some_and(|idle| now >= self.last_activity + idle) {
+                if cx
+                    .env
+                    .idle_timeout
+                    .is_some_and(|idle| now >= self.last_activity + idle)
+                {
                     self.fail(1001, "idle timeout", cx);
                 }
             }
@@ -1223,7 +1340,9 @@ impl Session {
     /// SIGINT/SIGTERM: answer what is pending, close what is open with 1001.
     pub fn shutdown(&mut self, cx: &mut Ctx) {
         match self.cstate {
-            ClientState::Http | ClientState::Waiting => self.refuse(503, "server shutting down", cx),
+            ClientState::Http | ClientState::Waiting => {
+                self.refuse(503, "server shutting down", cx)
+            }
             ClientState::Open => {
                 self.flush_unframed(cx);
                 self.fail(1001, "server shutting down", cx);
@@ -1243,20 +1362,29 @@ impl Session {
         cx.env.pool.give_out(std::mem::take(&mut self.peer_out));
         cx.env.pool.give_out(std::mem::take(&mut self.out));
         if self.opened {
-            let code = self.close_code.map_or("none".to_string(), |c| c.to_string());
+            let code = self
+                .close_code
+                .map_or("none".to_string(), |c| c.to_string());
             info!(
                 "conn {} {} -> {} closed: code {code}{}{}, {} bytes in, {} bytes out, {:.1}s",
                 self.id,
                 self.client_addr,
                 self.peer_label(),
-                if self.close_reason.is_empty() { "" } else { " " },
+                if self.close_reason.is_empty() {
+                    ""
+                } else {
+                    " "
+                },
                 self.close_reason,
                 self.bytes_in,
                 self.bytes_out,
                 self.accepted.elapsed().as_secs_f64()
             );
         } else {
-            debug!("conn {} {} closed before upgrade", self.id, self.client_addr);
+            debug!(
+                "conn {} {} closed before upgrade",
+                self.id, self.client_addr
+            );
         }
     }
 }
@@ -1274,16 +1402,30 @@ struct Part {
 }
 
 impl Part {
-    const EMPTY: Part = Part { head: [0; 10], head_len: 0, start: 0, len: 0 };
+    const EMPTY: Part = Part {
+        head: [0; 10],
+        head_len: 0,
+        start: 0,
+        len: 0,
+    };
 
     fn new(op: Opcode, start: usize, len: usize) -> Part {
-        let header = FrameHeader { is_final: true, opcode: data_opcode(op), ..FrameHeader::default() };
+        let header = FrameHeader {
+            is_final: true,
+            opcode: data_opcode(op),
+            ..FrameHeader::default()
+        };
         let mut head = [0u8; 10];
         let mut cursor = io::Cursor::new(&mut head[..]);
         // An unmasked header is at most 10 bytes: it fits.
         let _ = header.format(len as u64, &mut cursor);
         let head_len = cursor.position() as usize;
-        Part { head, head_len, start, len }
+        Part {
+            head,
+            head_len,
+            start,
+            len,
+        }
     }
 }
 

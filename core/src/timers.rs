@@ -27,7 +27,9 @@ impl Timers {
     /// Pop one entry due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<(usize, u64)> {
         match self.heap.peek() {
-            Some(Reverse((t, _, _))) if *t <= now => self.heap.pop().map(|Reverse((_, k, id))| (k, id)),
+            Some(Reverse((t, _, _))) if *t <= now => {
+                self.heap.pop().map(|Reverse((_, k, id))| (k, id))
+            }
             _ => None,
         }
     }

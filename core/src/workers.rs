@@ -13,8 +13,14 @@ use mio::Waker;
 use crate::backend::{Backend, Decision, Request};
 
 pub enum Job {
-    Resolve { host: String, port: u16 },
-    Query { backend: Arc<dyn Backend>, request: Box<Request> },
+    Resolve {
+        host: String,
+        port: u16,
+    },
+    Query {
+        backend: Arc<dyn Backend>,
+        request: Box<Request>,
+    },
 }
 
 pub enum Outcome {
@@ -46,21 +52,29 @@ impl Workers {
             let rx = Arc::clone(&job_rx);
             let tx = done_tx.clone();
             let waker = Arc::clone(&waker);
-            threads.push(thread::Builder::new().name(format!("websocksy-worker-{i}")).spawn(move || loop {
-                let next = match rx.lock() {
-                    Ok(guard) => guard.recv(),
-                    Err(_) => return,
-                };
-                let Ok((key, id, job)) = next else { return };
-                let outcome = run(job);
-                if tx.send(Done { key, id, outcome }).is_err() {
-                    return;
-                }
-                // A failed wake only delays the result to the next event.
-                let _ = waker.wake();
-            })?);
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("websocksy-worker-{i}"))
+                    .spawn(move || loop {
+                        let next = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((key, id, job)) = next else { return };
+                        let outcome = run(job);
+                        if tx.send(Done { key, id, outcome }).is_err() {
+                            return;
+                        }
+                        // A failed wake only delays the result to the next event.
+                        let _ = waker.wake();
+                    })?,
+            );
         }
-        Ok(Workers { jobs: Some(job_tx), done: done_rx, threads })
+        Ok(Workers {
+            jobs: Some(job_tx),
+            done: done_rx,
+            threads,
+        })
     }
 
     pub fn submit(&self, key: usize, id: u64, job: Job) {
@@ -86,12 +100,17 @@ impl Drop for Workers {
 
 fn run(job: Job) -> Outcome {
     match job {
-        Job::Resolve { host, port } => Outcome::Resolved((host.as_str(), port).to_socket_addrs().map(|a| a.collect())),
+        Job::Resolve { host, port } => {
+            Outcome::Resolved((host.as_str(), port).to_socket_addrs().map(|a| a.collect()))
+        }
         Job::Query { backend, request } => {
             let b = Arc::clone(&backend);
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.query(&request))) {
                 Ok(d) => Outcome::Queried(d),
-                Err(_) => Outcome::Queried(Decision::Reject { status: 500, reason: "backend failed".into() }),
+                Err(_) => Outcome::Queried(Decision::Reject {
+                    status: 500,
+                    reason: "backend failed".into(),
+                }),
             }
         }
     }

@@ -41,7 +41,8 @@ impl DefaultPeer {
                 }
             }
         }
-        let at = |o: Option<&crate::config::Origin>| o.map(|o| format!("{o}: ")).unwrap_or_default();
+        let at =
+            |o: Option<&crate::config::Origin>| o.map(|o| format!("{o}: ")).unwrap_or_default();
         let address = PeerAddress::parse(&host.0, Some(&port.0))
             .map_err(|e| format!("{}invalid peer: {e}", at(host.1.or(port.1))))?;
         let f = framings.get(&framing.0).ok_or_else(|| {
@@ -53,9 +54,20 @@ impl DefaultPeer {
             )
         })?;
         // Fail at start-up, not on the first connection.
-        f.new_state(framing_config.0.as_deref())
-            .map_err(|e| format!("{}invalid framing-config for '{}': {e}", at(framing_config.1.or(framing.1)), framing.0))?;
-        Ok(DefaultPeer { address, framing: f, framing_name: framing.0, framing_config: framing_config.0, protocol })
+        f.new_state(framing_config.0.as_deref()).map_err(|e| {
+            format!(
+                "{}invalid framing-config for '{}': {e}",
+                at(framing_config.1.or(framing.1)),
+                framing.0
+            )
+        })?;
+        Ok(DefaultPeer {
+            address,
+            framing: f,
+            framing_name: framing.0,
+            framing_config: framing_config.0,
+            protocol,
+        })
     }
 
     pub fn address(&self) -> &PeerAddress {

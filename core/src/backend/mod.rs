@@ -32,7 +32,10 @@ pub struct Request {
 impl Request {
     /// The first header with this name, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -53,7 +56,10 @@ pub struct PeerChoice {
 pub enum Decision {
     Peer(PeerChoice),
     /// Refuse the upgrade with this HTTP status and reason.
-    Reject { status: u16, reason: String },
+    Reject {
+        status: u16,
+        reason: String,
+    },
 }
 
 pub trait Backend: Send + Sync {
@@ -82,7 +88,9 @@ pub fn create(
     plugins: &Plugins,
 ) -> Result<Arc<dyn Backend>, String> {
     match name {
-        "defaultpeer" | "default" => Ok(Arc::new(default::DefaultPeer::configure(options, framings)?)),
+        "defaultpeer" | "default" => Ok(Arc::new(default::DefaultPeer::configure(
+            options, framings,
+        )?)),
         other => plugins.create_backend(other, options, framings),
     }
 }

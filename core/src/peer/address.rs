@@ -27,7 +27,10 @@ impl HostPort {
     /// The socket address when the host is an IP literal, so no resolver
     /// round trip is needed.
     pub fn literal(&self) -> Option<SocketAddr> {
-        self.host.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, self.port))
+        self.host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, self.port))
     }
 }
 
@@ -87,7 +90,9 @@ fn parse_path(rest: &str) -> Result<PathBuf, String> {
     }
     // sun_path holds 108 bytes including the terminating NUL.
     if rest.len() > 107 {
-        return Err(format!("unix socket path '{rest}' is longer than 107 bytes"));
+        return Err(format!(
+            "unix socket path '{rest}' is longer than 107 bytes"
+        ));
     }
     Ok(PathBuf::from(rest))
 }
@@ -129,7 +134,10 @@ fn parse_host_port(rest: &str, port: Option<&str>) -> Result<HostPort, String> {
         (None, Some(p)) => parse_port(p, "port")?,
         (None, None) => return Err(format!("'{rest}': no port given")),
     };
-    Ok(HostPort { host: host.to_string(), port })
+    Ok(HostPort {
+        host: host.to_string(),
+        port,
+    })
 }
 
 #[cfg(test)]
@@ -137,30 +145,73 @@ mod tests {
     use super::*;
 
     fn hp(h: &str, p: u16) -> HostPort {
-        HostPort { host: h.into(), port: p }
+        HostPort {
+            host: h.into(),
+            port: p,
+        }
     }
 
     #[test]
     fn schemes_and_ports() {
-        assert_eq!(PeerAddress::parse("tcp://127.0.0.1:7000", None), Ok(PeerAddress::Tcp(hp("127.0.0.1", 7000))));
-        assert_eq!(PeerAddress::parse("tcp://127.0.0.1:7000", Some("5900")), Ok(PeerAddress::Tcp(hp("127.0.0.1", 7000))));
-        assert_eq!(PeerAddress::parse("tcp://localhost", Some("5900")), Ok(PeerAddress::Tcp(hp("localhost", 5900))));
-        assert_eq!(PeerAddress::parse("127.0.0.1", Some("80")), Ok(PeerAddress::Tcp(hp("127.0.0.1", 80))));
-        assert_eq!(PeerAddress::parse("udp://[::1]:53", None), Ok(PeerAddress::Udp(hp("::1", 53))));
-        assert_eq!(PeerAddress::parse("tcp://::1", Some("80")), Ok(PeerAddress::Tcp(hp("::1", 80))));
-        assert_eq!(PeerAddress::parse("TCP://[fe80::1]", Some("1")), Ok(PeerAddress::Tcp(hp("fe80::1", 1))));
-        assert_eq!(PeerAddress::parse("unix:///tmp/x.sock", None), Ok(PeerAddress::Unix("/tmp/x.sock".into())));
-        assert_eq!(PeerAddress::parse("unix-dgram:///tmp/d", Some("1")), Ok(PeerAddress::UnixDgram("/tmp/d".into())));
-        assert_eq!(PeerAddress::parse("mirror://", None), Ok(PeerAddress::Mirror));
+        assert_eq!(
+            PeerAddress::parse("tcp://127.0.0.1:7000", None),
+            Ok(PeerAddress::Tcp(hp("127.0.0.1", 7000)))
+        );
+        assert_eq!(
+            PeerAddress::parse("tcp://127.0.0.1:7000", Some("5900")),
+            Ok(PeerAddress::Tcp(hp("127.0.0.1", 7000)))
+        );
+        assert_eq!(
+            PeerAddress::parse("tcp://localhost", Some("5900")),
+            Ok(PeerAddress::Tcp(hp("localhost", 5900)))
+        );
+        assert_eq!(
+            PeerAddress::parse("127.0.0.1", Some("80")),
+            Ok(PeerAddress::Tcp(hp("127.0.0.1", 80)))
+        );
+        assert_eq!(
+            PeerAddress::parse("udp://[::1]:53", None),
+            Ok(PeerAddress::Udp(hp("::1", 53)))
+        );
+        assert_eq!(
+            PeerAddress::parse("tcp://::1", Some("80")),
+            Ok(PeerAddress::Tcp(hp("::1", 80)))
+        );
+        assert_eq!(
+            PeerAddress::parse("TCP://[fe80::1]", Some("1")),
+            Ok(PeerAddress::Tcp(hp("fe80::1", 1)))
+        );
+        assert_eq!(
+            PeerAddress::parse("unix:///tmp/x.sock", None),
+            Ok(PeerAddress::Unix("/tmp/x.sock".into()))
+        );
+        assert_eq!(
+            PeerAddress::parse("unix-dgram:///tmp/d", Some("1")),
+            Ok(PeerAddress::UnixDgram("/tmp/d".into()))
+        );
+        assert_eq!(
+            PeerAddress::parse("mirror://", None),
+            Ok(PeerAddress::Mirror)
+        );
     }
 
     #[test]
     fn errors_name_the_problem() {
-        assert!(PeerAddress::parse("tcp://h", None).unwrap_err().contains("no port"));
-        assert!(PeerAddress::parse("tcp://h:99999", None).unwrap_err().contains("invalid port"));
-        assert!(PeerAddress::parse("tcp://[::1", None).unwrap_err().contains("unterminated"));
-        assert!(PeerAddress::parse("fifotx://x", None).unwrap_err().contains("not supported"));
-        assert!(PeerAddress::parse("gopher://x", None).unwrap_err().contains("unknown scheme"));
+        assert!(PeerAddress::parse("tcp://h", None)
+            .unwrap_err()
+            .contains("no port"));
+        assert!(PeerAddress::parse("tcp://h:99999", None)
+            .unwrap_err()
+            .contains("invalid port"));
+        assert!(PeerAddress::parse("tcp://[::1", None)
+            .unwrap_err()
+            .contains("unterminated"));
+        assert!(PeerAddress::parse("fifotx://x", None)
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(PeerAddress::parse("gopher://x", None)
+            .unwrap_err()
+            .contains("unknown scheme"));
         assert!(PeerAddress::parse("unix://", None).is_err());
     }
 

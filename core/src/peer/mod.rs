@@ -45,7 +45,10 @@ pub fn start(addr: &PeerAddress, resolved: Option<SocketAddr>) -> io::Result<Sta
         PeerAddress::Udp(_) => udp::connect(resolved.ok_or_else(need)?),
         PeerAddress::Unix(path) => unix::connect_stream(path),
         PeerAddress::UnixDgram(path) => unix::connect_datagram(path),
-        PeerAddress::Mirror => Err(io::Error::new(io::ErrorKind::InvalidInput, "mirror has no socket")),
+        PeerAddress::Mirror => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "mirror has no socket",
+        )),
     }
 }
 

@@ -26,7 +26,12 @@ pub(super) fn connect_result(s: &mut TcpStream) -> io::Result<bool> {
             s.set_nodelay(true)?;
             Ok(true)
         }
-        Err(e) if e.kind() == io::ErrorKind::NotConnected || e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotConnected
+                || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(e),
     }
 }

@@ -30,10 +30,16 @@ pub(super) fn connect_result(s: &mut UnixStream) -> io::Result<bool> {
 /// to answer to. Bind to a unique abstract name first (no file to clean up).
 pub(super) fn connect_datagram(path: &Path) -> io::Result<Started> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = format!("websocksy-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "websocksy-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     let local = SocketAddr::from_abstract_name(name.as_bytes())?;
     let s = StdUnixDatagram::bind_addr(&local)?;
     s.connect(path)?;
     s.set_nonblocking(true)?;
-    Ok(Started::Connected(PeerSock::UnixDgram(UnixDatagram::from_std(s))))
+    Ok(Started::Connected(PeerSock::UnixDgram(
+        UnixDatagram::from_std(s),
+    )))
 }
