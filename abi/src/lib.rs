@@ -44,12 +44,18 @@ pub struct wsy_str {
 }
 
 impl wsy_str {
-    pub const NONE: wsy_str = wsy_str { ptr: std::ptr::null(), len: 0 };
+    pub const NONE: wsy_str = wsy_str {
+        ptr: std::ptr::null(),
+        len: 0,
+    };
 
     /// A view of `s` (valid as long as `s` is).
     #[allow(clippy::should_implement_trait)] // infallible and borrowing, unlike FromStr
     pub fn from_str(s: &str) -> wsy_str {
-        wsy_str { ptr: s.as_ptr().cast(), len: s.len() }
+        wsy_str {
+            ptr: s.as_ptr().cast(),
+            len: s.len(),
+        }
     }
 
     pub fn from_opt(s: Option<&str>) -> wsy_str {
@@ -93,8 +99,12 @@ pub struct wsy_error {
     _private: [u8; 0],
 }
 
-pub type wsy_state_new_fn =
-    unsafe extern "C" fn(userdata: *mut c_void, config: wsy_str, state: *mut *mut c_void, error: *mut wsy_error) -> wsy_status;
+pub type wsy_state_new_fn = unsafe extern "C" fn(
+    userdata: *mut c_void,
+    config: wsy_str,
+    state: *mut *mut c_void,
+    error: *mut wsy_error,
+) -> wsy_status;
 pub type wsy_state_free_fn = unsafe extern "C" fn(userdata: *mut c_void, state: *mut c_void);
 pub type wsy_frame_fn = unsafe extern "C" fn(
     userdata: *mut c_void,
@@ -143,11 +153,19 @@ pub struct wsy_request {
     pub reserved: u32,
 }
 
-pub type wsy_configure_fn =
-    unsafe extern "C" fn(userdata: *mut c_void, key: wsy_str, value: wsy_str, error: *mut wsy_error) -> wsy_status;
-pub type wsy_start_fn = unsafe extern "C" fn(userdata: *mut c_void, error: *mut wsy_error) -> wsy_status;
-pub type wsy_query_fn =
-    unsafe extern "C" fn(userdata: *mut c_void, request: *const wsy_request, answer: *mut wsy_answer) -> wsy_status;
+pub type wsy_configure_fn = unsafe extern "C" fn(
+    userdata: *mut c_void,
+    key: wsy_str,
+    value: wsy_str,
+    error: *mut wsy_error,
+) -> wsy_status;
+pub type wsy_start_fn =
+    unsafe extern "C" fn(userdata: *mut c_void, error: *mut wsy_error) -> wsy_status;
+pub type wsy_query_fn = unsafe extern "C" fn(
+    userdata: *mut c_void,
+    request: *const wsy_request,
+    answer: *mut wsy_answer,
+) -> wsy_status;
 pub type wsy_cleanup_fn = unsafe extern "C" fn(userdata: *mut c_void);
 
 #[repr(C)]
@@ -172,22 +190,47 @@ pub struct wsy_host_api {
     pub abi_major: u16,
     pub abi_minor: u16,
     pub log: Option<unsafe extern "C" fn(plugin: *const wsy_plugin, level: u32, message: wsy_str)>,
-    pub register_backend: Option<unsafe extern "C" fn(plugin: *mut wsy_plugin, backend: *const wsy_backend) -> wsy_status>,
-    pub register_framing: Option<unsafe extern "C" fn(plugin: *mut wsy_plugin, framing: *const wsy_framing) -> wsy_status>,
+    pub register_backend: Option<
+        unsafe extern "C" fn(plugin: *mut wsy_plugin, backend: *const wsy_backend) -> wsy_status,
+    >,
+    pub register_framing: Option<
+        unsafe extern "C" fn(plugin: *mut wsy_plugin, framing: *const wsy_framing) -> wsy_status,
+    >,
     pub error_set: Option<unsafe extern "C" fn(error: *mut wsy_error, message: wsy_str)>,
-    pub answer_peer: Option<unsafe extern "C" fn(answer: *mut wsy_answer, peer: wsy_str) -> wsy_status>,
-    pub answer_framing: Option<unsafe extern "C" fn(answer: *mut wsy_answer, name: wsy_str, config: wsy_str) -> wsy_status>,
-    pub answer_protocol: Option<unsafe extern "C" fn(answer: *mut wsy_answer, index: usize) -> wsy_status>,
-    pub answer_header: Option<unsafe extern "C" fn(answer: *mut wsy_answer, name: wsy_str, value: wsy_str) -> wsy_status>,
-    pub answer_reject: Option<unsafe extern "C" fn(answer: *mut wsy_answer, status: u16, reason: wsy_str) -> wsy_status>,
-    pub request_header:
-        Option<unsafe extern "C" fn(request: *const wsy_request, name: wsy_str, value: *mut wsy_str) -> wsy_status>,
-    pub request_cookie:
-        Option<unsafe extern "C" fn(request: *const wsy_request, name: wsy_str, value: *mut wsy_str) -> wsy_status>,
+    pub answer_peer:
+        Option<unsafe extern "C" fn(answer: *mut wsy_answer, peer: wsy_str) -> wsy_status>,
+    pub answer_framing: Option<
+        unsafe extern "C" fn(answer: *mut wsy_answer, name: wsy_str, config: wsy_str) -> wsy_status,
+    >,
+    pub answer_protocol:
+        Option<unsafe extern "C" fn(answer: *mut wsy_answer, index: usize) -> wsy_status>,
+    pub answer_header: Option<
+        unsafe extern "C" fn(answer: *mut wsy_answer, name: wsy_str, value: wsy_str) -> wsy_status,
+    >,
+    pub answer_reject: Option<
+        unsafe extern "C" fn(answer: *mut wsy_answer, status: u16, reason: wsy_str) -> wsy_status,
+    >,
+    pub request_header: Option<
+        unsafe extern "C" fn(
+            request: *const wsy_request,
+            name: wsy_str,
+            value: *mut wsy_str,
+        ) -> wsy_status,
+    >,
+    pub request_cookie: Option<
+        unsafe extern "C" fn(
+            request: *const wsy_request,
+            name: wsy_str,
+            value: *mut wsy_str,
+        ) -> wsy_status,
+    >,
 }
 
-pub type wsy_entry_fn =
-    unsafe extern "C" fn(plugin: *mut wsy_plugin, host: *const wsy_host_api, error: *mut wsy_error) -> wsy_status;
+pub type wsy_entry_fn = unsafe extern "C" fn(
+    plugin: *mut wsy_plugin,
+    host: *const wsy_host_api,
+    error: *mut wsy_error,
+) -> wsy_status;
 
 // The ABI on the platforms built here (LP64): checked against the C
 // compiler's view by tests/header.rs.

@@ -65,8 +65,16 @@ fn scratch(tag: &str) -> PathBuf {
 /// `$VAR` split on whitespace (so `CC="ccache gcc"` works), else `default`.
 fn compiler(var: &str, default: &str) -> Vec<String> {
     let v = std::env::var(var).ok().filter(|v| !v.trim().is_empty());
-    let words: Vec<String> = v.as_deref().unwrap_or(default).split_whitespace().map(str::to_string).collect();
-    let probe = Command::new(&words[0]).args(&words[1..]).arg("--version").output();
+    let words: Vec<String> = v
+        .as_deref()
+        .unwrap_or(default)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let probe = Command::new(&words[0])
+        .args(&words[1..])
+        .arg("--version")
+        .output();
     match probe {
         Ok(o) if o.status.success() => words,
         Ok(o) => panic!(
@@ -95,12 +103,26 @@ fn cxx() -> Vec<String> {
 /// compiler's output (and the sources) on failure.
 fn compile(compiler: &[String], flags: &[&str], files: &[&Path], out: &Path) {
     let mut cmd = Command::new(&compiler[0]);
-    cmd.args(&compiler[1..]).args(flags).arg("-I").arg(include_dir()).args(files).arg("-o").arg(out);
-    let o = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    cmd.args(&compiler[1..])
+        .args(flags)
+        .arg("-I")
+        .arg(include_dir())
+        .args(files)
+        .arg("-o")
+        .arg(out);
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     if !o.status.success() {
         let sources: String = files
             .iter()
-            .map(|f| format!("--- {}\n{}\n", f.display(), std::fs::read_to_string(f).unwrap_or_default()))
+            .map(|f| {
+                format!(
+                    "--- {}\n{}\n",
+                    f.display(),
+                    std::fs::read_to_string(f).unwrap_or_default()
+                )
+            })
             .collect();
         panic!(
             "compilation failed: {cmd:?}\n{}{}\n{sources}",
@@ -112,7 +134,9 @@ fn compile(compiler: &[String], flags: &[&str], files: &[&Path], out: &Path) {
 
 /// Run a compiled test program; its stdout, or a panic with everything.
 fn run(exe: &Path) -> String {
-    let o = Command::new(exe).output().unwrap_or_else(|e| panic!("running {}: {e}", exe.display()));
+    let o = Command::new(exe)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", exe.display()));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
         o.status.success(),
@@ -206,15 +230,25 @@ fn expected() -> BTreeMap<String, String> {
         m.insert(format!("size {}", l.name), l.size.to_string());
         m.insert(format!("align {}", l.name), l.align.to_string());
         for f in &l.fields {
-            m.insert(format!("offset {}.{}", l.name, f.name), f.offset.to_string());
-            m.insert(format!("fieldsize {}.{}", l.name, f.name), f.size.to_string());
+            m.insert(
+                format!("offset {}.{}", l.name, f.name),
+                f.offset.to_string(),
+            );
+            m.insert(
+                format!("fieldsize {}.{}", l.name, f.name),
+                f.size.to_string(),
+            );
         }
     }
     for (name, value) in constants() {
         m.insert(format!("const {name}"), value.to_string());
     }
     let sym = abi::WSY_ENTRY_SYMBOL;
-    assert_eq!(sym.last(), Some(&0), "WSY_ENTRY_SYMBOL must be NUL-terminated for dlsym");
+    assert_eq!(
+        sym.last(),
+        Some(&0),
+        "WSY_ENTRY_SYMBOL must be NUL-terminated for dlsym"
+    );
     let sym = std::str::from_utf8(&sym[..sym.len() - 1]).expect("entry symbol is UTF-8");
     m.insert("const WSY_ENTRY_SYMBOL".into(), sym.into());
     m
@@ -289,7 +323,10 @@ static void macros(void) {
 int main(void) {
 "#;
     for l in layouts() {
-        s += &format!("    printf(\"size {0} %lu\\n\", (unsigned long)sizeof({0}));\n", l.name);
+        s += &format!(
+            "    printf(\"size {0} %lu\\n\", (unsigned long)sizeof({0}));\n",
+            l.name
+        );
         s += &format!(
             "    printf(\"align {0} %lu\\n\", (unsigned long)offsetof(struct align_{0}, t));\n",
             l.name
@@ -334,7 +371,9 @@ fn layout_matches(mode: &str, compiler: &[String], std: &str, ext: &str, extra: 
             }
             continue;
         }
-        let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{mode}: odd line {line:?}"));
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("{mode}: odd line {line:?}"));
         got.insert(key.to_string(), value.to_string());
     }
     let want = expected();
@@ -352,7 +391,11 @@ fn layout_matches(mode: &str, compiler: &[String], std: &str, ext: &str, extra: 
         out.lines().filter(|l| l.starts_with("check ")).count() >= 10,
         "{mode}: macro checks did not run:\n{out}"
     );
-    assert!(problems.is_empty(), "{mode}: the header and the Rust mirror disagree:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "{mode}: the header and the Rust mirror disagree:\n  {}",
+        problems.join("\n  ")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -442,7 +485,9 @@ fn strip_comments(text: &str) -> String {
     let mut rest = text;
     while let Some(i) = rest.find("/*") {
         out.push_str(&rest[..i]);
-        let end = rest[i..].find("*/").expect("unterminated comment in the header");
+        let end = rest[i..]
+            .find("*/")
+            .expect("unterminated comment in the header");
         rest = &rest[i + end + 2..];
     }
     out.push_str(rest);
@@ -456,7 +501,9 @@ fn header_structs(text: &str) -> Vec<(String, Vec<String>)> {
     let mut rest = code.as_str();
     while let Some(i) = rest.find("typedef struct ") {
         rest = &rest[i + "typedef struct ".len()..];
-        let head_end = rest.find(['{', ';']).expect("typedef struct without { or ;");
+        let head_end = rest
+            .find(['{', ';'])
+            .expect("typedef struct without { or ;");
         if rest.as_bytes()[head_end] == b';' {
             continue; // opaque: typedef struct wsy_plugin wsy_plugin;
         }
@@ -468,11 +515,19 @@ fn header_structs(text: &str) -> Vec<(String, Vec<String>)> {
             .map(str::trim)
             .filter(|d| !d.is_empty())
             .map(|d| {
-                let ident = |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+                let ident = |s: &str| {
+                    s.chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                };
                 match d.find("(*") {
                     Some(p) => ident(&d[p + 2..]),
                     None => {
-                        let rev: String = d.chars().rev().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                        let rev: String = d
+                            .chars()
+                            .rev()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
                         rev.chars().rev().collect()
                     }
                 }
@@ -492,7 +547,10 @@ fn header_constants(text: &str) -> Vec<String> {
         .map(str::trim_start)
         .filter(|d| d.starts_with("WSY_"))
         .filter_map(|d| {
-            let name: String = d.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let name: String = d
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
             let function_like = d[name.len()..].starts_with('(');
             (!function_like).then_some(name)
         })
@@ -506,7 +564,12 @@ fn every_struct_field_and_constant_of_the_header_is_compared() {
     let structs = header_structs(&text);
     let listed: Vec<(String, Vec<String>)> = layouts()
         .into_iter()
-        .map(|l| (l.name.to_string(), l.fields.iter().map(|f| f.name.to_string()).collect()))
+        .map(|l| {
+            (
+                l.name.to_string(),
+                l.fields.iter().map(|f| f.name.to_string()).collect(),
+            )
+        })
         .collect();
     assert_eq!(
         structs, listed,
@@ -541,11 +604,23 @@ fn no_struct_ends_in_padding() {
             padded.push(l.name);
         }
     }
-    let unexpected: Vec<_> = padded.iter().filter(|n| !KNOWN_TAIL_PADDING.contains(n)).collect();
-    assert!(unexpected.is_empty(), "these structs end in padding: {unexpected:?}");
+    let unexpected: Vec<_> = padded
+        .iter()
+        .filter(|n| !KNOWN_TAIL_PADDING.contains(n))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "these structs end in padding: {unexpected:?}"
+    );
     if cfg!(target_pointer_width = "64") {
-        let fixed: Vec<_> = KNOWN_TAIL_PADDING.iter().filter(|n| !padded.contains(n)).collect();
-        assert!(fixed.is_empty(), "{fixed:?} no longer end in padding: remove them from KNOWN_TAIL_PADDING");
+        let fixed: Vec<_> = KNOWN_TAIL_PADDING
+            .iter()
+            .filter(|n| !padded.contains(n))
+            .collect();
+        assert!(
+            fixed.is_empty(),
+            "{fixed:?} no longer end in padding: remove them from KNOWN_TAIL_PADDING"
+        );
     }
 }
 
@@ -554,7 +629,9 @@ fn no_struct_ends_in_padding() {
 
 /// The backend example in the header's leading comment, as C source.
 fn header_example(text: &str) -> String {
-    let start = text.find("Example: a backend in C").expect("the header's example backend");
+    let start = text
+        .find("Example: a backend in C")
+        .expect("the header's example backend");
     let body = &text[start..];
     let end = body.find("*/").expect("end of the header's comment");
     body[..end]
@@ -567,7 +644,10 @@ fn header_example(text: &str) -> String {
 #[test]
 fn the_headers_example_backend_compiles() {
     let src = header_example(&header_text());
-    assert!(src.contains("websocksy_plugin_v2"), "example not found:\n{src}");
+    assert!(
+        src.contains("websocksy_plugin_v2"),
+        "example not found:\n{src}"
+    );
     let dir = scratch("example");
     let file = dir.join("hello.c");
     std::fs::write(&file, &src).unwrap();

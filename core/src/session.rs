@@ -1047,7 +1047,7 @@ impl Session {
             let mut parts = [Part::EMPTY; MAX_PARTS];
             let mut n = 0;
             let mut failure = None;
-            while !buf.is_empty() && !(direct && n == MAX_PARTS) {
+            while !buf.is_empty() && (!direct || n < MAX_PARTS) {
                 let data = buf.data();
                 let fresh = self.fresh.min(data.len());
                 match framing.frame(data, fresh) {

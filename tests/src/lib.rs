@@ -24,7 +24,10 @@ static BUILD: Once = Once::new();
 fn target_dir() -> PathBuf {
     // tests run from target/<profile>/deps/bridge-<hash>
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
 /// The `websocksy` binary, built once per test run with the same profile.
@@ -33,7 +36,25 @@ pub fn binary() -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "websocksy", "--bin", "websocksy", "-p", "backend_file", "-p", "framing_fixedlength", "-p", "framing_dynamic32", "-p", "framing_json", "-p", "framing_test_panic", "--lib"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "websocksy",
+            "--bin",
+            "websocksy",
+            "-p",
+            "backend_file",
+            "-p",
+            "framing_fixedlength",
+            "-p",
+            "framing_dynamic32",
+            "-p",
+            "framing_json",
+            "-p",
+            "framing_test_panic",
+            "--lib",
+        ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -92,7 +113,10 @@ impl Bridge {
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Bridge {
         let mut child = Command::new(binary())
             .args(args)
-            .env("RUST_LOG", std::env::var("WEBSOCKSY_TEST_LOG").unwrap_or_else(|_| "debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("WEBSOCKSY_TEST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -112,11 +136,21 @@ impl Bridge {
                 l2.grew.notify_all();
             }
         });
-        let mut b = Bridge { child, addr: "0.0.0.0:0".parse().unwrap(), log, exit: None };
+        let mut b = Bridge {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log,
+            exit: None,
+        };
         let line = b.wait_log("listening on ");
-        let rest = line.split("listening on ").nth(1).expect("address after 'listening on'");
+        let rest = line
+            .split("listening on ")
+            .nth(1)
+            .expect("address after 'listening on'");
         let addr = rest.split_whitespace().next().expect("address");
-        b.addr = addr.parse().unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+        b.addr = addr
+            .parse()
+            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
         b
     }
 
@@ -134,7 +168,8 @@ impl Bridge {
 
     /// Wait for a log line containing `needle`; return it. Panics after [`WAIT`].
     pub fn wait_log(&self, needle: &str) -> String {
-        self.wait_log_for(needle, WAIT).unwrap_or_else(|| panic!("no log line with {needle:?}; log:\n{}", self.logs()))
+        self.wait_log_for(needle, WAIT)
+            .unwrap_or_else(|| panic!("no log line with {needle:?}; log:\n{}", self.logs()))
     }
 
     pub fn wait_log_for(&self, needle: &str, wait: Duration) -> Option<String> {
@@ -154,7 +189,13 @@ impl Bridge {
 
     /// Number of log lines containing `needle` so far.
     pub fn count_log(&self, needle: &str) -> usize {
-        self.log.lines.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+        self.log
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     pub fn logs(&self) -> String {
@@ -184,14 +225,19 @@ impl Bridge {
                 self.exit = Some(s);
                 return s;
             }
-            assert!(Instant::now() < deadline, "bridge did not exit; log:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "bridge did not exit; log:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -223,13 +269,28 @@ pub fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
         if let Some(status) = child.try_wait().expect("try_wait") {
             let mut out = String::new();
             let mut err = String::new();
-            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             return (status.code().unwrap_or(-1), out, err);
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            panic!("websocksy {:?} did not exit", args.iter().map(|a| a.as_ref().to_owned()).collect::<Vec<_>>());
+            panic!(
+                "websocksy {:?} did not exit",
+                args.iter()
+                    .map(|a| a.as_ref().to_owned())
+                    .collect::<Vec<_>>()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -243,7 +304,10 @@ impl Bridge {
     pub fn spawn_env<S: AsRef<std::ffi::OsStr>>(args: &[S], envs: &[(&str, &str)]) -> Bridge {
         let mut child = Command::new(binary())
             .args(args)
-            .env("RUST_LOG", std::env::var("WEBSOCKSY_TEST_LOG").unwrap_or_else(|_| "debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("WEBSOCKSY_TEST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -264,11 +328,21 @@ impl Bridge {
                 l2.grew.notify_all();
             }
         });
-        let mut b = Bridge { child, addr: "0.0.0.0:0".parse().unwrap(), log, exit: None };
+        let mut b = Bridge {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log,
+            exit: None,
+        };
         let line = b.wait_log("listening on ");
-        let rest = line.split("listening on ").nth(1).expect("address after 'listening on'");
+        let rest = line
+            .split("listening on ")
+            .nth(1)
+            .expect("address after 'listening on'");
         let addr = rest.split_whitespace().next().expect("address");
-        b.addr = addr.parse().unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+        b.addr = addr
+            .parse()
+            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
         b
     }
 }

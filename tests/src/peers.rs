@@ -111,7 +111,10 @@ impl TcpPeer {
 
     /// The next connection the bridge made (panics after [`WAIT`]).
     pub fn accept(&self) -> TcpStream {
-        let s = self.rx.recv_timeout(WAIT).expect("bridge did not connect to the peer");
+        let s = self
+            .rx
+            .recv_timeout(WAIT)
+            .expect("bridge did not connect to the peer");
         s.set_read_timeout(Some(WAIT)).unwrap();
         s
     }
@@ -152,7 +155,10 @@ pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
 /// orderly FIN: `SO_LINGER` on with a zero timeout.
 pub fn set_linger_zero(s: &TcpStream) {
     use std::os::fd::AsRawFd;
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: setsockopt on a descriptor we own, with a correctly sized linger struct.
     let r = unsafe {
         libc::setsockopt(
@@ -163,7 +169,12 @@ pub fn set_linger_zero(s: &TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         )
     };
-    assert_eq!(r, 0, "setsockopt(SO_LINGER): {}", std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "setsockopt(SO_LINGER): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// A TCP address on 127.0.0.1 that never answers a new handshake: a
@@ -190,7 +201,11 @@ impl UnansweringPeer {
             match TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100)) {
                 Ok(s) => queued.push(s),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return UnansweringPeer { addr, _listener: l, _queued: queued };
+                    return UnansweringPeer {
+                        addr,
+                        _listener: l,
+                        _queued: queued,
+                    };
                 }
                 Err(e) => panic!("filling the accept queue of {addr}: {e}"),
             }

@@ -31,7 +31,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -41,24 +44,36 @@ pub fn read_response(s: &mut TcpStream) -> io::Result<Response> {
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if s.read(&mut b)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("EOF after {:?}", String::from_utf8_lossy(&head))));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("EOF after {:?}", String::from_utf8_lossy(&head)),
+            ));
         }
         head.push(b[0]);
     }
     let head = String::from_utf8_lossy(&head).to_string();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .collect();
-    Ok(Response { status, head, headers })
+    Ok(Response {
+        status,
+        head,
+        headers,
+    })
 }
 
 /// Upgrade `s` with a valid request; panics unless the answer is 101.
 pub fn upgrade(s: &mut TcpStream, path: &str, extra: &[&str]) -> Response {
-    s.write_all(request(path, extra).as_bytes()).expect("send request");
+    s.write_all(request(path, extra).as_bytes())
+        .expect("send request");
     let r = read_response(s).expect("read 101");
     assert_eq!(r.status, 101, "expected 101, got {}", r.head);
     assert_eq!(r.header("Sec-WebSocket-Accept"), Some(ACCEPT));
@@ -117,7 +132,8 @@ pub struct Frame {
 impl Frame {
     /// For close frames: the status code, if any.
     pub fn close_code(&self) -> Option<u16> {
-        (self.opcode == 8 && self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+        (self.opcode == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
     }
 }
 
@@ -142,7 +158,11 @@ pub fn read_frame(s: &mut TcpStream) -> io::Result<Frame> {
     };
     let mut payload = vec![0u8; len as usize];
     s.read_exact(&mut payload)?;
-    Ok(Frame { fin: h[0] & 0x80 != 0, opcode: h[0] & 0x0f, payload })
+    Ok(Frame {
+        fin: h[0] & 0x80 != 0,
+        opcode: h[0] & 0x0f,
+        payload,
+    })
 }
 
 /// Read frames until a close frame; returns (data frames before it, the close frame).
@@ -187,7 +207,10 @@ pub fn closes_within(s: &mut TcpStream, wait: std::time::Duration) -> bool {
     let r = match s.read(&mut b) {
         Ok(0) => true,
         Ok(_) => false,
-        Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
     };
     let _ = s.set_read_timeout(old);
     r
@@ -197,7 +220,8 @@ pub fn closes_within(s: &mut TcpStream, wait: std::time::Duration) -> bool {
 /// each is its own segment).
 pub fn write_bytewise(s: &mut TcpStream, bytes: &[u8]) {
     for b in bytes {
-        s.write_all(std::slice::from_ref(b)).expect("write one byte");
+        s.write_all(std::slice::from_ref(b))
+            .expect("write one byte");
     }
 }
 
@@ -226,14 +250,24 @@ pub fn frame_zero_key(opcode: u8, payload: &[u8]) -> Vec<u8> {
 /// arrived in time. Only the first byte is waited for with `wait` (by
 /// peeking, so a timeout never loses part of a frame); the rest of the
 /// frame gets [`crate::WAIT`]. The read timeout is left at `WAIT`.
-pub fn read_frame_within(s: &mut TcpStream, wait: std::time::Duration) -> io::Result<Option<Frame>> {
+pub fn read_frame_within(
+    s: &mut TcpStream,
+    wait: std::time::Duration,
+) -> io::Result<Option<Frame>> {
     s.set_read_timeout(Some(wait.max(std::time::Duration::from_millis(1))))?;
     let r = s.peek(&mut [0u8; 1]);
     s.set_read_timeout(Some(crate::WAIT))?;
     match r {
         Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
         Ok(_) => read_frame(s).map(Some),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }

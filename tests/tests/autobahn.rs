@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn script(args: &[&str]) -> Output {
@@ -32,7 +35,11 @@ fn script(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The `RESULT ...` line's `key=value` fields.
@@ -48,7 +55,9 @@ fn result_field(out: &str, key: &str) -> Option<u64> {
 fn autobahn_fuzzingclient_has_no_failed_case() {
     if std::env::var("WEBSOCKSY_SKIP_AUTOBAHN").as_deref() == Ok("1") {
         // Written past the test harness's capture so it shows in every run.
-        let _ = std::io::stderr().write_all(b"autobahn: SKIPPED: WEBSOCKSY_SKIP_AUTOBAHN=1 is set, no conformance run\n");
+        let _ = std::io::stderr().write_all(
+            b"autobahn: SKIPPED: WEBSOCKSY_SKIP_AUTOBAHN=1 is set, no conformance run\n",
+        );
         return;
     }
     let check = script(&["--check"]);
@@ -81,5 +90,9 @@ fn autobahn_fuzzingclient_has_no_failed_case() {
     );
     assert_eq!(failed, Some(0), "FAILED cases:\n{out}");
     assert_eq!(close_failed, Some(0), "close behavior FAILED:\n{out}");
-    assert_eq!(result_field(&out, "close_deviations"), Some(0), "close-behavior deviations:\n{out}");
+    assert_eq!(
+        result_field(&out, "close_deviations"),
+        Some(0),
+        "close-behavior deviations:\n{out}"
+    );
 }

@@ -1,15 +1,15 @@
 //! End-to-end tests: the real binary, real sockets, real peers.
 
-mod smoke;
-mod handshake;
-mod peers;
-mod protocol;
-mod framing;
-mod flow;
 mod cli;
+mod flow;
+mod framing;
+mod handshake;
 mod liveness;
-mod shutdown;
-mod plugins_c;
+mod peers;
 mod plugin_host;
+mod plugins_c;
 mod plugins_rust;
 mod plugins_v1;
+mod protocol;
+mod shutdown;
+mod smoke;

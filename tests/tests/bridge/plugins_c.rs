@@ -27,11 +27,22 @@ use websocksy_tests::ws::{self, Frame};
 use websocksy_tests::{run_cli, temp_dir, Bridge, WAIT};
 
 /// The flags the C plugins must build with (quiche's, plus C99).
-const CFLAGS: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-shared", "-fPIC"];
+const CFLAGS: &[&str] = &[
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-shared",
+    "-fPIC",
+];
 const ASAN_FLAGS: &[&str] = &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"];
-const PLUGINS: &[(&str, &str)] =
-    &[("backend_example.c", "backend_example.so"), ("framing_netstring.c", "framing_netstring.so")];
-const INSTALL_HINT: &str = "install a C compiler with AddressSanitizer (Debian: apt-get install -y build-essential, \
+const PLUGINS: &[(&str, &str)] = &[
+    ("backend_example.c", "backend_example.so"),
+    ("framing_netstring.c", "framing_netstring.so"),
+];
+const INSTALL_HINT: &str =
+    "install a C compiler with AddressSanitizer (Debian: apt-get install -y build-essential, \
                             which brings gcc and libasan8)";
 
 fn repo_root() -> PathBuf {
@@ -40,9 +51,16 @@ fn repo_root() -> PathBuf {
 
 /// `$CC` split on whitespace, else `cc`; panics (never skips) if it does not run.
 fn cc() -> Vec<String> {
-    let v = std::env::var("CC").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "cc".into());
+    let v = std::env::var("CC")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "cc".into());
     let words: Vec<String> = v.split_whitespace().map(str::to_string).collect();
-    match Command::new(&words[0]).args(&words[1..]).arg("--version").output() {
+    match Command::new(&words[0])
+        .args(&words[1..])
+        .arg("--version")
+        .output()
+    {
         Ok(o) if o.status.success() => words,
         r => panic!(
             "no C compiler: {words:?} (from $CC, default cc) does not run ({r:?}). \
@@ -66,7 +84,9 @@ fn build_plugins(tag: &str, extra: &[&str]) -> PathBuf {
             .arg("-o")
             .arg(dir.join(so))
             .arg(src.join(c));
-        let o = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        let o = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
         assert!(
             o.status.success(),
             "compiling {c} failed: {cmd:?}\n{}{}",
@@ -89,7 +109,12 @@ fn dir_arg(dir: &Path) -> String {
 
 /// `--plugin-dir <plugins> -b example` with these `-c` options.
 fn example_args(dir: &Path, options: &[String]) -> Vec<String> {
-    let mut args = vec!["--plugin-dir".to_string(), dir_arg(dir), "-b".into(), "example".into()];
+    let mut args = vec![
+        "--plugin-dir".to_string(),
+        dir_arg(dir),
+        "-b".into(),
+        "example".into(),
+    ];
     for o in options {
         args.push("-c".into());
         args.push(o.clone());
@@ -137,7 +162,11 @@ fn assert_routed(b: &Bridge, path: &str, peer: &TcpPeer) {
 #[test]
 fn example_backend_routes_by_longest_path_prefix() {
     let (a, ab, fallback) = (TcpPeer::new(), TcpPeer::new(), TcpPeer::new());
-    let b = start_example(&[route("/a", a.addr), route("/ab", ab.addr), format!("default=tcp://{}", fallback.addr)]);
+    let b = start_example(&[
+        route("/a", a.addr),
+        route("/ab", ab.addr),
+        format!("default=tcp://{}", fallback.addr),
+    ]);
     for (path, peer) in [
         ("/ab/x", &ab),
         ("/a/x", &a),
@@ -170,7 +199,8 @@ fn example_backend_rejects_unrouted_path_with_404_and_reason() {
     let a = TcpPeer::new();
     let b = start_example(&[route("/a", a.addr)]);
     let mut s = b.connect();
-    s.write_all(ws::request("/elsewhere", &[]).as_bytes()).unwrap();
+    s.write_all(ws::request("/elsewhere", &[]).as_bytes())
+        .unwrap();
     let r = ws::read_response(&mut s).expect("read response");
     assert_eq!(r.status, 404, "{}", r.head);
     let body = ws::read_body(&mut s, &r).expect("read body");
@@ -186,11 +216,15 @@ fn example_backend_rejects_unknown_framing_with_400() {
     let a = TcpPeer::new();
     let b = start_example(&[route("/a", a.addr)]);
     let mut s = b.connect();
-    s.write_all(ws::request("/a?framing=no-such-framing", &[]).as_bytes()).unwrap();
+    s.write_all(ws::request("/a?framing=no-such-framing", &[]).as_bytes())
+        .unwrap();
     let r = ws::read_response(&mut s).expect("read response");
     assert_eq!(r.status, 400, "{}", r.head);
     let body = ws::read_body(&mut s, &r).expect("read body");
-    assert!(String::from_utf8_lossy(&body).contains("unknown framing"), "{body:?}");
+    assert!(
+        String::from_utf8_lossy(&body).contains("unknown framing"),
+        "{body:?}"
+    );
 }
 
 /// A bridge with the example backend routing `/ns` to a [`TcpPeer`], a
@@ -222,8 +256,14 @@ fn netstring_split_across_writes_arrives_as_messages() {
     // Invalid UTF-8 is binary; an empty netstring sends nothing; several
     // netstrings in one write are several messages.
     p.write_all(b"2:\xff\xfe,0:,4:h\xc3\xa9!,").unwrap();
-    assert_eq!(data(&ws::read_frame(&mut s).unwrap()), (2, &b"\xff\xfe"[..]));
-    assert_eq!(data(&ws::read_frame(&mut s).unwrap()), (1, "hé!".as_bytes()));
+    assert_eq!(
+        data(&ws::read_frame(&mut s).unwrap()),
+        (2, &b"\xff\xfe"[..])
+    );
+    assert_eq!(
+        data(&ws::read_frame(&mut s).unwrap()),
+        (1, "hé!".as_bytes())
+    );
 
     // The client's messages reach the peer unframed.
     s.write_all(&ws::text("raw")).unwrap();
@@ -239,13 +279,23 @@ fn netstring_split_across_writes_arrives_as_messages() {
 
 #[test]
 fn netstring_malformed_length_closes_1011() {
-    for bad in [&b"x:abc,"[..], b"3:abc;", b"05:hello,", b"1234567890123456789:"] {
+    for bad in [
+        &b"x:abc,"[..],
+        b"3:abc;",
+        b"05:hello,",
+        b"1234567890123456789:",
+    ] {
         let (_b, mut s, mut p, _peer) = netstring_setup();
         p.write_all(b"2:ok,").unwrap();
         assert_eq!(data(&ws::read_frame(&mut s).unwrap()), (1, &b"ok"[..]));
         p.write_all(bad).unwrap();
         let (frames, close) = ws::read_until_close(&mut s).unwrap();
-        assert_eq!(close.close_code(), Some(1011), "{:?}: frames {frames:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            close.close_code(),
+            Some(1011),
+            "{:?}: frames {frames:?}",
+            String::from_utf8_lossy(bad)
+        );
         // `3:abc;` sends abc before it finds the missing comma.
         assert!(frames.iter().all(|f| f.payload == b"abc"), "{frames:?}");
     }
@@ -282,7 +332,10 @@ fn assert_startup_error(args: &[String], names: &[&str]) {
     let (code, _out, err) = run_cli(args);
     assert_eq!(code, 2, "{args:?}: status {code}, stderr {err:?}");
     for n in names {
-        assert!(err.contains(n), "{args:?}: stderr does not name {n:?}: {err:?}");
+        assert!(
+            err.contains(n),
+            "{args:?}: stderr does not name {n:?}: {err:?}"
+        );
     }
 }
 
@@ -304,11 +357,24 @@ fn example_backend_configure_errors_exit_2() {
 
 #[test]
 fn netstring_bad_config_is_a_startup_error() {
-    for config in ["framing-config=max=abc", "framing-config=max=0", "framing-config=size=3"] {
+    for config in [
+        "framing-config=max=abc",
+        "framing-config=max=0",
+        "framing-config=size=3",
+    ] {
         let mut args = listen_args();
         args.extend(
-            ["--plugin-dir", &dir_arg(plugin_dir()), "-c", "host=tcp://127.0.0.1:9", "-c", "framing=netstring", "-c", config]
-                .map(String::from),
+            [
+                "--plugin-dir",
+                &dir_arg(plugin_dir()),
+                "-c",
+                "host=tcp://127.0.0.1:9",
+                "-c",
+                "framing=netstring",
+                "-c",
+                config,
+            ]
+            .map(String::from),
         );
         assert_startup_error(&args, &["max=N"]);
     }
@@ -338,13 +404,23 @@ fn plugins_built_with_asan_run_clean_under_traffic() {
     let echo = peers::tcp_echo();
     let ns = TcpPeer::new();
     let mut args = listen_args();
-    args.extend(example_args(&dir, &[route("/ns", ns.addr), route("/echo", echo), route("/e", echo)]));
+    args.extend(example_args(
+        &dir,
+        &[
+            route("/ns", ns.addr),
+            route("/echo", echo),
+            route("/e", echo),
+        ],
+    ));
     let mut b = Bridge::spawn_env(
         &args,
         &[
             ("LD_PRELOAD", libasan.as_str()),
             // Any memory error aborts the bridge at once.
-            ("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1:halt_on_error=1"),
+            (
+                "ASAN_OPTIONS",
+                "detect_leaks=1:abort_on_error=1:halt_on_error=1",
+            ),
             // Leaks are only reported, not fatal: the host leaks its
             // library handles on purpose (plugins stay loaded until exit).
             // The report is searched for the plugins' own leaks below.
@@ -352,7 +428,10 @@ fn plugins_built_with_asan_run_clean_under_traffic() {
         ],
     );
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", b.pid())).expect("read maps");
-    assert!(maps.contains("libasan"), "libasan is not loaded in the bridge");
+    assert!(
+        maps.contains("libasan"),
+        "libasan is not loaded in the bridge"
+    );
 
     let traffic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for i in 0..40 {
@@ -362,7 +441,10 @@ fn plugins_built_with_asan_run_clean_under_traffic() {
     if let Err(e) = traffic {
         // Most likely ASan stopped the bridge: show its report.
         let _ = b.wait_log_for("SUMMARY: AddressSanitizer", Duration::from_secs(2));
-        let why = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+        let why = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
         panic!(
             "traffic through the ASan-built plugins failed ({}); the bridge's log:\n{}",
             why.unwrap_or_default(),
@@ -372,10 +454,22 @@ fn plugins_built_with_asan_run_clean_under_traffic() {
     b.signal(libc::SIGTERM);
     let status = b.wait_exit(WAIT * 2);
     let logs = b.logs();
-    assert!(!logs.contains("ERROR: AddressSanitizer"), "AddressSanitizer reported:\n{}", asan_excerpt(&logs));
-    assert!(status.success(), "bridge exited with {status} under ASan; log:\n{}", asan_excerpt(&logs));
+    assert!(
+        !logs.contains("ERROR: AddressSanitizer"),
+        "AddressSanitizer reported:\n{}",
+        asan_excerpt(&logs)
+    );
+    assert!(
+        status.success(),
+        "bridge exited with {status} under ASan; log:\n{}",
+        asan_excerpt(&logs)
+    );
     let leaks = plugin_leaks(&logs);
-    assert!(leaks.is_empty(), "the C plugins leaked (a state_new without state_free?):\n{}", leaks.join("\n\n"));
+    assert!(
+        leaks.is_empty(),
+        "the C plugins leaked (a state_new without state_free?):\n{}",
+        leaks.join("\n\n")
+    );
 }
 
 /// One round of traffic through both plugins: two routed echoes, a 404,
@@ -385,7 +479,11 @@ fn asan_round(b: &Bridge, i: usize, ns: &TcpPeer) {
     // The example backend: routed, echoed; a long User-Agent for the log line.
     let mut s = b.connect();
     let path = if i % 2 == 1 { "/e" } else { "/echo/x" };
-    ws::upgrade(&mut s, path, &[&format!("User-Agent: asan-{i}-{}", "x".repeat(i * 7))]);
+    ws::upgrade(
+        &mut s,
+        path,
+        &[&format!("User-Agent: asan-{i}-{}", "x".repeat(i * 7))],
+    );
     let msg = format!("message {i}");
     s.write_all(&ws::text(&msg)).unwrap();
     assert_eq!(read_echo(&mut s, msg.len()), msg.as_bytes());
@@ -393,7 +491,8 @@ fn asan_round(b: &Bridge, i: usize, ns: &TcpPeer) {
 
     // A 404 from the backend.
     let mut r = b.connect();
-    r.write_all(ws::request("/nowhere", &[]).as_bytes()).unwrap();
+    r.write_all(ws::request("/nowhere", &[]).as_bytes())
+        .unwrap();
     assert_eq!(ws::read_response(&mut r).unwrap().status, 404);
 
     // netstring: messages of growing size, split across writes.
@@ -402,7 +501,8 @@ fn asan_round(b: &Bridge, i: usize, ns: &TcpPeer) {
     let mut p = ns.accept();
     p.set_nodelay(true).unwrap();
     let payload = "y".repeat(i * 37);
-    p.write_all(format!("{}:{payload},3:ab", payload.len()).as_bytes()).unwrap();
+    p.write_all(format!("{}:{payload},3:ab", payload.len()).as_bytes())
+        .unwrap();
     p.write_all(b"c,").unwrap();
     if !payload.is_empty() {
         assert_eq!(ws::read_frame(&mut s).unwrap().payload, payload.as_bytes());
