@@ -11,5 +11,6 @@ mod plugins_c;
 mod plugins_rust;
 mod plugins_v1;
 mod protocol;
+mod readme;
 mod shutdown;
 mod smoke;
