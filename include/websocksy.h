@@ -29,8 +29,11 @@
  * Every struct that crosses the boundary starts with `uint32_t size`, the
  * sizeof() the writer was built with:
  *   - descriptors you register: set size = sizeof(the struct); the host reads
- *     only that many bytes and treats later fields as NULL/0, so a plugin
- *     built against 2.0 keeps loading into a 2.5 host;
+ *     only that many bytes and treats later fields (and a field `size` only
+ *     partly covers) as NULL/0, so a plugin built against 2.0 keeps loading
+ *     into a 2.5 host. wsy_framing's last field, configure, was appended
+ *     before 2.0 shipped: a framing descriptor whose size ends before it is
+ *     accepted as a 2.0 framing without options;
  *   - structs the host gives you (wsy_host_api, wsy_request): before using a
  *     field added after 2.0, check it is inside `size` (WSY_HAS_FIELD).
  *
@@ -58,8 +61,10 @@
  * ---------------------------------------------------------------------------
  * Threads and blocking
  * ---------------------------------------------------------------------------
- *   - The entry, configure, start and cleanup run on the main thread, never
- *     concurrently with anything else of yours.
+ *   - The entry, configure (of backends and of framings), start and cleanup
+ *     run on the main thread, never concurrently with anything else of
+ *     yours. A framing's configure calls all come before its first
+ *     state_new.
  *   - Backend query runs on one of the host's worker threads, so it MAY
  *     block (read a file, ask a database, make an HTTP call) without
  *     stalling other connections. Several queries can run at the same time
@@ -201,16 +206,19 @@ typedef uint32_t wsy_opcode;
  * A framing function, websocksy's contract with the original's defects
  * removed: explicit state, an error return, and an opcode chosen per frame.
  *
- * For each connection the host calls state_new once, then frame every time
- * bytes arrive from the peer, then finish (if the peer closed with bytes left
- * over), then state_free.
+ * At start-up the host calls configure once per library-level option (the
+ * `[framing:NAME]` section of the config file, `--framing-option
+ * NAME:KEY=VALUE`), before any state_new. Then, for each connection, it
+ * calls state_new once, then frame every time bytes arrive from the peer,
+ * then finish (if the peer closed with bytes left over), then state_free.
  */
 typedef struct wsy_framing {
     uint32_t size;      /* sizeof(wsy_framing) */
     uint16_t abi_major; /* WSY_ABI_MAJOR */
     uint16_t abi_minor; /* WSY_ABI_MINOR */
-    /* The name backends select it by (`framing = NAME`). Static. A name
-     * registered by a plugin replaces a built-in one of the same name. */
+    /* The name backends select it by (`framing = NAME`) and its options are
+     * given under ([framing:NAME]). Static. A name registered by a plugin
+     * replaces a built-in one of the same name. */
     const char *name;
     /* Passed back as the first argument of every callback. */
     void *userdata;
@@ -248,6 +256,20 @@ typedef struct wsy_framing {
      * WSY_OPCODE_DISCARD to drop it. NULL: sent as text if valid UTF-8,
      * else binary. */
     wsy_status (*finish)(void *userdata, void *state, const uint8_t *data, size_t length, wsy_opcode *opcode);
+
+    /* Optional. One library-level option, from a `key = value` line of the
+     * config file's [framing:NAME] section or a --framing-option
+     * NAME:KEY=VALUE, in the order given. Called on the main thread at
+     * start-up, after the entry returned and before any state_new, so it may
+     * set defaults that every connection's state_new starts from (a
+     * connection's framing config still overrides them). Return
+     * WSY_EUNKNOWN_KEY for a key you do not know, WSY_EINVAL (with
+     * error_set) for a bad value: start-up fails naming the file and line or
+     * the argument. NULL: the framing takes no options and any option is an
+     * error. Appended to ABI 2.0 before its release: the host reads it only
+     * when `size` covers it (a descriptor of size offsetof(wsy_framing,
+     * configure), as the first 2.0 plugins were built, loads with NULL). */
+    wsy_status (*configure)(void *userdata, wsy_str key, wsy_str value, wsy_error *error);
 } wsy_framing;
 
 /* ------------------------------------------------------------------------ */

@@ -134,6 +134,9 @@ pub struct wsy_framing {
     pub state_free: Option<wsy_state_free_fn>,
     pub frame: Option<wsy_frame_fn>,
     pub finish: Option<wsy_finish_fn>,
+    /// Library-level options (`[framing:NAME]`, `--framing-option`). Appended
+    /// before 2.0 shipped: only present when `size` covers it.
+    pub configure: Option<wsy_configure_fn>,
 }
 
 #[repr(C)]
@@ -238,7 +241,9 @@ pub type wsy_entry_fn = unsafe extern "C" fn(
 const _: () = {
     assert!(std::mem::size_of::<wsy_str>() == 16);
     assert!(std::mem::size_of::<wsy_header>() == 32);
-    assert!(std::mem::size_of::<wsy_framing>() == 56);
+    assert!(std::mem::size_of::<wsy_framing>() == 64);
+    // The first 2.0 framings were built without `configure`.
+    assert!(std::mem::offset_of!(wsy_framing, configure) == 56);
     assert!(std::mem::size_of::<wsy_request>() == 112);
     assert!(std::mem::size_of::<wsy_backend>() == 64);
     assert!(std::mem::size_of::<wsy_host_api>() == 96);

@@ -192,7 +192,10 @@ fn layouts() -> Vec<Layout> {
     layouts! {
         wsy_str { ptr, len }
         wsy_header { name, value }
-        wsy_framing { size, abi_major, abi_minor, name, userdata, state_new, state_free, frame, finish }
+        wsy_framing {
+            size, abi_major, abi_minor, name, userdata, state_new, state_free, frame, finish,
+            configure,
+        }
         wsy_request {
             size, target, path, query, headers, header_count, protocols, protocol_count,
             client_address, tls, reserved,
@@ -296,6 +299,7 @@ static void macros(void) {
     wsy_str e = WSY_STR("");
     wsy_request r;
     wsy_host_api h;
+    wsy_framing fr;
     wsy_entry_fn f = entry;
 
     check(s.ptr != NULL && s.len == 18 && memcmp(s.ptr, "tcp://127.0.0.1:22", 18) == 0, "WSY_STR");
@@ -315,6 +319,13 @@ static void macros(void) {
     h.size = (uint32_t)offsetof(wsy_host_api, request_cookie);
     check(WSY_HAS_FIELD(&h, wsy_host_api, request_header), "WSY_HAS_FIELD_host_api_has");
     check(!WSY_HAS_FIELD(&h, wsy_host_api, request_cookie), "WSY_HAS_FIELD_host_api_lacks");
+
+    memset(&fr, 0, sizeof fr);
+    fr.size = (uint32_t)offsetof(wsy_framing, configure);
+    check(WSY_HAS_FIELD(&fr, wsy_framing, finish), "WSY_HAS_FIELD_framing_before_configure_has_finish");
+    check(!WSY_HAS_FIELD(&fr, wsy_framing, configure), "WSY_HAS_FIELD_framing_before_configure_lacks_it");
+    fr.size = (uint32_t)sizeof fr;
+    check(WSY_HAS_FIELD(&fr, wsy_framing, configure), "WSY_HAS_FIELD_framing_has_configure");
 
     check(f(NULL, NULL, NULL) == WSY_OK, "wsy_entry_fn");
     check(strcmp(WSY_ENTRY_SYMBOL, "websocksy_plugin_v2") == 0, "WSY_ENTRY_SYMBOL_literal");

@@ -1,25 +1,29 @@
 //! Command line and configuration file, compatible with the original
 //! websocksy (`websocksy CONFIG_FILE` or `-p -l -k -b -c` flags, INI-like
-//! file with `[core]` and `[backend]` sections).
+//! file with `[core]` and `[backend]` sections), plus `[framing:NAME]`
+//! sections and `--framing-option NAME:KEY=VALUE` for framings'
+//! library-level options.
 //!
-//! Parsing produces [`Settings`]; backend keys are not interpreted here but
-//! carried with their [`Origin`] so the backend's own validation can name the
-//! file and line (or the argument) in its error. Only options the user gave
-//! are carried (no backend defaults are injected), so a backend can tell an
-//! explicit `port` from its default (spec case 53).
+//! Parsing produces [`Settings`]; backend and framing keys are not
+//! interpreted here but carried with their [`Origin`] so the backend's (or
+//! framing's) own validation can name the file and line (or the argument) in
+//! its error. Only options the user gave are carried (no backend defaults
+//! are injected), so a backend can tell an explicit `port` from its default
+//! (spec case 53).
 //!
 //! Differences from the original, on purpose:
 //! * A config file may be combined with flags. The file is applied first,
 //!   wherever the file name appears on the command line; then flags
 //!   override its `[core]` values and `-c` options are appended after its
-//!   `[backend]` options.
+//!   `[backend]` options (and `--framing-option`s after its `[framing:NAME]`
+//!   lines).
 //! * All backend options go to the final backend. The original discarded
 //!   options given before a `-b` (or before a later `backend =`), because
 //!   loading a backend reset the previous one; here a warning is logged
 //!   when that situation arises and the options are kept.
 //! * Bad input is an error instead of being ignored or wrapped: unknown
 //!   flags, `-p 80000`, an odd trailing flag, a `[section]` header other
-//!   than `[core]`/`[backend]`.
+//!   than `[core]`/`[backend]`/`[framing:NAME]`.
 //! * Lines whose first non-blank character is `#` or `;` are comments even
 //!   when they contain `=` (the original passed `# host = x` to the backend).
 //! * Timeouts accept fractional seconds; `--max-message-size` accepts K/M/G.
@@ -36,8 +40,9 @@ use clap::Parser;
 /// Where a setting came from, for one-line error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// `-c key=value` (or its long form) on the command line. Holds the
-    /// option as `-c key=value`, so it reads as `argument '-c key=value'`.
+    /// `-c key=value` or `--framing-option name:key=value` on the command
+    /// line. Holds the option as `-c key=value` (`--framing-option
+    /// name:key=value`), so it reads as `argument '-c key=value'`.
     Argument(String),
     /// A line of a configuration file (1-based).
     File { path: String, line: usize },
@@ -60,6 +65,17 @@ pub struct BackendOption {
     pub origin: Origin,
 }
 
+/// One `key = value` for a framing's [`configure`](crate::framing::Framing::configure):
+/// a line of a `[framing:NAME]` section or a `--framing-option NAME:KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramingOption {
+    /// The framing's name, as `framing = NAME` selects it.
+    pub framing: String,
+    pub key: String,
+    pub value: String,
+    pub origin: Origin,
+}
+
 /// Everything the bridge needs to start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -75,6 +91,9 @@ pub struct Settings {
     pub backend: String,
     /// Backend options in the order given.
     pub backend_options: Vec<BackendOption>,
+    /// Framings' library-level options in the order given: the file's
+    /// `[framing:NAME]` lines, then `--framing-option`s.
+    pub framing_options: Vec<FramingOption>,
     /// Peer connect timeout. Default 10 s.
     pub connect_timeout: Duration,
     /// Time allowed from accept to a complete upgrade request. Default 10 s.
@@ -108,6 +127,7 @@ impl Default for Settings {
             pong_timeout: Duration::from_secs(10),
             backend: "defaultpeer".into(),
             backend_options: Vec::new(),
+            framing_options: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: None,
@@ -199,8 +219,9 @@ fn clap_outcome(err: &clap::Error) -> Result<Parsed, ConfigError> {
 const AFTER_HELP: &str = "\
 Configuration file:
   CONFIG_FILE is read first, whatever its position among the arguments;
-  options on the command line then override its [core] values, and -c
-  options are passed to the backend after its [backend] lines.
+  options on the command line then override its [core] values, -c options
+  are passed to the backend after its [backend] lines, and --framing-option
+  options to framings after its [framing:NAME] lines.
 
   [core]
   port = 8001
@@ -215,6 +236,9 @@ Configuration file:
   framing = newline
   framing-config = lf
 
+  [framing:json]
+  invalid = close
+
   Each line is 'key = value', split at the first '='; key and value are
   trimmed, with no quoting or escapes. Lines starting with '#' or ';' are
   comments. Section headers start in column 0 and are case-sensitive.
@@ -223,7 +247,9 @@ Configuration file:
   max-message-size, max-connections, drain-timeout, plugin-dir, plugin,
   busy-poll);
   unknown [core] keys are ignored with a warning. [backend] lines go to the backend in order,
-  like -c options.
+  like -c options. [framing:NAME] lines are library-level options of the framing NAME
+  (the name 'framing =' selects), like --framing-option NAME:KEY=VALUE; a connection's
+  framing-config still overrides them. The built-in framings take none.
 
 Backend 'defaultpeer' (built in) takes host ([tcp|udp|unix|unix-dgram|
 fifotx|fiforx]://ADDRESS), port, framing, framing-config and protocol, e.g.:
@@ -271,6 +297,11 @@ struct Cli {
     #[arg(short = 'c', long = "backend-option", value_name = "KEY=VALUE",
           value_parser = backend_option_value)]
     backend_options: Vec<(String, String)>,
+
+    /// Pass KEY=VALUE to framing NAME as a library-level option; repeatable, kept in order
+    #[arg(long = "framing-option", value_name = "NAME:KEY=VALUE",
+          value_parser = framing_option_value)]
+    framing_options: Vec<(String, String, String)>,
 
     /// Give up connecting to a peer after SECS [default: 10]
     #[arg(long, value_name = "SECS", value_parser = seconds, allow_negative_numbers = true)]
@@ -364,6 +395,20 @@ impl Cli {
                 let origin = Origin::Argument(format!("-c {key}={value}"));
                 BackendOption { key, value, origin }
             }));
+        s.framing_options.extend(
+            self.framing_options
+                .into_iter()
+                .map(|(framing, key, value)| {
+                    let origin =
+                        Origin::Argument(format!("--framing-option {framing}:{key}={value}"));
+                    FramingOption {
+                        framing,
+                        key,
+                        value,
+                        origin,
+                    }
+                }),
+        );
     }
 }
 
@@ -381,10 +426,12 @@ fn set_backend(s: &mut Settings, name: String, at: &str) {
     s.backend = name;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Section {
     Core,
     Backend,
+    /// `[framing:NAME]`, holding NAME.
+    Framing(String),
 }
 
 fn apply_config_file(s: &mut Settings, path: &Path) -> Result<(), ConfigError> {
@@ -409,15 +456,21 @@ fn apply_config_text(s: &mut Settings, name: &str, bytes: &[u8]) -> Result<(), C
             .trim_end();
         // Prefix match at column 0 like the original, so `[core] # x` works.
         if line.starts_with('[') {
-            section = if line.starts_with("[core]") {
-                Section::Core
-            } else if line.starts_with("[backend]") {
-                Section::Backend
-            } else {
-                return Err(ConfigError(format!(
-                    "{at}: unknown section '{line}' (expected [core] or [backend], case-sensitive)"
-                )));
-            };
+            section =
+                if line.starts_with("[core]") {
+                    Section::Core
+                } else if line.starts_with("[backend]") {
+                    Section::Backend
+                } else if let Some(rest) = line.strip_prefix("[framing:") {
+                    Section::Framing(framing_section_name(rest).map_err(|why| {
+                        ConfigError(format!("{at}: invalid section '{line}': {why}"))
+                    })?)
+                } else {
+                    return Err(ConfigError(format!(
+                        "{at}: unknown section '{line}' \
+                     (expected [core], [backend] or [framing:NAME], case-sensitive)"
+                    )));
+                };
             continue;
         }
         let content = line.trim_start();
@@ -438,7 +491,7 @@ fn apply_config_text(s: &mut Settings, name: &str, bytes: &[u8]) -> Result<(), C
         if key.is_empty() {
             return Err(ConfigError(format!("{at}: missing key before '='")));
         }
-        match section {
+        match &section {
             Section::Core => match apply_core_key(s, key, value, &at) {
                 Ok(true) => {}
                 Ok(false) => log::warn!("{at}: ignoring unknown [core] key '{key}'"),
@@ -449,6 +502,12 @@ fn apply_config_text(s: &mut Settings, name: &str, bytes: &[u8]) -> Result<(), C
                 }
             },
             Section::Backend => s.backend_options.push(BackendOption {
+                key: key.to_string(),
+                value: value.to_string(),
+                origin: at,
+            }),
+            Section::Framing(framing) => s.framing_options.push(FramingOption {
+                framing: framing.clone(),
                 key: key.to_string(),
                 value: value.to_string(),
                 origin: at,
@@ -531,6 +590,42 @@ fn backend_option_value(v: &str) -> Result<(String, String), String> {
         Some(("", _)) => Err("expected KEY=VALUE, the key is empty".into()),
         Some((key, value)) => Ok((key.to_string(), value.to_string())),
         None => Err("expected KEY=VALUE".into()),
+    }
+}
+
+/// A framing name as `framing = NAME` gives it: not empty, no whitespace,
+/// no control characters (the host refuses such names at registration).
+fn framing_name_value(v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        return Err("the framing name is empty".into());
+    }
+    if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("the framing name '{v}' has spaces"));
+    }
+    Ok(v.to_string())
+}
+
+/// NAME of a `[framing:NAME]` header, from what follows `[framing:`. Like
+/// the other headers, anything after the `]` is ignored.
+fn framing_section_name(rest: &str) -> Result<String, String> {
+    let Some((name, _)) = rest.split_once(']') else {
+        return Err("expected [framing:NAME]".into());
+    };
+    framing_name_value(name)
+}
+
+/// `NAME:KEY=VALUE`, split at the first ':' and the first '=' after it. Not
+/// trimmed, like `-c`.
+fn framing_option_value(v: &str) -> Result<(String, String, String), String> {
+    const EXPECTED: &str = "expected NAME:KEY=VALUE";
+    let Some((name, option)) = v.split_once(':') else {
+        return Err(EXPECTED.into());
+    };
+    let name = framing_name_value(name).map_err(|why| format!("{EXPECTED}, {why}"))?;
+    match option.split_once('=') {
+        Some(("", _)) => Err(format!("{EXPECTED}, the key is empty")),
+        Some((key, value)) => Ok((name, key.to_string(), value.to_string())),
+        None => Err(EXPECTED.into()),
     }
 }
 
@@ -1128,12 +1223,137 @@ protocol = *
         assert_eq!(
             msg,
             format!(
-                "{}:3: unknown section '[Core]' (expected [core] or [backend], case-sensitive)",
+                "{}:3: unknown section '[Core]' \
+                 (expected [core], [backend] or [framing:NAME], case-sensitive)",
                 file.path()
             )
         );
         let file = TempFile::new(b"[backendx]\n");
         assert!(fail(&[&file.path()]).contains(":1: unknown section '[backendx]'"));
+    }
+
+    fn framing_opt(framing: &str, key: &str, value: &str, origin: Origin) -> FramingOption {
+        FramingOption {
+            framing: framing.into(),
+            key: key.into(),
+            value: value.into(),
+            origin,
+        }
+    }
+
+    fn at(path: &str, line: usize) -> Origin {
+        Origin::File {
+            path: path.into(),
+            line,
+        }
+    }
+
+    #[test]
+    fn framing_sections_and_flags_keep_order_and_origins() {
+        let file = TempFile::new(
+            b"[core]\nport = 1\n[framing:json]\nmax-depth = 4\n# invalid = binary\n\
+              invalid = close\n[framing:semicolon] ; trailing text\nseparator = a=b\n\
+              [backend]\nframing = json\n[framing:json]\nmax-depth=8\n",
+        );
+        let path = file.path();
+        // The file's lines come first, wherever the file name stands.
+        let s = run(&[
+            "--framing-option",
+            "json:max-depth=2",
+            &path,
+            "--framing-option=semicolon:k= a:b=c ",
+        ]);
+        assert_eq!(s.port, 1);
+        assert_eq!(
+            s.backend_options,
+            vec![file_opt("framing", "json", &path, 10)]
+        );
+        let arg = |a: &str| Origin::Argument(a.into());
+        assert_eq!(
+            s.framing_options,
+            vec![
+                framing_opt("json", "max-depth", "4", at(&path, 4)),
+                framing_opt("json", "invalid", "close", at(&path, 6)),
+                framing_opt("semicolon", "separator", "a=b", at(&path, 8)),
+                framing_opt("json", "max-depth", "8", at(&path, 12)),
+                framing_opt(
+                    "json",
+                    "max-depth",
+                    "2",
+                    arg("--framing-option json:max-depth=2")
+                ),
+                framing_opt(
+                    "semicolon",
+                    "k",
+                    " a:b=c ",
+                    arg("--framing-option semicolon:k= a:b=c ")
+                ),
+            ]
+        );
+        assert_eq!(s.framing_options[2].origin.to_string(), format!("{path}:8"));
+        assert_eq!(
+            s.framing_options[4].origin.to_string(),
+            "argument '--framing-option json:max-depth=2'"
+        );
+        assert!(run(&[]).framing_options.is_empty());
+    }
+
+    #[test]
+    fn bad_framing_sections_name_file_and_line() {
+        for (text, why) in [
+            ("[framing:]\n", "the framing name is empty"),
+            ("[framing:a b]\n", "the framing name 'a b' has spaces"),
+            ("[framing:json\n", "expected [framing:NAME]"),
+        ] {
+            let file = TempFile::new(format!("[core]\n{text}").as_bytes());
+            let header = text.trim_end();
+            assert_eq!(
+                fail(&[&file.path()]),
+                format!("{}:2: invalid section '{header}': {why}", file.path())
+            );
+        }
+        // Case-sensitive, like the others.
+        let file = TempFile::new(b"[Framing:json]\n");
+        assert!(fail(&[&file.path()]).contains(":1: unknown section '[Framing:json]'"));
+        let file = TempFile::new(b"[framing:json]\n = 1\n");
+        assert_eq!(
+            fail(&[&file.path()]),
+            format!("{}:2: missing key before '='", file.path())
+        );
+    }
+
+    #[test]
+    fn bad_framing_option_flags_are_one_line_errors() {
+        let msg = fail(&["--framing-option", "json"]);
+        assert_eq!(
+            msg,
+            "invalid value 'json' for '--framing-option <NAME:KEY=VALUE>': expected NAME:KEY=VALUE"
+        );
+        let msg = fail(&["--framing-option", "max-depth=2"]);
+        assert!(msg.ends_with(": expected NAME:KEY=VALUE"), "{msg}");
+        let msg = fail(&["--framing-option", "json:max-depth"]);
+        assert!(msg.ends_with(": expected NAME:KEY=VALUE"), "{msg}");
+        let msg = fail(&["--framing-option", ":k=v"]);
+        assert!(
+            msg.ends_with("expected NAME:KEY=VALUE, the framing name is empty"),
+            "{msg}"
+        );
+        let msg = fail(&["--framing-option", "js on:k=v"]);
+        assert!(msg.contains("has spaces"), "{msg}");
+        let msg = fail(&["--framing-option", "json:=v"]);
+        assert!(
+            msg.ends_with("expected NAME:KEY=VALUE, the key is empty"),
+            "{msg}"
+        );
+        let msg = fail(&["--framing-option"]);
+        assert!(msg.contains("--framing-option <NAME:KEY=VALUE>"), "{msg}");
+    }
+
+    #[test]
+    fn help_mentions_framing_options() {
+        let (text, _) = exit(&["--help"]);
+        assert!(text.contains("--framing-option <NAME:KEY=VALUE>"), "{text}");
+        assert!(text.contains("[framing:NAME]"), "{text}");
     }
 
     #[test]

@@ -22,6 +22,12 @@ fn main() -> ExitCode {
         Err(e) => return startup_error(&e),
     };
     plugin::v1::set_registry(&framings);
+    // Every framing is registered now; configure them before the backend is
+    // created, since it may already make a state (the defaultpeer checks
+    // its framing-config).
+    if let Err(e) = framings.configure(&settings.framing_options) {
+        return startup_error(&e);
+    }
     let backend = match backend::create(
         &settings.backend,
         &settings.backend_options,

@@ -12,7 +12,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Once, OnceLock, PoisonError, RwLock};
+use std::sync::{Mutex, Once, OnceLock, PoisonError, RwLock};
 
 use crate::abi::{
     self, wsy_backend, wsy_error, wsy_framing, wsy_host_api, wsy_opcode, wsy_plugin, wsy_request,
@@ -167,8 +167,9 @@ impl Registrar {
             .register_framing
             .ok_or_else(|| self.fail("host has no register_framing", abi::WSY_ERROR))?;
         // Leaked on purpose: the host may call the framing until exit and
-        // never unloads the library, so there is no time to free it.
-        let userdata = Box::into_raw(Box::new(framing)).cast::<c_void>();
+        // never unloads the library, so there is no time to free it. The
+        // cell lets configure have `&mut F` and the framing calls `&F`.
+        let userdata = Box::into_raw(Box::new(FramingCell::new(framing))).cast::<c_void>();
         let d = wsy_framing {
             size: std::mem::size_of::<wsy_framing>() as u32,
             abi_major: abi::WSY_ABI_MAJOR,
@@ -179,6 +180,7 @@ impl Registrar {
             state_free: Some(state_free::<F>),
             frame: Some(frame::<F>),
             finish: Some(finish::<F>),
+            configure: Some(configure_framing::<F>),
         };
         // SAFETY: we are inside the entry call, as register_framing requires;
         // `plugin` is the entry's handle and `d` lives across the call (the
@@ -288,8 +290,137 @@ pub unsafe fn entry(
 }
 
 // ---------------------------------------------------------------------------
-// Framing trampolines. `userdata` is the `Box<F>` leaked in
+// Framing trampolines. `userdata` is the `Box<FramingCell<F>>` leaked in
 // `Registrar::framing`; `state` is a `Box<F::State>` made by `state_new`.
+
+/// A framing, mutable while it is configured, then shared.
+///
+/// `configure` needs `&mut F`, the framing calls need `&F`, and the ABI
+/// orders them: every configure runs on the main thread before the first
+/// state_new, and frame/finish only ever follow a state_new. So the framing
+/// starts in `setup`, where configure mutates it under the mutex, and the
+/// first framing call moves it, under that same mutex, into `ready` (a
+/// `OnceLock`), never to leave. From then on every call reads `ready`: one
+/// acquire load, no lock and no reference count on the hot path (cheaper
+/// than the read lock backends take, whose queries are far rarer than
+/// frame calls). A configure that comes later finds `setup` empty and is
+/// refused with `WSY_ESTATE`, so even a host that broke the order cannot
+/// make a `&mut F` coexist with a `&F`: the scheme is sound without
+/// trusting the host, and without `unsafe`.
+pub(crate) struct FramingCell<F> {
+    setup: Mutex<Option<F>>,
+    ready: OnceLock<F>,
+}
+
+impl<F: Framing> FramingCell<F> {
+    fn new(framing: F) -> FramingCell<F> {
+        FramingCell {
+            setup: Mutex::new(Some(framing)),
+            ready: OnceLock::new(),
+        }
+    }
+
+    /// The framing for a framing call, freezing its configuration on the
+    /// first one. `None` only if the framing was lost to a panic, which the
+    /// move below cannot cause.
+    fn get(&self) -> Option<&F> {
+        if let Some(f) = self.ready.get() {
+            return Some(f);
+        }
+        let mut setup = self.setup.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = setup.take() {
+            // `setup` held a value, so `ready` was empty (both change only
+            // under this mutex): the set succeeds.
+            let _ = self.ready.set(f);
+        }
+        drop(setup);
+        self.ready.get()
+    }
+
+    /// Run `f` on the framing if it is still being configured.
+    fn configure<R>(&self, f: impl FnOnce(&mut F) -> R) -> Option<R> {
+        let mut setup = self.setup.lock().unwrap_or_else(PoisonError::into_inner);
+        setup.as_mut().map(f)
+    }
+}
+
+/// # Safety
+/// `userdata` must be the leaked `FramingCell<F>` (non-NULL).
+unsafe fn framing_cell<'a, F>(userdata: *mut c_void) -> &'a FramingCell<F> {
+    // SAFETY: the caller's contract; the box is never freed.
+    unsafe { &*userdata.cast::<FramingCell<F>>() }
+}
+
+/// The framing behind `userdata`, frozen; logs when it is gone.
+///
+/// # Safety
+/// As [`framing_cell`].
+unsafe fn framing_of<'a, F: Framing>(userdata: *mut c_void) -> Option<&'a F> {
+    // SAFETY: forwarded from the caller.
+    let got = unsafe { framing_cell::<F>(userdata) }.get();
+    if got.is_none() {
+        crate::log(
+            Level::Error,
+            format_args!("{}: the framing was lost to an earlier panic", F::NAME),
+        );
+    }
+    got
+}
+
+unsafe extern "C" fn configure_framing<F: Framing>(
+    userdata: *mut c_void,
+    key: wsy_str,
+    value: wsy_str,
+    error: *mut wsy_error,
+) -> wsy_status {
+    boundary("configure", F::NAME, error, abi::WSY_ERROR, || {
+        let api = host().map(|h| h.api);
+        if userdata.is_null() {
+            return abi::WSY_EINVAL;
+        }
+        // SAFETY: the host passes views valid during this call.
+        let (key, value) = match unsafe { (view(key), view(value)) } {
+            (Ok(Some(k)), Ok(v)) => (k, v.unwrap_or("")),
+            _ => {
+                set_error(api, error, "option key or value is missing or not UTF-8");
+                return abi::WSY_EINVAL;
+            }
+        };
+        // SAFETY: userdata is this framing's leaked cell.
+        let cell = unsafe { framing_cell::<F>(userdata) };
+        match cell.configure(|framing| framing.configure(key, value)) {
+            Some(result) => config_status(api, error, key, result),
+            None => {
+                set_error(
+                    api,
+                    error,
+                    "configure called after the framing was in use (the host broke the ABI's order)",
+                );
+                abi::WSY_ESTATE
+            }
+        }
+    })
+}
+
+/// A configure result as the status the host expects.
+fn config_status(
+    api: Option<&wsy_host_api>,
+    error: *mut wsy_error,
+    key: &str,
+    result: Result<(), ConfigError>,
+) -> wsy_status {
+    match result {
+        Ok(()) => abi::WSY_OK,
+        Err(ConfigError::UnknownKey) => {
+            set_error(api, error, &format!("unknown option '{key}'"));
+            abi::WSY_EUNKNOWN_KEY
+        }
+        Err(ConfigError::Invalid(msg)) => {
+            set_error(api, error, &msg);
+            abi::WSY_EINVAL
+        }
+    }
+}
 
 unsafe extern "C" fn state_new<F: Framing>(
     userdata: *mut c_void,
@@ -301,8 +432,10 @@ unsafe extern "C" fn state_new<F: Framing>(
         if userdata.is_null() || state.is_null() {
             return abi::WSY_EINVAL;
         }
-        // SAFETY: userdata is the Box<F> leaked at registration, never freed.
-        let framing = unsafe { &*userdata.cast::<F>() };
+        // SAFETY: userdata is the FramingCell<F> leaked at registration.
+        let Some(framing) = (unsafe { framing_of::<F>(userdata) }) else {
+            return abi::WSY_ERROR;
+        };
         // SAFETY: the host passes a view valid during this call.
         let config = match unsafe { view(config) } {
             Ok(c) => c,
@@ -357,8 +490,10 @@ unsafe extern "C" fn frame<F: Framing>(
             );
             return -1;
         }
-        // SAFETY: userdata is the Box<F> leaked at registration, never freed.
-        let framing = unsafe { &*userdata.cast::<F>() };
+        // SAFETY: userdata is the FramingCell<F> leaked at registration.
+        let Some(framing) = (unsafe { framing_of::<F>(userdata) }) else {
+            return -1;
+        };
         // SAFETY: state is this connection's Box<F::State> from state_new;
         // the host never runs two callbacks of one connection at once.
         let state = unsafe { &mut *state.cast::<F::State>() };
@@ -416,7 +551,9 @@ unsafe extern "C" fn finish<F: Framing>(
                 return abi::WSY_EINVAL;
             }
             // SAFETY: as in `frame`.
-            let framing = unsafe { &*userdata.cast::<F>() };
+            let Some(framing) = (unsafe { framing_of::<F>(userdata) }) else {
+                return abi::WSY_ERROR;
+            };
             // SAFETY: as in `frame`.
             let state = unsafe { &mut *state.cast::<F::State>() };
             let bytes: &[u8] = if length == 0 {
@@ -468,17 +605,8 @@ unsafe extern "C" fn configure<B: Backend>(
         // SAFETY: userdata is this backend's leaked lock.
         let lock = unsafe { cell::<B>(userdata) };
         let mut backend = lock.write().unwrap_or_else(PoisonError::into_inner);
-        match backend.configure(key, value) {
-            Ok(()) => abi::WSY_OK,
-            Err(ConfigError::UnknownKey) => {
-                set_error(api, error, &format!("unknown option '{key}'"));
-                abi::WSY_EUNKNOWN_KEY
-            }
-            Err(ConfigError::Invalid(msg)) => {
-                set_error(api, error, &msg);
-                abi::WSY_EINVAL
-            }
-        }
+        let result = backend.configure(key, value);
+        config_status(api, error, key, result)
     })
 }
 

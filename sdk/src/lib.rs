@@ -32,17 +32,32 @@
 //! ```
 //!
 //! `src/lib.rs`, a backend `fixed` that sends every authorised client to one
-//! peer, and a framing `records` that sends NUL-terminated records:
+//! peer, and a framing `records` that sends NUL-terminated records (or
+//! records ending in another byte, set in the config file's
+//! `[framing:records]` section):
 //!
 //! ```
 //! use websocksy_plugin::{Answer, Backend, ConfigError, Frame, Framing, Opcode, Request};
 //!
 //! /// Each NUL-terminated record of the peer's stream is one binary message.
-//! struct Records;
+//! struct Records {
+//!     terminator: u8,
+//! }
 //!
 //! impl Framing for Records {
 //!     type State = ();
 //!     const NAME: &'static str = "records";
+//!
+//!     /// `[framing:records]` / `--framing-option records:terminator=10`
+//!     fn configure(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+//!         match key {
+//!             "terminator" => {
+//!                 let byte = value.parse().map_err(|_| ConfigError::Invalid("not a byte".into()))?;
+//!                 Ok(self.terminator = byte)
+//!             }
+//!             _ => Err(ConfigError::UnknownKey),
+//!         }
+//!     }
 //!
 //!     fn new_state(&self, config: Option<&str>) -> Result<(), String> {
 //!         match config {
@@ -54,7 +69,7 @@
 //!     fn frame(&self, _state: &mut (), data: &[u8], last_read: usize) -> Frame {
 //!         // The bytes before `start` were searched when we last said More.
 //!         let start = data.len() - last_read;
-//!         match data[start..].iter().position(|&b| b == 0) {
+//!         match data[start..].iter().position(|&b| b == self.terminator) {
 //!             Some(i) => Frame::Message { len: start + i + 1, opcode: Opcode::Binary },
 //!             None => Frame::More,
 //!         }
@@ -98,7 +113,7 @@
 //!     }
 //! }
 //!
-//! websocksy_plugin::export!(backends: [Fixed::default()], framings: [Records]);
+//! websocksy_plugin::export!(backends: [Fixed::default()], framings: [Records { terminator: 0 }]);
 //! # fn main() {}
 //! ```
 //!
@@ -123,8 +138,15 @@
 //! configuration takes the write lock, queries share the read lock. Under the
 //! ABI's rules the two never overlap, so the lock is never contended by a
 //! writer; it costs one atomic operation per query and keeps the crate sound
-//! even against a host that broke those rules. Framing callbacks run on the
-//! event loop thread and must not block.
+//! even against a host that broke those rules.
+//!
+//! [`Framing::configure`] also runs on the main thread, before the first
+//! connection's state exists; the framing callbacks then run on the event
+//! loop thread and must not block. A framing is configured behind a mutex
+//! and then moved, once, into a [`std::sync::OnceLock`] that every later
+//! call reads: a `frame` call costs one atomic load, not a lock, and a
+//! `configure` that comes after the first state is refused instead of
+//! racing with the readers.
 //!
 //! # Panics
 //!
@@ -132,8 +154,9 @@
 //! trampoline runs the plugin's code under [`std::panic::catch_unwind`]. A
 //! panic is logged at error level and turned into the failure of that one
 //! call: `frame` fails (the host closes that connection with 1011), `query`
-//! fails (HTTP 500), `state_new` fails (HTTP 500), `configure`/`start` or the
-//! entry fail (start-up stops with the panic's message). The process and the
+//! fails (HTTP 500), `state_new` fails (HTTP 500), a backend's or framing's
+//! `configure`, `start` or the entry fail (start-up stops with the panic's
+//! message). The process and the
 //! other connections carry on.
 //!
 //! A cdylib has its own copy of the standard library, hence its own panic
@@ -254,18 +277,36 @@ impl Frame {
 /// A framing function: cuts a peer's byte stream into WebSocket messages.
 ///
 /// One value serves every connection (it is shared, hence `Sync`); what a
-/// connection needs to remember lives in its [`State`](Self::State). For
-/// each connection the host calls [`new_state`](Self::new_state), then
-/// [`frame`](Self::frame) whenever bytes arrive, then
-/// [`finish`](Self::finish) if the peer closed with bytes left over, then
-/// drops the state. All of it runs on the event loop thread: never block.
+/// connection needs to remember lives in its [`State`](Self::State). At
+/// start-up the host calls [`configure`](Self::configure) once per
+/// library-level option, on its main thread. Then, for each connection, it
+/// calls [`new_state`](Self::new_state), then [`frame`](Self::frame)
+/// whenever bytes arrive, then [`finish`](Self::finish) if the peer closed
+/// with bytes left over, then drops the state. All of that runs on the event
+/// loop thread: never block.
 pub trait Framing: Send + Sync + 'static {
     /// Per-connection state (`()` for a stateless framing).
     type State: Send;
 
-    /// The name backends select it by (`framing=NAME`). A plugin's name
-    /// replaces a built-in one of the same name.
+    /// The name backends select it by (`framing=NAME`), and the one its
+    /// options are given under (`[framing:NAME]`). A plugin's name replaces a
+    /// built-in one of the same name.
     const NAME: &'static str;
+
+    /// One library-level option: a `key = value` line of the config file's
+    /// `[framing:NAME]` section or a `--framing-option NAME:KEY=VALUE`, in
+    /// the order given, on the host's main thread, before the first
+    /// [`new_state`](Self::new_state). Use it for defaults every connection
+    /// starts from; a connection's framing config may still override them
+    /// in `new_state`. An error stops start-up with a line naming the file
+    /// and line or the argument. The default knows no options.
+    ///
+    /// Once the first state exists the framing is frozen: a later call is
+    /// refused (`WSY_ESTATE`) without reaching this method.
+    fn configure(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let _ = (key, value);
+        Err(ConfigError::UnknownKey)
+    }
 
     /// Create a connection's state from the backend's framing config (`None`:
     /// no config given). An error refuses the connection with HTTP 500, or
@@ -288,10 +329,10 @@ pub trait Framing: Send + Sync + 'static {
     }
 }
 
-/// Why [`Backend::configure`] refused an option.
+/// Why [`Backend::configure`] or [`Framing::configure`] refused an option.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
-    /// The key is not an option of this backend.
+    /// The key is not an option of this backend or framing.
     UnknownKey,
     /// The value is not valid; the message says why (the host adds the key
     /// and where it came from).

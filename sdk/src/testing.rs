@@ -53,7 +53,9 @@ impl Message {
 /// Drives one connection's worth of a framing the way the host does: keeps
 /// the unframed bytes, computes `last_read`, calls `frame` again after every
 /// message while bytes remain, checks the framing's answers, and calls
-/// `finish` at the end.
+/// `finish` at the end. To test library-level options, call
+/// [`Framing::configure`] on the framing before making a harness, as the
+/// host does before the first connection.
 pub struct Harness<'f, F: Framing> {
     framing: &'f F,
     state: F::State,

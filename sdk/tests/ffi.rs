@@ -48,6 +48,47 @@ impl Framing for Tester {
     }
 }
 
+/// A framing with library-level options: records of `size` bytes (default
+/// 2), sent as `opcode` (default binary). Only
+/// `framing_configure_then_frozen` uses it, so its order is that test's.
+struct Tuned {
+    size: usize,
+    text: bool,
+}
+
+impl Framing for Tuned {
+    type State = ();
+    const NAME: &'static str = "tuned";
+
+    fn configure(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "size" => {
+                self.size = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError::Invalid(format!("bad size {value:?}")))?
+            }
+            "opcode" => self.text = value == "text",
+            "panic" => panic!("configure asked to panic"),
+            _ => return Err(ConfigError::UnknownKey),
+        }
+        Ok(())
+    }
+
+    fn new_state(&self, _: Option<&str>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn frame(&self, _: &mut (), data: &[u8], _: usize) -> Frame {
+        match data.len() >= self.size {
+            true if self.text => Frame::text(self.size),
+            true => Frame::binary(self.size),
+            false => Frame::More,
+        }
+    }
+}
+
 #[derive(Default)]
 struct TestBackend {
     peer: String,
@@ -90,7 +131,10 @@ impl Backend for TestBackend {
     }
 }
 
-websocksy_plugin::export!(backends: [TestBackend::default()], framings: [Tester]);
+websocksy_plugin::export!(
+    backends: [TestBackend::default()],
+    framings: [Tester, Tuned { size: 2, text: false }],
+);
 
 // ----------------------------------------------------------------------------
 // The mock host.
@@ -198,8 +242,19 @@ static HOST: wsy_host_api = wsy_host_api {
 
 static PLUGIN_HANDLE: u8 = 0;
 
-/// Call the entry once; return the descriptors it registered.
+/// Call the entry once; return the descriptors it registered (the `tester`
+/// framing; see [`tuned`] for the other).
 fn descriptors() -> (wsy_framing, wsy_backend) {
+    let (f, b) = all_descriptors();
+    (f[0], b)
+}
+
+/// The `tuned` framing's descriptor.
+fn tuned() -> wsy_framing {
+    all_descriptors().0[1]
+}
+
+fn all_descriptors() -> (Vec<wsy_framing>, wsy_backend) {
     static ONCE: OnceLock<i32> = OnceLock::new();
     let status = *ONCE.get_or_init(|| {
         let mut err = String::new();
@@ -216,9 +271,9 @@ fn descriptors() -> (wsy_framing, wsy_backend) {
     });
     assert_eq!(status, WSY_OK);
     let r = registered().lock().unwrap();
-    assert_eq!(r.framings.len(), 1);
+    assert_eq!(r.framings.len(), 2);
     assert_eq!(r.backends.len(), 1);
-    (r.framings[0], r.backends[0])
+    (r.framings.clone(), r.backends[0])
 }
 
 // ----------------------------------------------------------------------------
@@ -235,6 +290,12 @@ fn entry_registers_descriptors() {
     );
     assert!(
         f.state_new.is_some() && f.state_free.is_some() && f.frame.is_some() && f.finish.is_some()
+    );
+    assert!(f.configure.is_some());
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { CStr::from_ptr(tuned().name) }.to_str().unwrap(),
+        "tuned"
     );
     assert_eq!(b.size as usize, std::mem::size_of::<wsy_backend>());
     assert_eq!((b.abi_major, b.abi_minor), (2, 0));
@@ -274,7 +335,10 @@ struct Conn {
 
 impl Conn {
     fn new(config: Option<&str>) -> Result<Conn, (wsy_status, String)> {
-        let (f, _) = descriptors();
+        Conn::of(descriptors().0, config)
+    }
+
+    fn of(f: wsy_framing, config: Option<&str>) -> Result<Conn, (wsy_status, String)> {
         let mut state: *mut c_void = std::ptr::null_mut();
         let mut err = String::new();
         // SAFETY: arguments as the host passes them.
@@ -418,6 +482,63 @@ fn framing_null_pointers_are_refused() {
         );
         f.state_free.unwrap()(f.userdata, std::ptr::null_mut());
     }
+}
+
+fn call_configure(
+    f: wsy_configure_fn,
+    ud: *mut c_void,
+    key: &str,
+    value: &str,
+) -> (wsy_status, String) {
+    let mut err = String::new();
+    // SAFETY: arguments as the host passes them.
+    let s = unsafe {
+        f(
+            ud,
+            wsy_str::from_str(key),
+            wsy_str::from_str(value),
+            (&mut err as *mut String).cast(),
+        )
+    };
+    (s, err)
+}
+
+#[test]
+fn framing_configure_then_frozen() {
+    let f = tuned();
+    let conf = |k: &str, v: &str| call_configure(f.configure.unwrap(), f.userdata, k, v);
+    assert_eq!(conf("size", "3"), (WSY_OK, String::new()));
+    let (s, e) = conf("colour", "red");
+    assert_eq!(s, WSY_EUNKNOWN_KEY);
+    assert!(e.contains("colour"), "{e}");
+    assert_eq!(conf("size", "0"), (WSY_EINVAL, "bad size \"0\"".into()));
+    let (s, e) = conf("panic", "");
+    assert_eq!(s, WSY_ERROR);
+    assert!(e.contains("configure of 'tuned' panicked"), "{e}");
+    // A panic under the mutex poisons it; the SDK recovers.
+    assert_eq!(conf("opcode", "text").0, WSY_OK);
+    // SAFETY: a NULL key must be refused without a dereference.
+    let s = unsafe {
+        f.configure.unwrap()(
+            f.userdata,
+            wsy_str::NONE,
+            wsy_str::from_str("1"),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(s, WSY_EINVAL);
+
+    // The options are what the connections see.
+    let mut c = Conn::of(f, None).unwrap();
+    assert_eq!(c.frame(b"ab", 2), (0, WSY_OPCODE_BINARY));
+    assert_eq!(c.frame(b"abcd", 2), (3, WSY_OPCODE_TEXT));
+    // Once a state exists, configure is refused and changes nothing.
+    let (s, e) = conf("size", "1");
+    assert_eq!(s, WSY_ESTATE);
+    assert!(e.contains("after the framing was in use"), "{e}");
+    assert_eq!(c.frame(b"ab", 2).0, 0);
+    let mut c2 = Conn::of(f, None).unwrap();
+    assert_eq!(c2.frame(b"xyz", 3), (3, WSY_OPCODE_TEXT));
 }
 
 fn configure(key: &str, value: &str) -> (wsy_status, String) {

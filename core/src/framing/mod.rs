@@ -7,10 +7,14 @@
 //!
 //! A [`Framing`] is a named factory (one per framing function, shared by all
 //! connections); a [`FramingState`] lives in one connection and sees that
-//! connection's unframed bytes.
+//! connection's unframed bytes. Library-level options (`[framing:NAME]`,
+//! `--framing-option NAME:KEY=VALUE`) reach a framing through
+//! [`Framing::configure`] at start-up, applied by [`Registry::configure`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use crate::config::FramingOption;
 
 mod auto;
 mod newline;
@@ -61,6 +65,20 @@ pub trait FramingState: Send {
     }
 }
 
+/// Why [`Framing::configure`] refused an option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigureError {
+    /// The framing takes no options at all (the built-ins, a plugin whose
+    /// descriptor has no `configure`).
+    NoOptions,
+    /// The key is not an option of this framing.
+    UnknownKey,
+    /// The value is not valid; the message says why.
+    Invalid(String),
+    /// The framing failed otherwise (a plugin panicked); the whole message.
+    Failed(String),
+}
+
 /// A named framing function.
 pub trait Framing: Send + Sync {
     /// Create the state for one connection. `config` is the backend's
@@ -68,6 +86,14 @@ pub trait Framing: Send + Sync {
     /// the default backend calls this once at start-up so a bad config fails
     /// there and not on the first connection.
     fn new_state(&self, config: Option<&str>) -> Result<Box<dyn FramingState>, String>;
+
+    /// One library-level option, on the main thread at start-up, in the
+    /// order given and before any [`new_state`](Self::new_state). The
+    /// default takes no options.
+    fn configure(&self, key: &str, value: &str) -> Result<(), ConfigureError> {
+        let _ = (key, value);
+        Err(ConfigureError::NoOptions)
+    }
 }
 
 /// Framing functions by name.
@@ -102,6 +128,41 @@ impl Registry {
         let mut v: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
         v.sort_unstable();
         v
+    }
+
+    /// Pass each option to its framing's [`Framing::configure`], in order.
+    /// Called once at start-up, after every plugin is loaded and before any
+    /// framing state exists. The first failure is a one-line error naming
+    /// the option's origin (file and line, or the argument).
+    pub fn configure(&self, options: &[FramingOption]) -> Result<(), String> {
+        for opt in options {
+            let (name, key, at) = (&opt.framing, &opt.key, &opt.origin);
+            let Some(framing) = self.get(name) else {
+                return Err(format!(
+                    "{at}: unknown framing '{name}' (available: {})",
+                    self.names().join(", ")
+                ));
+            };
+            match framing.configure(key, &opt.value) {
+                Ok(()) => {}
+                Err(ConfigureError::NoOptions) => {
+                    return Err(format!(
+                        "{at}: framing '{name}' takes no options (got '{key}')"
+                    ))
+                }
+                Err(ConfigureError::UnknownKey) => {
+                    return Err(format!("{at}: unknown option '{key}' for framing '{name}'"))
+                }
+                Err(ConfigureError::Invalid(why)) => {
+                    return Err(format!(
+                        "{at}: invalid value '{}' for option '{key}' of framing '{name}': {why}",
+                        opt.value
+                    ))
+                }
+                Err(ConfigureError::Failed(why)) => return Err(format!("{at}: {why}")),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -175,6 +236,84 @@ mod tests {
             assert!(r.get(name).unwrap().new_state(None).is_ok(), "{name}");
         }
         assert!(r.get("nope").is_none());
+    }
+
+    /// Remembers its options; `bad` is an invalid value, `boom` fails.
+    #[derive(Default)]
+    struct Configurable(std::sync::Mutex<Vec<String>>);
+
+    impl Framing for Configurable {
+        fn new_state(&self, _: Option<&str>) -> Result<Box<dyn FramingState>, String> {
+            Binary.new_state(None)
+        }
+
+        fn configure(&self, key: &str, value: &str) -> Result<(), ConfigureError> {
+            match (key, value) {
+                ("k", "bad") => Err(ConfigureError::Invalid("not good".into())),
+                ("k", v) => {
+                    self.0.lock().unwrap().push(v.to_string());
+                    Ok(())
+                }
+                ("boom", _) => Err(ConfigureError::Failed("framing 'c' panicked".into())),
+                _ => Err(ConfigureError::UnknownKey),
+            }
+        }
+    }
+
+    fn opt(framing: &str, key: &str, value: &str, line: usize) -> FramingOption {
+        FramingOption {
+            framing: framing.into(),
+            key: key.into(),
+            value: value.into(),
+            origin: crate::config::Origin::File {
+                path: "w.cfg".into(),
+                line,
+            },
+        }
+    }
+
+    #[test]
+    fn configure_applies_options_in_order_and_names_the_origin() {
+        let mut r = Registry::with_builtins();
+        let c = Arc::new(Configurable::default());
+        r.register("c", c.clone());
+        assert_eq!(r.configure(&[]), Ok(()));
+        assert_eq!(
+            r.configure(&[opt("c", "k", "1", 1), opt("c", "k", "2", 2)]),
+            Ok(())
+        );
+        assert_eq!(*c.0.lock().unwrap(), ["1", "2"]);
+        for (o, want) in [
+            (
+                opt("c", "x", "1", 3),
+                "w.cfg:3: unknown option 'x' for framing 'c'",
+            ),
+            (
+                opt("c", "k", "bad", 4),
+                "w.cfg:4: invalid value 'bad' for option 'k' of framing 'c': not good",
+            ),
+            (opt("c", "boom", "", 5), "w.cfg:5: framing 'c' panicked"),
+            (
+                opt("nope", "k", "1", 6),
+                "w.cfg:6: unknown framing 'nope' (available: auto, binary, c, newline, separator)",
+            ),
+        ] {
+            assert_eq!(r.configure(&[o]), Err(want.to_string()));
+        }
+        for name in ["auto", "binary", "separator", "newline"] {
+            assert_eq!(
+                r.configure(&[opt(name, "k", "1", 7)]),
+                Err(format!(
+                    "w.cfg:7: framing '{name}' takes no options (got 'k')"
+                ))
+            );
+        }
+        // The first failure stops: later options are not applied.
+        let before = c.0.lock().unwrap().len();
+        assert!(r
+            .configure(&[opt("c", "x", "1", 8), opt("c", "k", "3", 9)])
+            .is_err());
+        assert_eq!(c.0.lock().unwrap().len(), before);
     }
 
     #[test]

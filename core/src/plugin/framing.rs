@@ -5,18 +5,21 @@
 //! DISCARD becomes [`Framed::Error`], which closes that one connection with
 //! 1011 (the session logs it). A TEXT message that is not UTF-8 goes out as
 //! binary, as the header promises.
+//!
+//! Library-level options go to the descriptor's `configure` (when it has
+//! one) at start-up, on the main thread, before any state exists.
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use websocksy_abi::{
-    wsy_framing, wsy_opcode, wsy_str, WSY_OK, WSY_OPCODE_BINARY, WSY_OPCODE_DISCARD,
-    WSY_OPCODE_TEXT,
+    wsy_framing, wsy_opcode, wsy_str, WSY_EUNKNOWN_KEY, WSY_OK, WSY_OPCODE_BINARY,
+    WSY_OPCODE_DISCARD, WSY_OPCODE_TEXT,
 };
 
 use super::host_api::{Desc, ErrorSlot, FramingDesc, PluginCtx};
-use crate::framing::{Framed, Framing, FramingState, Opcode};
+use crate::framing::{ConfigureError, Framed, Framing, FramingState, Opcode};
 
 struct Inner {
     name: String,
@@ -83,6 +86,38 @@ impl Framing for PluginFraming {
             Ok(WSY_OK) => Ok(Box::new(PluginState::new(Arc::clone(f), state, true))),
             Ok(s) => Err(error.describe(s)),
             Err(_) => Err(format!("framing '{}' panicked in state_new", f.name)),
+        }
+    }
+
+    fn configure(&self, key: &str, value: &str) -> Result<(), ConfigureError> {
+        let f = &self.inner;
+        // NULL, or past the descriptor's `size` (register_framing cleared it).
+        let Some(configure) = f.raw.0.configure else {
+            return Err(ConfigureError::NoOptions);
+        };
+        let error = ErrorSlot::default();
+        let status = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: a registered callback with its own userdata, on the
+            // main thread before any state_new (the header's rule, kept by
+            // Registry::configure's caller); the views and the error slot
+            // outlive the call.
+            unsafe {
+                configure(
+                    f.raw.0.userdata,
+                    wsy_str::from_str(key),
+                    wsy_str::from_str(value),
+                    error.as_ptr(),
+                )
+            }
+        }));
+        match status {
+            Ok(WSY_OK) => Ok(()),
+            Ok(WSY_EUNKNOWN_KEY) => Err(ConfigureError::UnknownKey),
+            Ok(s) => Err(ConfigureError::Invalid(error.describe(s))),
+            Err(_) => Err(ConfigureError::Failed(format!(
+                "framing '{}' panicked in configure",
+                f.name
+            ))),
         }
     }
 }
@@ -325,9 +360,32 @@ mod tests {
         FREED.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Keys: `ok`, `unknown`, anything else is a bad value (with a message
+    /// for `msg`).
+    unsafe extern "C" fn configure(
+        _: *mut c_void,
+        key: wsy_str,
+        value: wsy_str,
+        error: *mut wsy_error,
+    ) -> wsy_status {
+        // SAFETY: the host's promise.
+        let (key, value) = unsafe { (key.as_bytes(), value.as_bytes()) };
+        match key {
+            Some(b"ok") if value == Some(&b"1"[..]) => WSY_OK,
+            Some(b"unknown") => WSY_EUNKNOWN_KEY,
+            Some(b"msg") => {
+                let set = crate::plugin::host_api::HOST_API.error_set.unwrap();
+                // SAFETY: the live error slot the host passed in.
+                unsafe { set(error, wsy_str::from_str("no good")) };
+                WSY_EINVAL
+            }
+            _ => WSY_EINVAL,
+        }
+    }
+
     fn framing() -> PluginFraming {
         let raw = wsy_framing {
-            size: 56,
+            size: std::mem::size_of::<wsy_framing>() as u32,
             abi_major: 2,
             abi_minor: 0,
             name: c"t".as_ptr(),
@@ -336,6 +394,7 @@ mod tests {
             state_free: Some(state_free),
             frame: Some(frame),
             finish: None,
+            configure: Some(configure),
         };
         let ctx = PluginCtx::leak("unit", PathBuf::from("unit.so"));
         PluginFraming::new(
@@ -402,5 +461,34 @@ mod tests {
             assert_eq!(st.finish(b"b"), None, "nothing more from a broken framing");
         }
         assert!(f.new_state(Some("bad")).is_err());
+    }
+
+    #[test]
+    fn configure_statuses() {
+        let f = framing();
+        assert_eq!(f.configure("ok", "1"), Ok(()));
+        assert_eq!(f.configure("unknown", "1"), Err(ConfigureError::UnknownKey));
+        assert_eq!(
+            f.configure("msg", "1"),
+            Err(ConfigureError::Invalid("no good".into()))
+        );
+        assert_eq!(
+            f.configure("ok", "2"),
+            Err(ConfigureError::Invalid(
+                "failed with status -2 (WSY_EINVAL)".into()
+            ))
+        );
+        // Without the callback: no options at all.
+        let mut raw = f.inner.raw.0;
+        raw.configure = None;
+        let ctx = PluginCtx::leak("unit2", PathBuf::from("unit2.so"));
+        let none = PluginFraming::new(
+            FramingDesc {
+                name: "n".into(),
+                raw: Desc(raw),
+            },
+            ctx,
+        );
+        assert_eq!(none.configure("ok", "1"), Err(ConfigureError::NoOptions));
     }
 }

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_char, CStr};
 use std::marker::PhantomData;
-use std::mem::{size_of, MaybeUninit};
+use std::mem::{offset_of, size_of, MaybeUninit};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -53,16 +53,25 @@ pub static HOST_API: wsy_host_api = wsy_host_api {
     request_cookie: Some(request_cookie),
 };
 
-/// Sizes of the descriptors as ABI 2.0 defines them: a plugin's descriptor
-/// must be at least this long. (They stay the 2.0 sizes when later minors
-/// append fields.)
+/// The smallest descriptors ABI 2.0 accepts: a plugin's descriptor must be
+/// at least this long. (They stay the 2.0 sizes when later minors append
+/// fields.) A framing may end before `configure`, which was appended to 2.0
+/// before its release: plugins built before that still load, without
+/// options.
 const BACKEND_SIZE_2_0: usize = 64;
-const FRAMING_SIZE_2_0: usize = 56;
+const FRAMING_SIZE_2_0: usize = offset_of!(wsy_framing, configure);
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     assert!(size_of::<wsy_backend>() == BACKEND_SIZE_2_0);
-    assert!(size_of::<wsy_framing>() == FRAMING_SIZE_2_0);
+    assert!(FRAMING_SIZE_2_0 == 56);
+    assert!(size_of::<wsy_framing>() == 64);
 };
+
+/// WSY_HAS_FIELD: a descriptor of `size` bytes holds all of the field at
+/// `offset` of `len` bytes (a field it covers only in part is absent).
+const fn has_field(size: u32, offset: usize, len: usize) -> bool {
+    size as usize >= offset + len
+}
 
 // ---------------------------------------------------------------- plugins
 
@@ -74,7 +83,8 @@ pub(crate) struct Desc<T>(pub T);
 // and the plugin's userdata. The header makes the plugin responsible for
 // userdata being usable from the threads it documents (query: any worker
 // thread, concurrently; framing callbacks: the event loop thread only; the
-// rest: the main thread), and the host keeps to those threads.
+// rest, a framing's configure included: the main thread), and the host keeps
+// to those threads.
 unsafe impl<T> Send for Desc<T> {}
 // SAFETY: as above; the host never writes through a descriptor's pointers.
 unsafe impl<T> Sync for Desc<T> {}
@@ -667,9 +677,18 @@ unsafe extern "C" fn register_framing(
             }
             Ok(name)
         };
-        let add = |r: &mut Registrations, name: String, d: wsy_framing| {
+        let add = |r: &mut Registrations, name: String, mut d: wsy_framing| {
             if r.framings.iter().any(|f| f.name == name) {
                 return Err((WSY_EEXIST, format!("framing '{name}' is registered twice")));
+            }
+            // copy_descriptor zeroed what lies past `size`; a size that ends
+            // inside `configure` would leave part of a pointer: drop it.
+            let (at, len) = (
+                offset_of!(wsy_framing, configure),
+                size_of::<Option<websocksy_abi::wsy_configure_fn>>(),
+            );
+            if !has_field(d.size, at, len) {
+                d.configure = None;
             }
             r.framings.push(FramingDesc { name, raw: Desc(d) });
             Ok(())
@@ -1136,7 +1155,17 @@ mod tests {
             state_free: None,
             frame: Some(frame),
             finish: None,
+            configure: Some(configure),
         }
+    }
+
+    unsafe extern "C" fn configure(
+        _: *mut std::ffi::c_void,
+        _: wsy_str,
+        _: wsy_str,
+        _: *mut wsy_error,
+    ) -> wsy_status {
+        WSY_OK
     }
 
     #[test]
@@ -1150,8 +1179,8 @@ mod tests {
             ctx.registering(|| {
                 assert_eq!(register_framing(p, &good), WSY_OK);
                 assert_eq!(register_framing(p, &good), WSY_EEXIST);
-                assert_eq!(register_framing(p, &framing_desc(56, 1, 0)), WSY_EVERSION);
-                assert_eq!(register_framing(p, &framing_desc(56, 2, 99)), WSY_EVERSION);
+                assert_eq!(register_framing(p, &framing_desc(64, 1, 0)), WSY_EVERSION);
+                assert_eq!(register_framing(p, &framing_desc(64, 2, 99)), WSY_EVERSION);
                 assert_eq!(register_framing(p, &framing_desc(40, 2, 0)), WSY_EINVAL);
                 assert_eq!(register_framing(p, std::ptr::null()), WSY_EINVAL);
                 assert_eq!(register_framing(std::ptr::null_mut(), &good), WSY_EINVAL);
@@ -1184,6 +1213,51 @@ mod tests {
             errors
                 .iter()
                 .any(|e| e.contains("smaller than ABI 2.0's 56")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn configure_is_read_only_when_size_covers_it() {
+        let ctx = PluginCtx::leak("sizes", PathBuf::from("sizes.so"));
+        let p = ctx.as_ptr();
+        let full = size_of::<wsy_framing>() as u32;
+        let old = offset_of!(wsy_framing, configure) as u32;
+        let names = [c"full", c"old", c"partial"];
+        // SAFETY: descriptors on the stack, readable for their whole sizeof
+        // (so for any smaller declared size too); a leaked context.
+        unsafe {
+            ctx.registering(|| {
+                for (name, size) in names.iter().zip([full, old, old + 4]) {
+                    // Every descriptor has `configure` set in memory; only
+                    // the declared size says whether it is there.
+                    let mut d = framing_desc(size, 2, 0);
+                    d.name = name.as_ptr();
+                    assert_eq!(register_framing(p, &d), WSY_OK, "size {size}");
+                }
+                // One byte short of the first 2.0 layout is refused.
+                assert_eq!(
+                    register_framing(p, &framing_desc(old - 1, 2, 0)),
+                    WSY_EINVAL
+                );
+            });
+        }
+        let (_, f, errors) = ctx.take();
+        let got: Vec<(&str, u32, bool)> = f
+            .iter()
+            .map(|d| (d.name.as_str(), d.raw.0.size, d.raw.0.configure.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("full", full, true),
+                ("old", old, false),
+                ("partial", old + 4, false)
+            ]
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("smaller than ABI 2.0's 56"),
             "{errors:?}"
         );
     }

@@ -28,18 +28,52 @@
 //!
 //! `framing-config`, comma-separated, all optional: `max-depth=N` (default
 //! 512), `invalid=binary|close` (default `binary`).
+//!
+//! The same two keys are library-level options, the defaults every
+//! connection starts from: `[framing:json]` lines in the config file
+//! (`max-depth = 64`, `invalid = close`) or `--framing-option
+//! json:invalid=close`. A connection's `framing-config` overrides them.
 
 mod scanner;
 
 use scanner::{Scan, Scanner};
 use websocksy_plugin::config::{options, parse_uint};
-use websocksy_plugin::{Frame, Framing, Opcode};
+use websocksy_plugin::{ConfigError, Frame, Framing, Opcode};
 
 /// Default nesting limit.
 pub const DEFAULT_MAX_DEPTH: usize = 512;
 
-/// The `json` framing.
-pub struct Json;
+/// The `json` framing, with the defaults its library-level options set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json {
+    max_depth: usize,
+    close_on_invalid: bool,
+}
+
+impl Default for Json {
+    fn default() -> Json {
+        Json {
+            max_depth: DEFAULT_MAX_DEPTH,
+            close_on_invalid: false,
+        }
+    }
+}
+
+fn max_depth_value(v: &str) -> Result<usize, String> {
+    parse_uint(v)
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("max-depth must be a positive number, not {v:?}"))
+}
+
+fn invalid_value(v: &str) -> Result<bool, String> {
+    match v {
+        "binary" => Ok(false),
+        "close" => Ok(true),
+        _ => Err(format!("invalid must be binary or close, not {v:?}")),
+    }
+}
 
 /// One connection's state.
 pub struct State {
@@ -51,29 +85,26 @@ impl Framing for Json {
     type State = State;
     const NAME: &'static str = "json";
 
+    fn configure(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "max-depth" => self.max_depth = max_depth_value(value).map_err(ConfigError::Invalid)?,
+            "invalid" => {
+                self.close_on_invalid = invalid_value(value).map_err(ConfigError::Invalid)?
+            }
+            _ => return Err(ConfigError::UnknownKey),
+        }
+        Ok(())
+    }
+
     fn new_state(&self, config: Option<&str>) -> Result<State, String> {
-        let mut max_depth = DEFAULT_MAX_DEPTH;
-        let mut close_on_invalid = false;
+        let mut max_depth = self.max_depth;
+        let mut close_on_invalid = self.close_on_invalid;
         for item in options(config.unwrap_or("")) {
             let (k, v) = item.map_err(|e| format!("json: {e}"))?;
             match k {
-                "max-depth" => {
-                    max_depth = parse_uint(v)
-                        .ok()
-                        .and_then(|n| usize::try_from(n).ok())
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| {
-                            format!("json: max-depth must be a positive number, not {v:?}")
-                        })?
-                }
+                "max-depth" => max_depth = max_depth_value(v).map_err(|e| format!("json: {e}"))?,
                 "invalid" => {
-                    close_on_invalid = match v {
-                        "binary" => false,
-                        "close" => true,
-                        _ => {
-                            return Err(format!("json: invalid must be binary or close, not {v:?}"))
-                        }
-                    }
+                    close_on_invalid = invalid_value(v).map_err(|e| format!("json: {e}"))?
                 }
                 _ => {
                     return Err(format!(
@@ -123,15 +154,20 @@ impl Framing for Json {
     }
 }
 
-websocksy_plugin::export!(framings: [Json]);
+websocksy_plugin::export!(framings: [Json::default()]);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use websocksy_plugin::testing::{Harness, Message};
 
+    static JSON: Json = Json {
+        max_depth: DEFAULT_MAX_DEPTH,
+        close_on_invalid: false,
+    };
+
     fn harness() -> Harness<'static, Json> {
-        Harness::new(&Json, None).unwrap()
+        Harness::new(&JSON, None).unwrap()
     }
 
     fn texts(v: &[&str]) -> Vec<Message> {
@@ -244,7 +280,7 @@ mod tests {
 
     #[test]
     fn invalid_close_option() {
-        let mut h = Harness::new(&Json, Some("invalid=close")).unwrap();
+        let mut h = Harness::new(&JSON, Some("invalid=close")).unwrap();
         assert_eq!(h.feed(b"[1]").unwrap(), texts(&["[1]"]));
         assert!(h
             .feed(b"[1,]")
@@ -254,7 +290,7 @@ mod tests {
 
     #[test]
     fn depth_limit() {
-        let mut h = Harness::new(&Json, Some("max-depth=2")).unwrap();
+        let mut h = Harness::new(&JSON, Some("max-depth=2")).unwrap();
         assert_eq!(h.feed(b"[[1]]").unwrap(), texts(&["[[1]]"]));
         assert_eq!(h.feed(b"[[[1]]]").unwrap(), [Message::binary(b"[[[1]]]")]);
         // The default handles deep input without recursion.
@@ -304,6 +340,46 @@ mod tests {
     }
 
     #[test]
+    fn library_options_are_the_defaults_a_config_overrides() {
+        let mut json = Json::default();
+        assert_eq!(json, JSON);
+        json.configure("invalid", "close").unwrap();
+        json.configure("max-depth", "0x2").unwrap();
+        assert_eq!(
+            json,
+            Json {
+                max_depth: 2,
+                close_on_invalid: true
+            }
+        );
+        let mut h = Harness::new(&json, None).unwrap();
+        assert_eq!(h.feed(b"[[1]]").unwrap(), texts(&["[[1]]"]));
+        assert!(h
+            .feed(b"[[[1]]]")
+            .unwrap_err()
+            .contains("invalid JSON at byte 2"));
+        // The connection's config wins, key by key.
+        let mut h = Harness::new(&json, Some("invalid=binary")).unwrap();
+        assert_eq!(h.feed(b"[[[1]]]").unwrap(), [Message::binary(b"[[[1]]]")]);
+        let mut h = Harness::new(&json, Some("max-depth=3")).unwrap();
+        assert_eq!(h.feed(b"[[[1]]]").unwrap(), texts(&["[[[1]]]"]));
+        assert!(h.feed(b"[1,]").is_err(), "still closes on invalid");
+    }
+
+    #[test]
+    fn bad_library_options() {
+        let mut json = Json::default();
+        assert_eq!(json.configure("depth", "3"), Err(ConfigError::UnknownKey));
+        for (k, v) in [("max-depth", "0"), ("max-depth", "x"), ("invalid", "maybe")] {
+            match json.configure(k, v) {
+                Err(ConfigError::Invalid(m)) => assert!(m.contains(v), "{m}"),
+                other => panic!("{k}={v}: {other:?}"),
+            }
+        }
+        assert_eq!(json, Json::default(), "a refused value changes nothing");
+    }
+
+    #[test]
     fn b46_bad_configs() {
         for bad in [
             "max-depth=0",
@@ -312,9 +388,9 @@ mod tests {
             "depth=3",
             "x",
         ] {
-            assert!(Harness::new(&Json, Some(bad)).is_err(), "{bad:?}");
+            assert!(Harness::new(&JSON, Some(bad)).is_err(), "{bad:?}");
         }
-        assert!(Harness::new(&Json, Some("")).is_ok());
-        assert!(Harness::new(&Json, Some("max-depth=4,invalid=binary")).is_ok());
+        assert!(Harness::new(&JSON, Some("")).is_ok());
+        assert!(Harness::new(&JSON, Some("max-depth=4,invalid=binary")).is_ok());
     }
 }

@@ -8,8 +8,11 @@
 //! flags every C plugin must pass. Test plugins:
 //! - `backend_route.so`: backend `route` (`route = PATH PEER [FRAMING]`,
 //!   `slow = PATH`, `fail = MSG`), 403 for unknown paths;
-//! - `framing_bad.so`: framings `semicolon` (well behaved), `overrun`,
-//!   `negative`, `badop`;
+//! - `framing_bad.so`: framings `semicolon` (well behaved, with options
+//!   `separator` and `opcode`), `overrun`, `negative`, `badop`;
+//! - `framing_old.so`: the same built with `-DTEST_OLD_SIZE`, its
+//!   descriptors as large as the first ABI 2.0 framings (before
+//!   `configure` was appended);
 //! - `badmajor.so` / `badminor.so`: a framing descriptor of ABI 1.0 / 2.99;
 //! - `nosym.so`: a shared object without the entry symbol.
 
@@ -451,6 +454,136 @@ fn slow_c_backend_does_not_delay_other_connections() {
     let r = ws::read_response(&mut slow).expect("slow response");
     assert_eq!(r.status, 101, "{}", r.head);
     round_trip(&mut slow, "late");
+}
+
+/// A bridge to a fresh peer with `--plugin <so> -c framing=semicolon` and
+/// `extra`; the peer writes `input`; the first `n` messages.
+fn semicolon_messages(
+    so: &Path,
+    extra: &[&str],
+    input: &[u8],
+    n: usize,
+) -> (Bridge, Vec<(u8, Vec<u8>)>) {
+    let peer = TcpPeer::new();
+    let mut a = args(&["--plugin", &s(so), "-c", "framing=semicolon", "-c"]);
+    a.push(peer.host_arg());
+    a.extend(extra.iter().map(|x| x.to_string()));
+    let b = start(&a);
+    let mut c = b.connect();
+    ws::upgrade(&mut c, "/", &[]);
+    peer.accept().write_all(input).unwrap();
+    let got = (0..n)
+        .map(|_| {
+            let f = ws::read_frame(&mut c).unwrap();
+            (f.opcode, f.payload)
+        })
+        .collect();
+    (b, got)
+}
+
+#[test]
+fn c_framing_configure_sets_library_defaults() {
+    // From the config file: another separator, binary by default.
+    let dir = plugin_dir(&[]);
+    let cfg = dir.join("f.cfg");
+    std::fs::write(
+        &cfg,
+        "[framing:semicolon]\nseparator = |\nopcode = binary\n",
+    )
+    .unwrap();
+    let (b, got) = semicolon_messages(&framing_so(), &[&s(&cfg)], b"ab|cd;e|", 2);
+    assert_eq!(got, [(2, b"ab".to_vec()), (2, b"cd;e".to_vec())]);
+    // configure was called once per option, in order, before any state.
+    let first = b.wait_log("semicolon configured separator=|");
+    assert!(first.contains("websocksy::plugin::framing_bad"), "{first}");
+    b.wait_log("semicolon configured opcode=binary");
+    let logs = b.logs();
+    assert!(
+        logs.find("separator=|") < logs.find("opcode=binary"),
+        "{logs}"
+    );
+
+    // From the command line; the connection's framing-config overrides the
+    // opcode. The defaultpeer makes a state at start-up to check that
+    // config: configure must come first, or it would fail with WSY_ESTATE.
+    let (_b, got) = semicolon_messages(
+        &framing_so(),
+        &[
+            "--framing-option",
+            "semicolon:separator=/",
+            "--framing-option",
+            "semicolon:opcode=binary",
+            "-c",
+            "framing-config=text",
+        ],
+        b"x/y/",
+        2,
+    );
+    assert_eq!(got, [(1, b"x".to_vec()), (1, b"y".to_vec())]);
+}
+
+#[test]
+fn c_framing_option_errors_exit_2() {
+    let fso = s(&framing_so());
+    let e = s(&plugin_dir(&[]));
+    let base = |extra: &[&str]| {
+        let mut a = args(&[
+            "--plugin-dir",
+            &e,
+            "--plugin",
+            &fso,
+            "-c",
+            "framing=semicolon",
+        ]);
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    startup_error(
+        &base(&["--framing-option", "semicolon:color=red"]),
+        "argument '--framing-option semicolon:color=red'",
+        "unknown option 'color' for framing 'semicolon'",
+    );
+    let cfg = plugin_dir(&[]).join("bad.cfg");
+    std::fs::write(&cfg, "[framing:semicolon]\nopcode = text\nseparator = ab\n").unwrap();
+    startup_error(
+        &base(&[&s(&cfg)]),
+        &format!("{}:3:", s(&cfg)),
+        "invalid value 'ab' for option 'separator' of framing 'semicolon': separator must be one byte",
+    );
+    // A framing whose descriptor has no configure takes no options.
+    startup_error(
+        &base(&["--framing-option", "overrun:k=v"]),
+        "argument '--framing-option overrun:k=v'",
+        "framing 'overrun' takes no options (got 'k')",
+    );
+    startup_error(
+        &base(&["--framing-option", "nosuch:k=v"]),
+        "argument '--framing-option nosuch:k=v'",
+        "unknown framing 'nosuch'",
+    );
+}
+
+#[test]
+fn framing_descriptor_without_configure_field_still_loads() {
+    // Registered with size = offsetof(wsy_framing, configure), as plugins
+    // built before the field was appended: it loads and frames as before.
+    let old = build("framing_bad", "framing_old", &["-DTEST_OLD_SIZE"]);
+    let (_b, got) = semicolon_messages(&old, &[], b"ab;cd;", 2);
+    assert_eq!(got, [(1, b"ab".to_vec()), (1, b"cd".to_vec())]);
+    // Its configure pointer lies past `size`: the host must not call it.
+    let e = s(&plugin_dir(&[]));
+    startup_error(
+        &args(&[
+            "--plugin-dir",
+            &e,
+            "--plugin",
+            &s(&old),
+            "--framing-option",
+            "semicolon:separator=|",
+        ]),
+        "argument '--framing-option semicolon:separator=|'",
+        "framing 'semicolon' takes no options (got 'separator')",
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The Rust plugins (`plugins/*`, built on the `websocksy-plugin` SDK),
 //! loaded by the real binary: the `file` backend choosing peers from files,
 //! the `fixedlength`, `dynamic32`, `lengthprefix` and `json` framings over a
-//! real TCP peer, and a panicking plugin that must cost one connection only.
+//! real TCP peer (`json` also with library-level options from
+//! `[framing:json]` and `--framing-option`), and a panicking plugin that
+//! must cost one connection only.
 //!
 //! The harness builds the plugin crates with the binary; cargo puts the
 //! cdylibs next to it. The tests load them from a scratch directory of
@@ -269,6 +271,131 @@ fn json_invalid_close_option() {
     let (data, close) = ws::read_until_close(&mut s).unwrap();
     assert!(data.is_empty(), "{data:?}");
     assert_eq!(close.close_code(), Some(1011));
+}
+
+// ---------------------------------------------------------------------------
+// Library-level framing options: [framing:NAME] and --framing-option
+
+/// A bridge to a fresh peer with `-c framing=json` and `extra` arguments, an
+/// upgraded client and the peer's end.
+fn json_bridge(extra: &[&str]) -> (Bridge, TcpStream, TcpStream) {
+    let peer = TcpPeer::new();
+    let host = peer.host_arg();
+    let mut args = vec!["-c", &host, "-c", "framing=json"];
+    args.extend_from_slice(extra);
+    let b = start(&args);
+    let mut s = b.connect();
+    ws::upgrade(&mut s, "/", &[]);
+    let p = peer.accept();
+    p.set_nodelay(true).unwrap();
+    (b, s, p)
+}
+
+fn write_cfg(text: &str) -> String {
+    let path = temp_dir("framing-options").join("websocksy.cfg");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn json_framing_section_in_config_file_sets_invalid_close() {
+    // Without any framing-config: the [framing:json] default closes on
+    // invalid JSON instead of sending it as binary.
+    let cfg = write_cfg("[framing:json]\ninvalid = close\n");
+    let (_b, mut s, mut p) = json_bridge(&[&cfg]);
+    p.write_all(b"[1]").unwrap();
+    assert_eq!(frames(&mut s, 1), [text("[1]")]);
+    p.write_all(b"[1,]").unwrap();
+    let (data, close) = ws::read_until_close(&mut s).unwrap();
+    assert!(data.is_empty(), "{data:?}");
+    assert_eq!(close.close_code(), Some(1011));
+
+    // A connection's framing-config still overrides the library default.
+    let (_b, mut s, mut p) = json_bridge(&[&cfg, "-c", "framing-config=invalid=binary"]);
+    p.write_all(b"[1,]\n").unwrap();
+    assert_eq!(frames(&mut s, 1), [bin(b"[1,]\n")]);
+}
+
+#[test]
+fn json_framing_option_flag_sets_max_depth() {
+    let (_b, mut s, mut p) = json_bridge(&["--framing-option", "json:max-depth=2"]);
+    p.write_all(b"[[1]]").unwrap();
+    assert_eq!(frames(&mut s, 1), [text("[[1]]")]);
+    // Too deep: invalid, so the default `invalid=binary` sends it as binary.
+    p.write_all(b"[[[1]]]\n").unwrap();
+    assert_eq!(frames(&mut s, 1), [bin(b"[[[1]]]\n")]);
+    // The flag comes after the file's line, so it wins.
+    let cfg = write_cfg("[framing:json]\nmax-depth = 1\n");
+    let (_b, mut s, mut p) = json_bridge(&[&cfg, "--framing-option", "json:max-depth=2"]);
+    p.write_all(b"[[1]]").unwrap();
+    assert_eq!(frames(&mut s, 1), [text("[[1]]")]);
+}
+
+/// Exit 2 with one stderr line containing every string of `names`.
+fn startup_fails(extra: &[&str], names: &[&str]) {
+    let mut full = vec![
+        "--plugin-dir",
+        plugin_dir(),
+        "-p",
+        "0",
+        "-l",
+        "127.0.0.1",
+        "-c",
+        "host=tcp://127.0.0.1:9",
+        "-c",
+        "framing=json",
+    ];
+    full.extend_from_slice(extra);
+    let (code, _, err) = websocksy_tests::run_cli(&full);
+    assert_eq!(code, 2, "{extra:?}: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{extra:?}: not one line: {err}");
+    assert!(lines[0].starts_with("websocksy: "), "{err}");
+    for n in names {
+        assert!(lines[0].contains(n), "{extra:?}: {err} lacks {n:?}");
+    }
+}
+
+#[test]
+fn bad_framing_options_fail_start_up_naming_their_origin() {
+    let cfg = write_cfg("[core]\nping = 0\n[framing:json]\nmax-depth = 3\ncolour = red\n");
+    startup_fails(
+        &[&cfg],
+        &[&format!(
+            "{cfg}:5: unknown option 'colour' for framing 'json'"
+        )],
+    );
+    startup_fails(
+        &["--framing-option", "json:colour=red"],
+        &["argument '--framing-option json:colour=red': unknown option 'colour' for framing 'json'"],
+    );
+    startup_fails(
+        &["--framing-option", "json:max-depth=0"],
+        &[
+            "argument '--framing-option json:max-depth=0': invalid value '0' for option \
+             'max-depth' of framing 'json':",
+            "positive number",
+        ],
+    );
+    let cfg = write_cfg("[framing:jsno]\nmax-depth = 3\n");
+    startup_fails(
+        &[&cfg],
+        &[
+            &format!("{cfg}:2: unknown framing 'jsno' (available: "),
+            "json",
+        ],
+    );
+    startup_fails(
+        &["--framing-option", "newline:eol=crlf"],
+        &["argument '--framing-option newline:eol=crlf': framing 'newline' takes no options"],
+    );
+    startup_fails(
+        &["--framing-option", "json"],
+        &[
+            "'--framing-option <NAME:KEY=VALUE>'",
+            "expected NAME:KEY=VALUE",
+        ],
+    );
 }
 
 // ---------------------------------------------------------------------------
