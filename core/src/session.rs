@@ -39,8 +39,11 @@ pub const OUT_HIGH: usize = 64 * 1024;
 const PEER_BATCH: usize = 64 * 1024;
 /// Messages at least this big are written from tungstenite's buffer, uncopied.
 const PEER_DIRECT: usize = 16 * 1024;
-/// Work done per `ready` call before yielding to other sessions.
+/// Work done per `ready` call before yielding to other sessions: rounds,
+/// and bytes moved (both directions), so one bulk transfer cannot hold the
+/// loop while other connections wait.
 const MAX_ITERATIONS: usize = 32;
+const TURN_BYTES: usize = 512 * 1024;
 /// How long a closing side may take to finish its handshake or drain.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -228,6 +231,8 @@ pub struct Session {
     ping_sent: Option<Instant>,
     pub armed: Option<Instant>,
     pub more: bool,
+    /// Bytes this turn may still move.
+    turn: usize,
 
     bytes_in: u64,
     bytes_out: u64,
@@ -287,6 +292,7 @@ impl Session {
             ping_sent: None,
             armed: None,
             more: false,
+            turn: TURN_BYTES,
             bytes_in: 0,
             bytes_out: 0,
             close_code: None,
@@ -331,6 +337,7 @@ impl Session {
     /// Do all the work readiness allows. Returns false when the session is finished.
     pub fn ready(&mut self, cx: &mut Ctx) -> bool {
         self.more = false;
+        self.turn = TURN_BYTES;
         for _ in 0..MAX_ITERATIONS {
             let mut progress = false;
             progress |= self.client_read(cx);
@@ -634,7 +641,7 @@ impl Session {
             && self.peer_out.len() - self.peer_out_pos < PEER_BATCH
             && (!self.mirror || self.pending_out() < OUT_HIGH)
         {
-            if budget == 0 {
+            if budget == 0 || self.turn == 0 {
                 self.more = true;
                 break;
             }
@@ -710,9 +717,12 @@ impl Session {
             }
         }
         // One write for everything gathered in this pass; a lone message is
-        // not held back.
+        // not held back. Bytes it moves are progress: if it drains the
+        // queue, the client can be read again and no event will say so.
         if self.peer_pending() {
+            let before = self.peer_queued();
             self.flush_peer(cx);
+            progress |= self.peer_queued() != before;
         }
         progress
     }
@@ -720,6 +730,7 @@ impl Session {
     /// A client message goes to the peer (or back, for the mirror).
     fn deliver(&mut self, payload: Bytes, opcode: Opcode, cx: &mut Ctx) {
         self.last_activity = cx.env.now;
+        self.turn = self.turn.saturating_sub(payload.len());
         if self.mirror {
             if self.cstate == ClientState::Open {
                 self.ensure_out(cx);
@@ -757,6 +768,12 @@ impl Session {
         }
         self.to_peer = Some((payload, 0));
         self.flush_peer(cx);
+    }
+
+    /// Bytes queued for the peer.
+    fn peer_queued(&self) -> usize {
+        let gathered = self.peer_out.len() - self.peer_out_pos;
+        gathered + self.to_peer.as_ref().map_or(0, |(b, off)| b.len() - off)
     }
 
     /// Anything queued for the peer.
@@ -891,11 +908,11 @@ impl Session {
         match self.pstate {
             PeerState::Connecting => self.check_connect(cx),
             PeerState::Open | PeerState::Draining => {
-                let had = self.peer_pending();
-                if had && self.prd.w() {
+                let before = self.peer_queued();
+                if before > 0 && self.prd.w() {
                     self.flush_peer(cx);
                 }
-                let progress = had && !self.peer_pending();
+                let progress = self.peer_queued() != before;
                 if self.pstate == PeerState::Draining && !self.peer_pending() {
                     if let Some(p) = self.peer.as_ref() {
                         p.shutdown_write();
@@ -982,7 +999,7 @@ impl Session {
         let mut progress = false;
         let mut budget = 16;
         while self.prd.r() && self.pending_out() < OUT_HIGH && self.cstate == ClientState::Open {
-            if budget == 0 {
+            if budget == 0 || self.turn == 0 {
                 self.more = true;
                 break;
             }
@@ -1011,6 +1028,7 @@ impl Session {
                 Ok(n) => {
                     progress = true;
                     buf.filled(n);
+                    self.turn = self.turn.saturating_sub(n);
                     self.fresh += n;
                     self.last_activity = cx.env.now;
                     if datagram {
