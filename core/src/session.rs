@@ -364,8 +364,11 @@ impl Session {
             ClientState::Http => self.read_request(cx),
             ClientState::Open | ClientState::Closing => self.read_frames(cx),
             ClientState::Lingering => {
-                let (gone, progress) =
-                    discard(&mut self.client, &mut self.crd, cx.env.pool.scratch());
+                let (gone, progress) = discard(
+                    |b| self.client.read(b),
+                    &mut self.crd,
+                    cx.env.pool.scratch(),
+                );
                 if gone {
                     self.client_gone();
                 }
@@ -984,7 +987,7 @@ impl Session {
                 let Some(p) = self.peer.as_mut() else {
                     return false;
                 };
-                let (gone, progress) = discard_peer(p, &mut self.prd, cx.env.pool.scratch());
+                let (gone, progress) = discard(|b| p.read(b), &mut self.prd, cx.env.pool.scratch());
                 if gone {
                     self.drop_peer(cx);
                     self.pstate = PeerState::Gone;
@@ -1503,25 +1506,16 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Read and drop until WouldBlock; returns (eof_or_error, progress).
-fn discard(sock: &mut TcpStream, rd: &mut Ready, scratch: &mut [u8]) -> (bool, bool) {
+/// Read and drop until WouldBlock (a lingering close); returns
+/// (EOF or error, progress). Only stream sockets linger.
+fn discard(
+    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    rd: &mut Ready,
+    scratch: &mut [u8],
+) -> (bool, bool) {
     let mut progress = false;
     while rd.r() {
-        match sock.read(scratch) {
-            Ok(0) => return (true, true),
-            Ok(_) => progress = true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => rd.clear_r(),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return (true, true),
-        }
-    }
-    (false, progress)
-}
-
-fn discard_peer(sock: &mut PeerSock, rd: &mut Ready, scratch: &mut [u8]) -> (bool, bool) {
-    let mut progress = false;
-    while rd.r() {
-        match sock.read(scratch) {
+        match read(scratch) {
             Ok(0) => return (true, true),
             Ok(_) => progress = true,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => rd.clear_r(),

@@ -64,6 +64,51 @@ pub fn binary() -> PathBuf {
     dir.join("websocksy")
 }
 
+/// The flags every C plugin of this repository builds with (quiche's, plus C99).
+pub const CFLAGS: &[&str] = &[
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-shared",
+    "-fPIC",
+];
+
+/// `$CC` split on whitespace, else `cc`.
+pub fn cc() -> Vec<String> {
+    let v = std::env::var("CC")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "cc".into());
+    v.split_whitespace().map(str::to_string).collect()
+}
+
+/// Build the C source `src` into the shared object `out` with [`CFLAGS`],
+/// `-I include` and `extra`; panics with the compiler's output on failure.
+pub fn compile_plugin(src: &Path, include: &Path, out: &Path, extra: &[&str]) {
+    let cc = cc();
+    let mut cmd = Command::new(&cc[0]);
+    cmd.args(&cc[1..])
+        .args(CFLAGS)
+        .args(extra)
+        .arg("-I")
+        .arg(include)
+        .arg("-o")
+        .arg(out)
+        .arg(src);
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?} (set $CC to a C compiler): {e}"));
+    assert!(
+        o.status.success(),
+        "compiling {} failed: {cmd:?}\n{}{}",
+        src.display(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// A unique scratch directory for one test.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -111,47 +156,7 @@ impl Bridge {
 
     /// Start with exactly these arguments.
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Bridge {
-        let mut child = Command::new(binary())
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("WEBSOCKSY_TEST_LOG").unwrap_or_else(|_| "debug".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn websocksy");
-        let log = Arc::new(Log::default());
-        let stderr = child.stderr.take().expect("stderr");
-        let l2 = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("WEBSOCKSY_TEST_ECHO").is_some() {
-                    eprintln!("bridge: {line}");
-                }
-                let mut v = l2.lines.lock().unwrap();
-                v.push(line);
-                l2.grew.notify_all();
-            }
-        });
-        let mut b = Bridge {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            log,
-            exit: None,
-        };
-        let line = b.wait_log("listening on ");
-        let rest = line
-            .split("listening on ")
-            .nth(1)
-            .expect("address after 'listening on'");
-        let addr = rest.split_whitespace().next().expect("address");
-        b.addr = addr
-            .parse()
-            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
-        b
+        Self::spawn_env(args, &[])
     }
 
     /// `ws://addr/path`

@@ -20,23 +20,12 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::ws;
-use websocksy_tests::{run_cli, temp_dir, Bridge};
-
-const CFLAGS: &[&str] = &[
-    "-std=c99",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-pedantic",
-    "-shared",
-    "-fPIC",
-];
+use websocksy_tests::{compile_plugin, run_cli, temp_dir, Bridge};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -52,34 +41,11 @@ fn build(src: &str, out: &str, defines: &[&str]) -> PathBuf {
     if let Some(p) = built.get(out) {
         return p.clone();
     }
-    let cc = std::env::var("CC")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| "cc".into());
-    let words: Vec<&str> = cc.split_whitespace().collect();
     let so = dir.join(format!("{out}.so"));
-    let mut cmd = Command::new(words[0]);
-    cmd.args(&words[1..])
-        .args(CFLAGS)
-        .args(defines)
-        .arg("-I")
-        .arg(repo_root().join("include"))
-        .arg("-o")
-        .arg(&so)
-        .arg(
-            repo_root()
-                .join("tests/plugins/host")
-                .join(format!("{src}.c")),
-        );
-    let o = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?} (set $CC to a C compiler): {e}"));
-    assert!(
-        o.status.success(),
-        "compiling {src}.c failed: {cmd:?}\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let src = repo_root()
+        .join("tests/plugins/host")
+        .join(format!("{src}.c"));
+    compile_plugin(&src, &repo_root().join("include"), &so, defines);
     built.insert(out.to_string(), so.clone());
     so
 }

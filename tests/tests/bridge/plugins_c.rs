@@ -24,18 +24,8 @@ use std::time::Duration;
 
 use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::ws::{self, Frame};
-use websocksy_tests::{run_cli, temp_dir, Bridge, WAIT};
+use websocksy_tests::{cc, compile_plugin, run_cli, temp_dir, Bridge, WAIT};
 
-/// The flags the C plugins must build with (quiche's, plus C99).
-const CFLAGS: &[&str] = &[
-    "-std=c99",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-pedantic",
-    "-shared",
-    "-fPIC",
-];
 const ASAN_FLAGS: &[&str] = &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"];
 const PLUGINS: &[(&str, &str)] = &[
     ("backend_example.c", "backend_example.so"),
@@ -49,21 +39,17 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `$CC` split on whitespace, else `cc`; panics (never skips) if it does not run.
-fn cc() -> Vec<String> {
-    let v = std::env::var("CC")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| "cc".into());
-    let words: Vec<String> = v.split_whitespace().map(str::to_string).collect();
-    match Command::new(&words[0])
-        .args(&words[1..])
+/// Panics (never skips) when the C compiler does not run.
+fn check_cc() {
+    let cc = cc();
+    match Command::new(&cc[0])
+        .args(&cc[1..])
         .arg("--version")
         .output()
     {
-        Ok(o) if o.status.success() => words,
+        Ok(o) if o.status.success() => {}
         r => panic!(
-            "no C compiler: {words:?} (from $CC, default cc) does not run ({r:?}). \
+            "no C compiler: {cc:?} (from $CC, default cc) does not run ({r:?}). \
              The C plugin tests fail rather than skip without one: {INSTALL_HINT}"
         ),
     }
@@ -71,27 +57,15 @@ fn cc() -> Vec<String> {
 
 /// Compile every C plugin with `extra` flags into a fresh directory.
 fn build_plugins(tag: &str, extra: &[&str]) -> PathBuf {
-    let cc = cc();
+    check_cc();
     let dir = temp_dir(tag);
     let src = repo_root().join("plugins/c");
     for (c, so) in PLUGINS {
-        let mut cmd = Command::new(&cc[0]);
-        cmd.args(&cc[1..])
-            .args(CFLAGS)
-            .args(extra)
-            .arg("-I")
-            .arg(repo_root().join("include"))
-            .arg("-o")
-            .arg(dir.join(so))
-            .arg(src.join(c));
-        let o = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-        assert!(
-            o.status.success(),
-            "compiling {c} failed: {cmd:?}\n{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
+        compile_plugin(
+            &src.join(c),
+            &repo_root().join("include"),
+            &dir.join(so),
+            extra,
         );
     }
     dir

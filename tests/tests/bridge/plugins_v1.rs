@@ -24,23 +24,12 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::ws::{self, Frame};
-use websocksy_tests::{run_cli, temp_dir, Bridge};
-
-const CFLAGS: &[&str] = &[
-    "-std=c99",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-pedantic",
-    "-shared",
-    "-fPIC",
-];
+use websocksy_tests::{compile_plugin, run_cli, temp_dir, Bridge};
 
 fn v1_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/v1")
@@ -54,30 +43,8 @@ fn build(src: &str, out: &str, defines: &[&str]) -> PathBuf {
     if let Some(p) = built.get(out) {
         return p.clone();
     }
-    let cc = std::env::var("CC")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| "cc".into());
-    let words: Vec<&str> = cc.split_whitespace().collect();
     let so = dir.join(format!("{out}.so"));
-    let mut cmd = Command::new(words[0]);
-    cmd.args(&words[1..])
-        .args(CFLAGS)
-        .args(defines)
-        .arg("-I")
-        .arg(v1_dir())
-        .arg("-o")
-        .arg(&so)
-        .arg(v1_dir().join(format!("{src}.c")));
-    let o = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?} (set $CC to a C compiler): {e}"));
-    assert!(
-        o.status.success(),
-        "compiling {src}.c failed: {cmd:?}\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    compile_plugin(&v1_dir().join(format!("{src}.c")), &v1_dir(), &so, defines);
     built.insert(out.to_string(), so.clone());
     so
 }
