@@ -1052,15 +1052,10 @@ impl Session {
         progress
     }
 
-    /// Run the framing function over the unframed bytes.
-    ///
-    /// When nothing waits for the client, frames go out straight from the
-    /// peer buffer, header and payload, in one writev; only what the
-    /// kernel does not take is copied. Otherwise they are copied behind
-    /// what waits, to keep the order.
+    /// Run the framing function over the unframed bytes; frames leave
+    /// through [`write_parts`] at most [`MAX_PARTS`] at a time.
     fn frame_peer_data(&mut self, cx: &mut Ctx) {
         loop {
-            let direct = self.pending_out() == 0 && self.crd.w();
             let (Some(buf), Some(framing)) = (self.from_peer.as_mut(), self.framing.as_mut())
             else {
                 return;
@@ -1068,7 +1063,7 @@ impl Session {
             let mut parts = [Part::EMPTY; MAX_PARTS];
             let mut n = 0;
             let mut failure = None;
-            while !buf.is_empty() && (!direct || n < MAX_PARTS) {
+            while !buf.is_empty() && n < MAX_PARTS {
                 let data = buf.data();
                 let fresh = self.fresh.min(data.len());
                 match framing.frame(data, fresh) {
@@ -1077,15 +1072,8 @@ impl Session {
                         break;
                     }
                     Framed::Message { len, opcode } if len > 0 && len <= data.len() => {
-                        if direct {
-                            parts[n] = Part::new(opcode, buf.offset(), len);
-                            n += 1;
-                        } else {
-                            if self.out.capacity() == 0 {
-                                self.out = cx.env.pool.take_out();
-                            }
-                            encode(&mut self.out, data_opcode(opcode), &data[..len]);
-                        }
+                        parts[n] = Part::new(opcode, buf.offset(), len);
+                        n += 1;
                         self.bytes_out += len as u64;
                         buf.consume(len);
                         self.fresh = fresh.min(buf.data().len());
@@ -1107,13 +1095,14 @@ impl Session {
                     }
                 }
             }
-            let more = direct && n == MAX_PARTS && !buf.is_empty();
+            let more = n == MAX_PARTS && !buf.is_empty();
             if n > 0 {
-                let raw = buf.raw();
+                let queued = self.out_pos < self.out.len();
                 if write_parts(
                     &mut self.client,
                     &mut self.crd,
-                    raw,
+                    queued,
+                    buf.raw(),
                     &parts[..n],
                     &mut self.out,
                     &mut cx.env.pool,
@@ -1154,26 +1143,20 @@ impl Session {
         };
         if let Some(op) = opcode {
             self.bytes_out += n as u64;
-            if self.out_pos == self.out.len() && self.crd.w() {
-                let part = [Part::new(op, buf.offset(), n)];
-                let raw = buf.raw();
-                if write_parts(
-                    &mut self.client,
-                    &mut self.crd,
-                    raw,
-                    &part,
-                    &mut self.out,
-                    &mut cx.env.pool,
-                )
-                .is_err()
-                {
-                    return self.client_failed(cx.env.now);
-                }
-            } else {
-                if self.out.capacity() == 0 {
-                    self.out = cx.env.pool.take_out();
-                }
-                encode(&mut self.out, data_opcode(op), data);
+            let part = [Part::new(op, buf.offset(), n)];
+            let queued = self.out_pos < self.out.len();
+            if write_parts(
+                &mut self.client,
+                &mut self.crd,
+                queued,
+                buf.raw(),
+                &part,
+                &mut self.out,
+                &mut cx.env.pool,
+            )
+            .is_err()
+            {
+                return self.client_failed(cx.env.now);
             }
         }
         if let Some(buf) = self.from_peer.as_mut() {
@@ -1450,11 +1433,14 @@ impl Part {
     }
 }
 
-/// Write `parts` with one writev if the client is writable; whatever the
-/// kernel does not take is appended to `out`. Err: the client is gone.
+/// Send frames whose payloads sit in `raw`: with one writev straight from
+/// there when the client is writable and nothing is `queued` before them;
+/// whatever is not written goes to the end of `out`, keeping the order.
+/// Err: the client is gone.
 fn write_parts(
     sock: &mut TcpStream,
     rd: &mut Ready,
+    queued: bool,
     raw: &[u8],
     parts: &[Part],
     out: &mut Vec<u8>,
@@ -1468,7 +1454,7 @@ fn write_parts(
         k += 2;
     }
     let mut written = 0;
-    while rd.w() {
+    while rd.w() && !queued {
         match sock.write_vectored(&iov[..k]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {

@@ -126,6 +126,27 @@ fn set_error(api: Option<&wsy_host_api>, error: *mut wsy_error, msg: &str) {
     }
 }
 
+/// The key and value of a `configure` call (an absent value is empty), or
+/// the status to return with the error already set.
+///
+/// # Safety
+/// As [`view`], for both views.
+unsafe fn option<'a>(
+    api: Option<&wsy_host_api>,
+    error: *mut wsy_error,
+    key: wsy_str,
+    value: wsy_str,
+) -> Result<(&'a str, &'a str), wsy_status> {
+    // SAFETY: the caller's contract.
+    match unsafe { (view(key), view(value)) } {
+        (Ok(Some(k)), Ok(v)) => Ok((k, v.unwrap_or(""))),
+        _ => {
+            set_error(api, error, "option key or value is missing or not UTF-8");
+            Err(abi::WSY_EINVAL)
+        }
+    }
+}
+
 /// A view from the host as `&str`: `Ok(None)` when absent, `Err` when not
 /// UTF-8.
 ///
@@ -379,12 +400,9 @@ unsafe extern "C" fn configure_framing<F: Framing>(
             return abi::WSY_EINVAL;
         }
         // SAFETY: the host passes views valid during this call.
-        let (key, value) = match unsafe { (view(key), view(value)) } {
-            (Ok(Some(k)), Ok(v)) => (k, v.unwrap_or("")),
-            _ => {
-                set_error(api, error, "option key or value is missing or not UTF-8");
-                return abi::WSY_EINVAL;
-            }
+        let (key, value) = match unsafe { option(api, error, key, value) } {
+            Ok(kv) => kv,
+            Err(status) => return status,
         };
         // SAFETY: userdata is this framing's leaked cell.
         let cell = unsafe { framing_cell::<F>(userdata) };
@@ -595,12 +613,9 @@ unsafe extern "C" fn configure<B: Backend>(
             return abi::WSY_EINVAL;
         }
         // SAFETY: the host passes views valid during this call.
-        let (key, value) = match unsafe { (view(key), view(value)) } {
-            (Ok(Some(k)), Ok(v)) => (k, v.unwrap_or("")),
-            _ => {
-                set_error(api, error, "option key or value is missing or not UTF-8");
-                return abi::WSY_EINVAL;
-            }
+        let (key, value) = match unsafe { option(api, error, key, value) } {
+            Ok(kv) => kv,
+            Err(status) => return status,
         };
         // SAFETY: userdata is this backend's leaked lock.
         let lock = unsafe { cell::<B>(userdata) };

@@ -4,12 +4,25 @@
 //! stall the event loop.
 
 use std::io::{Read, Write};
-use std::net::UdpSocket;
+use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use websocksy_tests::peers::{self, TcpPeer, UnansweringPeer};
 use websocksy_tests::ws::{self, Frame};
 use websocksy_tests::{run_cli, temp_dir, Bridge, WAIT};
+
+/// A UDP socket as the peer, a bridge pointing at it, and an upgraded client.
+fn udp_peer_and_client() -> (UdpSocket, Bridge, TcpStream) {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    let b = Bridge::start(&[
+        "-c",
+        &format!("host=udp://127.0.0.1:{}", peer.local_addr().unwrap().port()),
+    ]);
+    let mut s = b.connect();
+    ws::upgrade(&mut s, "/", &[]);
+    (peer, b, s)
+}
 
 /// Upgrade, send `msgs` (opcode, payload) and expect each echoed as-is.
 fn echo_roundtrip(b: &Bridge, msgs: &[(u8, &[u8])]) {
@@ -105,14 +118,7 @@ fn host_embedded_port_without_port_option() {
 #[test]
 fn udp_one_message_is_one_datagram_each_way() {
     // A31
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    peer.set_read_timeout(Some(WAIT)).unwrap();
-    let b = Bridge::start(&[
-        "-c",
-        &format!("host=udp://127.0.0.1:{}", peer.local_addr().unwrap().port()),
-    ]);
-    let mut s = b.connect();
-    ws::upgrade(&mut s, "/", &[]);
+    let (peer, _b, mut s) = udp_peer_and_client();
 
     // Three messages in one TCP write: they reach the bridge together and
     // must still leave as three datagrams.
@@ -152,14 +158,7 @@ fn udp_one_message_is_one_datagram_each_way() {
 fn udp_reply_datagram_ending_mid_character_is_still_one_message() {
     // A datagram is a message: auto framing must not hold back an
     // incomplete UTF-8 tail and glue it to the next datagram.
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    peer.set_read_timeout(Some(WAIT)).unwrap();
-    let b = Bridge::start(&[
-        "-c",
-        &format!("host=udp://127.0.0.1:{}", peer.local_addr().unwrap().port()),
-    ]);
-    let mut s = b.connect();
-    ws::upgrade(&mut s, "/", &[]);
+    let (peer, _b, mut s) = udp_peer_and_client();
     s.write_all(&ws::text("hi")).unwrap();
     let mut buf = [0u8; 64];
     let (_, from) = peer.recv_from(&mut buf).unwrap();
