@@ -12,6 +12,7 @@ pub mod config;
 pub mod event_loop;
 pub mod framing;
 pub mod handshake;
+pub mod ws;
 pub mod peer;
 pub mod plugin;
 mod pool;
