@@ -17,7 +17,6 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use socket2::{Domain, Socket, Type};
-use tungstenite::protocol::WebSocketConfig;
 
 use crate::backend::Backend;
 use crate::config::Settings;
@@ -30,12 +29,6 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 const WORKERS: usize = 4;
-/// tungstenite's read chunk per client. Every open connection holds one
-/// for its whole life, zero-filled and so resident: 4 KiB keeps an idle
-/// connection at about 5 KiB (16 KiB cost 17 KiB) for about 30% less
-/// throughput on 64 KiB messages, still 1.8x websocat's (BENCHMARKS.md).
-const WS_READ_BUFFER: usize = 4 * 1024;
-
 pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
@@ -124,16 +117,8 @@ impl Server {
                 .unwrap_or(usize::MAX)
                 .max(1)
         });
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(WS_READ_BUFFER)
-            .write_buffer_size(0)
-            .max_write_buffer_size(usize::MAX)
-            .max_message_size(Some(settings.max_message_size))
-            .max_frame_size(Some(settings.max_message_size))
-            .accept_unmasked_frames(false);
         let env = Env {
             backend,
-            ws_config,
             ping: settings.ping,
             pong_timeout: settings.pong_timeout,
             idle_timeout: settings.idle_timeout,

@@ -24,6 +24,9 @@ impl InBuf {
     pub fn data(&self) -> &[u8] {
         &self.data[self.start..self.end]
     }
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
+    }
     /// Where `data()` starts in `raw()`.
     pub fn offset(&self) -> usize {
         self.start
@@ -32,6 +35,18 @@ impl InBuf {
     /// the next read into the buffer.
     pub fn raw(&self) -> &[u8] {
         &self.data
+    }
+    pub fn raw_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+    /// Move the data to the front when the room after it runs short; no
+    /// offsets into `raw()` may be held across this.
+    pub fn compact(&mut self) {
+        if self.start > 0 && self.data.len() - self.end < CHUNK / 4 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.start == self.end

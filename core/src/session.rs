@@ -16,15 +16,10 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
-use tungstenite::error::{Error as WsError, ProtocolError};
-use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, FrameHeader};
-use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
-use tungstenite::Message;
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use crate::backend::{Backend, Decision, PeerChoice, Request};
 use crate::framing::{Framed, FramingState, Opcode};
@@ -32,13 +27,10 @@ use crate::handshake::{self, Parsed, Upgrade};
 use crate::peer::{self, PeerAddress, PeerSock, Started};
 use crate::pool::{InBuf, Pool};
 use crate::workers::{Job, Outcome, Workers};
+use crate::ws::frame::{self, encode, Event, FrameReader, Head, Role};
 
 /// Stop reading the peer while this much waits for the client.
 pub const OUT_HIGH: usize = 64 * 1024;
-/// Small client messages are gathered into one peer write up to this size.
-const PEER_BATCH: usize = 64 * 1024;
-/// Messages at least this big are written from tungstenite's buffer, uncopied.
-const PEER_DIRECT: usize = 16 * 1024;
 /// Work done per `ready` call before yielding to other sessions: rounds,
 /// and bytes moved (both directions), so one bulk transfer cannot hold the
 /// loop while other connections wait.
@@ -54,18 +46,36 @@ pub struct Ready(u8);
 impl Ready {
     const R: u8 = 1;
     const W: u8 = 2;
+    /// The other side will send nothing more (FIN): sticky, kept even
+    /// while backpressure stops reads, so a stalled session still learns it.
+    const HUP: u8 = 4;
+    /// The socket failed (RST): sticky like `HUP`.
+    const ERR: u8 = 8;
 
     pub fn from_event(ev: &mio::event::Event) -> Ready {
         let mut r = 0;
         // Errors and hang-ups are reported by the next read or write, so
-        // they only need to make that operation happen.
+        // they make that operation happen; they are also kept apart, for
+        // when backpressure means no read or write is coming.
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             r |= Self::R;
         }
         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
             r |= Self::W;
         }
+        if ev.is_read_closed() {
+            r |= Self::HUP;
+        }
+        if ev.is_error() {
+            r |= Self::ERR;
+        }
         Ready(r)
+    }
+    fn hup(self) -> bool {
+        self.0 & Self::HUP != 0
+    }
+    fn err(self) -> bool {
+        self.0 & Self::ERR != 0
     }
     fn r(self) -> bool {
         self.0 & Self::R != 0
@@ -87,7 +97,6 @@ impl Ready {
 /// Loop-wide settings and shared buffers, lent to a session while it runs.
 pub struct Env {
     pub backend: std::sync::Arc<dyn Backend>,
-    pub ws_config: WebSocketConfig,
     pub ping: Option<Duration>,
     pub pong_timeout: Duration,
     pub idle_timeout: Option<Duration>,
@@ -139,53 +148,6 @@ enum PeerState {
     Gone,
 }
 
-/// Adapter giving tungstenite the client socket to read and our outbound
-/// buffer to write: its writes (pong, close) are queued in order with ours.
-struct WsIo<'a> {
-    sock: &'a mut TcpStream,
-    out: &'a mut Vec<u8>,
-}
-
-impl Read for WsIo<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.sock.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
-            }
-        }
-    }
-}
-
-impl Write for WsIo<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Append one unmasked, final frame.
-fn encode(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
-    let header = FrameHeader {
-        is_final: true,
-        opcode,
-        ..FrameHeader::default()
-    };
-    // Formatting into a Vec cannot fail.
-    let _ = header.format(payload.len() as u64, out);
-    out.extend_from_slice(payload);
-}
-
-fn data_opcode(op: Opcode) -> OpCode {
-    match op {
-        Opcode::Text => OpCode::Data(Data::Text),
-        Opcode::Binary => OpCode::Data(Data::Binary),
-    }
-}
-
 pub struct Session {
     pub id: u64,
     key: usize,
@@ -206,16 +168,24 @@ pub struct Session {
     addr_next: usize,
     connect_error: Option<io::Error>,
 
-    ws: Option<WebSocketContext>,
+    /// Frames from the client, parsed as they arrive.
+    reader: FrameReader,
+    /// Client bytes read and not yet done with; lent by the pool only
+    /// while it holds some. `win.data()[..parsed]` is parsed: dead frame
+    /// headers, and the payload in `pend` not yet written to the peer.
+    win: Option<InBuf>,
+    parsed: usize,
+    /// Unmasked client payload for a stream peer: `raw()[pend.0..pend.1]`
+    /// of `win`, gathered into one run so one write sends it all.
+    pend: (usize, usize),
+    /// A whole message, for peers that need one: a datagram, or the mirror.
+    msg: Vec<u8>,
+    /// `msg` is complete and waits to be sent as one datagram.
+    msg_done: bool,
     framing: Option<Box<dyn FramingState>>,
     /// Bytes for the client: HTTP response, then frames.
     out: Vec<u8>,
     out_pos: usize,
-    /// Small client messages gathered for one write to a stream peer.
-    peer_out: Vec<u8>,
-    peer_out_pos: usize,
-    /// A large client message (or a datagram) not yet fully written; goes after `peer_out`.
-    to_peer: Option<(Bytes, usize)>,
     /// Peer bytes not yet framed.
     from_peer: Option<InBuf>,
     /// How many of the trailing unframed bytes arrived since framing last said "more".
@@ -275,13 +245,15 @@ impl Session {
             addrs: Vec::new(),
             addr_next: 0,
             connect_error: None,
-            ws: None,
+            reader: FrameReader::new(Role::Server, env.max_message_size),
+            win: None,
+            parsed: 0,
+            pend: (0, 0),
+            msg: Vec::new(),
+            msg_done: false,
             framing: None,
             out: Vec::new(),
             out_pos: 0,
-            peer_out: Vec::new(),
-            peer_out_pos: 0,
-            to_peer: None,
             from_peer: None,
             fresh: 0,
             accepted: now,
@@ -317,10 +289,6 @@ impl Session {
     }
     pub fn peer_event(&mut self, r: Ready) {
         self.prd.insert(r);
-    }
-
-    pub fn is_open(&self) -> bool {
-        self.cstate == ClientState::Open
     }
 
     pub fn finished(&self) -> bool {
@@ -612,13 +580,15 @@ impl Session {
         handshake::switching_protocols(&u.accept, protocol, headers, &mut self.out);
         // Frames pipelined behind the request are already here: hand them
         // over and look at them now, no new event will announce them.
-        let rest = self.http.get(u.head_len..).unwrap_or(&[]).to_vec();
+        let rest = self.http.get(u.head_len..).unwrap_or(&[]);
+        if !rest.is_empty() {
+            let mut b = cx.env.pool.take_in();
+            let n = rest.len().min(b.spare().len());
+            b.spare()[..n].copy_from_slice(&rest[..n]);
+            b.filled(n);
+            self.win = Some(b);
+        }
         self.http = Vec::new();
-        self.ws = Some(WebSocketContext::from_partially_read(
-            rest,
-            Role::Server,
-            Some(cx.env.ws_config),
-        ));
         self.crd.insert(Ready(Ready::R));
         self.cstate = ClientState::Open;
         self.last_rx = cx.env.now;
@@ -636,152 +606,249 @@ impl Session {
         );
     }
 
+    /// Read client frames and pass their payload on: to a stream peer as
+    /// it arrives, gathered into one write per pass; to a datagram peer or
+    /// the mirror as whole messages. Reading stops only when the buffer is
+    /// full of payload the peer has not taken, so a connection holds one
+    /// read buffer whatever the size of its messages, and a close frame or
+    /// a hang-up behind a stalled peer is still seen while there is room.
     fn read_frames(&mut self, cx: &mut Ctx) -> bool {
         let mut progress = false;
-        let mut budget = 64;
-        while self.crd.r()
-            && self.to_peer.is_none()
-            && self.peer_out.len() - self.peer_out_pos < PEER_BATCH
-            && (!self.mirror || self.pending_out() < OUT_HIGH)
-        {
-            if budget == 0 || self.turn == 0 {
+        let mut reads = 64;
+        loop {
+            if !matches!(self.cstate, ClientState::Open | ClientState::Closing) {
+                break;
+            }
+            // A datagram waits for the peer, or echoes wait for the client.
+            if self.msg_done || (self.mirror && self.pending_out() >= OUT_HIGH) {
+                break;
+            }
+            if self.turn == 0 {
                 self.more = true;
                 break;
             }
-            budget -= 1;
-            let Some(ws) = self.ws.as_mut() else { break };
-            let mut io = WsIo {
-                sock: &mut self.client,
-                out: &mut self.out,
+            let step = match self.win.as_mut() {
+                Some(b) => self.reader.next(&mut b.data_mut()[self.parsed..]),
+                None => Ok(None),
             };
-            let r = ws.read(&mut io);
-            match r {
-                Ok(msg) => {
+            match step {
+                Err(f) => {
+                    self.fail_client(f.code, f.reason, cx);
+                    return true;
+                }
+                Ok(Some((used, ev))) => {
+                    let at = self.parsed;
+                    self.parsed += used;
                     progress = true;
                     self.last_rx = cx.env.now;
                     self.ping_sent = None;
-                    match msg {
-                        Message::Text(t) => self.deliver(Bytes::from(t), Opcode::Text, cx),
-                        Message::Binary(b) => self.deliver(b, Opcode::Binary, cx),
-                        Message::Ping(_) => {
-                            // Push the automatic pong into `out` now.
-                            let _ = ws.flush(&mut io);
+                    self.on_frame_event(ev, at, cx);
+                }
+                Ok(None) => {
+                    // All that was read is parsed: one write for what it held.
+                    if self.pend.0 < self.pend.1 {
+                        if self.prd.w() {
+                            let before = self.peer_queued();
+                            self.flush_peer(cx);
+                            progress |= self.peer_queued() != before;
                         }
-                        Message::Pong(_) | Message::Frame(_) => {}
-                        Message::Close(frame) => {
-                            if self.close_code.is_none() {
-                                self.close_code =
-                                    Some(frame.as_ref().map_or(1005, |f| u16::from(f.code)));
-                                self.close_reason =
-                                    frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                            }
-                            // Queues the echo (or completes our own close); the
-                            // ConnectionClosed it returns is the expected end.
-                            let _ = ws.flush(&mut io);
-                            self.cstate = ClientState::Flushing;
-                            self.stop_peer_writes(cx.env.now);
+                    } else {
+                        self.release_parsed();
+                    }
+                    if !self.crd.r() {
+                        break;
+                    }
+                    if reads == 0 {
+                        self.more = true;
+                        break;
+                    }
+                    reads -= 1;
+                    let buf = self.win.get_or_insert_with(|| cx.env.pool.take_in());
+                    if self.parsed == 0 {
+                        buf.compact();
+                    }
+                    if buf.spare().is_empty() {
+                        // Full of payload the peer has not taken: wait for it.
+                        break;
+                    }
+                    match read_some(&mut self.client, buf.spare()) {
+                        Ok(0) => {
+                            self.client_hung_up(cx);
+                            return true;
+                        }
+                        Ok(n) => {
+                            buf.filled(n);
+                            self.turn = self.turn.saturating_sub(n);
+                            progress = true;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.crd.clear_r();
                             break;
+                        }
+                        Err(_) => {
+                            self.client_hung_up(cx);
+                            return true;
                         }
                     }
                 }
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.crd.clear_r();
-                    break;
-                }
-                Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
-                    self.cstate = ClientState::Flushing;
-                    self.stop_peer_writes(cx.env.now);
-                    return true;
-                }
-                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))
-                | Err(WsError::Io(_)) => {
-                    // The client vanished: no close frame can reach it.
-                    self.close_code.get_or_insert(1006);
-                    self.client_gone();
-                    self.stop_peer_writes(cx.env.now);
-                    return true;
-                }
-                Err(WsError::Protocol(e)) => {
-                    self.fail_client(1002, &e.to_string(), cx);
-                    return true;
-                }
-                Err(WsError::Utf8(_)) => {
-                    self.fail_client(1007, "invalid UTF-8 in text message", cx);
-                    return true;
-                }
-                Err(WsError::Capacity(e)) => {
-                    self.fail_client(1009, &e.to_string(), cx);
-                    return true;
-                }
-                Err(e) => {
-                    self.fail_client(1011, &e.to_string(), cx);
-                    return true;
-                }
             }
         }
-        // One write for everything gathered in this pass; a lone message is
-        // not held back. Bytes it moves are progress: if it drains the
-        // queue, the client can be read again and no event will say so.
-        if self.peer_pending() {
-            let before = self.peer_queued();
-            self.flush_peer(cx);
-            progress |= self.peer_queued() != before;
+        if matches!(self.cstate, ClientState::Open | ClientState::Closing) {
+            if self.crd.err() {
+                // Reset while its data waited for the peer: no read will say so.
+                self.client_hung_up(cx);
+                return true;
+            }
+            if self.crd.hup() && self.crd.r() && self.close_deadline.is_none() {
+                // The client sent all it will, but the peer does not take it:
+                // what is accepted may still be written until the close deadline.
+                debug!("conn {} client hung up while the peer stalls", self.id);
+                self.begin_close(cx.env.now);
+            }
         }
+        self.release_win(cx);
         progress
     }
 
-    /// A client message goes to the peer (or back, for the mirror).
-    fn deliver(&mut self, payload: Bytes, opcode: Opcode, cx: &mut Ctx) {
+    fn on_frame_event(&mut self, ev: Event, at: usize, cx: &mut Ctx) {
+        match ev {
+            Event::Nothing | Event::Pong => {}
+            Event::Data {
+                opcode,
+                start,
+                len,
+                last,
+                ..
+            } => self.on_payload(opcode, at + start, len, last, cx),
+            Event::Ping(p) => {
+                // After our close frame only the client's close may follow.
+                if self.cstate == ClientState::Open {
+                    self.ensure_out(cx);
+                    encode(&mut self.out, OpCode::Control(Control::Pong), p.as_slice());
+                }
+            }
+            Event::Close(code, reason) => {
+                if self.close_code.is_none() {
+                    self.close_code = Some(code.unwrap_or(1005));
+                    self.close_reason = String::from_utf8_lossy(reason.as_slice()).into_owned();
+                }
+                if self.cstate == ClientState::Open {
+                    // Echo the client's close (RFC 6455 5.5.1); ours, if we
+                    // sent one first, already went out.
+                    self.ensure_out(cx);
+                    let mut payload = [0u8; 125];
+                    let mut n = 0;
+                    if let Some(c) = code {
+                        payload[..2].copy_from_slice(&c.to_be_bytes());
+                        let r = reason.as_slice();
+                        payload[2..2 + r.len()].copy_from_slice(r);
+                        n = 2 + r.len();
+                    }
+                    encode(
+                        &mut self.out,
+                        OpCode::Control(Control::Close),
+                        &payload[..n],
+                    );
+                }
+                self.cstate = ClientState::Flushing;
+                self.stop_peer_writes(cx.env.now);
+            }
+        }
+    }
+
+    /// A piece of a client message, at `start` of the unconsumed input.
+    fn on_payload(&mut self, opcode: Opcode, start: usize, len: usize, last: bool, cx: &mut Ctx) {
         self.last_activity = cx.env.now;
-        self.turn = self.turn.saturating_sub(payload.len());
+        let Some(buf) = self.win.as_mut() else { return };
+        let at = buf.offset() + start;
         if self.mirror {
             if self.cstate == ClientState::Open {
-                self.ensure_out(cx);
-                encode(&mut self.out, data_opcode(opcode), &payload);
-                self.bytes_in += payload.len() as u64;
-                self.bytes_out += payload.len() as u64;
+                if self.msg.capacity() == 0 {
+                    self.msg = cx.env.pool.take_out();
+                }
+                self.msg.extend_from_slice(&buf.raw()[at..at + len]);
+                if last {
+                    self.ensure_out(cx);
+                    encode(&mut self.out, frame::data_opcode(opcode), &self.msg);
+                    let n = self.msg.len() as u64;
+                    self.bytes_in += n;
+                    self.bytes_out += n;
+                    cx.env.pool.give_out(std::mem::take(&mut self.msg));
+                }
             }
             return;
         }
         if self.pstate != PeerState::Open {
             debug!(
-                "conn {} peer gone, {} bytes from the client dropped",
-                self.id,
-                payload.len()
+                "conn {} peer gone, {len} bytes from the client dropped",
+                self.id
             );
             return;
         }
-        self.bytes_in += payload.len() as u64;
-        let datagram = self.peer.as_ref().is_some_and(PeerSock::is_datagram);
-        if datagram {
-            // One message, one datagram: never gathered.
-            self.to_peer = Some((payload, 0));
-            return self.flush_peer(cx);
-        }
-        if payload.is_empty() {
-            return;
-        }
-        let gathered = self.peer_out.len() - self.peer_out_pos;
-        if payload.len() < PEER_DIRECT && gathered + payload.len() <= PEER_BATCH {
-            if self.peer_out.capacity() == 0 {
-                self.peer_out = cx.env.pool.take_out();
+        self.bytes_in += len as u64;
+        if self.peer.as_ref().is_some_and(PeerSock::is_datagram) {
+            // One message, one datagram: kept whole until its last piece.
+            if self.msg.capacity() == 0 {
+                self.msg = cx.env.pool.take_out();
             }
-            self.peer_out.extend_from_slice(&payload);
+            self.msg.extend_from_slice(&buf.raw()[at..at + len]);
+            if last {
+                self.msg_done = true;
+                self.flush_peer(cx);
+            }
             return;
         }
-        self.to_peer = Some((payload, 0));
-        self.flush_peer(cx);
+        if len == 0 {
+            return;
+        }
+        // Stream peers: payload needs no boundaries, so pieces are joined
+        // in place over the headers between them, for one write.
+        if self.pend.0 == self.pend.1 {
+            self.pend = (at, at + len);
+        } else {
+            if self.pend.1 != at {
+                buf.raw_mut().copy_within(at..at + len, self.pend.1);
+            }
+            self.pend.1 += len;
+        }
+    }
+
+    /// The client's socket ended (EOF or error) without a close handshake.
+    fn client_hung_up(&mut self, cx: &mut Ctx) {
+        self.close_code.get_or_insert(1006);
+        self.client_gone();
+        self.stop_peer_writes(cx.env.now);
+    }
+
+    /// Parsed input with no payload left to write is done with.
+    fn release_parsed(&mut self) {
+        if self.pend.0 == self.pend.1 {
+            self.pend = (0, 0);
+            if let Some(b) = self.win.as_mut() {
+                b.consume(self.parsed);
+            }
+            self.parsed = 0;
+        }
+    }
+
+    /// Give the input buffer back while it holds nothing: idle connections own none.
+    fn release_win(&mut self, cx: &mut Ctx) {
+        if self.parsed == 0 && self.win.as_ref().is_some_and(InBuf::is_empty) {
+            if let Some(b) = self.win.take() {
+                cx.env.pool.give_in(b);
+            }
+        }
     }
 
     /// Bytes queued for the peer.
     fn peer_queued(&self) -> usize {
-        let gathered = self.peer_out.len() - self.peer_out_pos;
-        gathered + self.to_peer.as_ref().map_or(0, |(b, off)| b.len() - off)
+        let dgram = if self.msg_done { self.msg.len() } else { 0 };
+        self.pend.1 - self.pend.0 + dgram
     }
 
-    /// Anything queued for the peer.
+    /// Anything queued for the peer (an empty datagram counts).
     fn peer_pending(&self) -> bool {
-        self.to_peer.is_some() || self.peer_out_pos < self.peer_out.len()
+        self.pend.0 < self.pend.1 || self.msg_done
     }
 
     fn pending_out(&self) -> usize {
@@ -845,17 +912,13 @@ impl Session {
     fn fail(&mut self, code: u16, reason: &str, cx: &mut Ctx) {
         if self.cstate == ClientState::Open {
             debug!("conn {} closing with {code}: {reason}", self.id);
-            if let Some(ws) = self.ws.as_mut() {
-                let mut io = WsIo {
-                    sock: &mut self.client,
-                    out: &mut self.out,
-                };
-                let frame = CloseFrame {
-                    code: CloseCode::from(code),
-                    reason: truncate(reason, 123).into(),
-                };
-                let _ = ws.close(&mut io, Some(frame));
-            }
+            let (payload, len) = frame::close_payload(code, reason);
+            self.ensure_out(cx);
+            encode(
+                &mut self.out,
+                OpCode::Control(Control::Close),
+                &payload[..len],
+            );
             self.close_code = Some(code);
             self.close_reason = reason.to_string();
             self.cstate = ClientState::Closing;
@@ -935,42 +998,48 @@ impl Session {
         }
     }
 
+    /// Write what waits for the peer: the gathered payload run, or one datagram.
     fn flush_peer(&mut self, cx: &mut Ctx) {
         let Some(peer) = self.peer.as_mut() else {
-            self.to_peer = None;
-            self.peer_out.clear();
-            self.peer_out_pos = 0;
+            self.discard_peer_queue();
             return;
         };
-        while self.peer_out_pos < self.peer_out.len() {
-            match peer.write(&self.peer_out[self.peer_out_pos..]) {
-                Ok(0) => return self.peer_failed(io::ErrorKind::WriteZero.into(), cx),
-                Ok(n) => self.peer_out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.prd.clear_w();
-                    return;
+        if self.pend.0 < self.pend.1 {
+            let Some(buf) = self.win.as_ref() else {
+                self.pend = (0, 0);
+                return;
+            };
+            while self.pend.0 < self.pend.1 {
+                match peer.write(&buf.raw()[self.pend.0..self.pend.1]) {
+                    Ok(0) => return self.peer_failed(io::ErrorKind::WriteZero.into(), cx),
+                    Ok(n) => self.pend.0 += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.prd.clear_w();
+                        return;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return self.peer_failed(e, cx),
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.peer_failed(e, cx),
             }
+            self.release_parsed();
         }
-        if self.peer_out.capacity() > 0 {
-            self.peer_out_pos = 0;
-            self.peer_out.clear();
-            cx.env.pool.give_out(std::mem::take(&mut self.peer_out));
-        }
-        while let Some((buf, off)) = self.to_peer.as_mut() {
-            match peer.write(&buf[*off..]) {
-                Ok(n) if peer.is_datagram() || *off + n == buf.len() => self.to_peer = None,
-                Ok(0) => return self.peer_failed(io::ErrorKind::WriteZero.into(), cx),
-                Ok(n) => *off += n,
+        while self.msg_done {
+            let Some(peer) = self.peer.as_mut() else {
+                return;
+            };
+            match peer.write(&self.msg) {
+                Ok(_) => {
+                    self.msg_done = false;
+                    cx.env.pool.give_out(std::mem::take(&mut self.msg));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.prd.clear_w();
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                    self.to_peer = None;
+                    self.msg_done = false;
+                    self.msg.clear();
                     return self.fail(1009, "message too large for one datagram", cx);
                 }
                 Err(e) => return self.peer_failed(e, cx),
@@ -1176,7 +1245,7 @@ impl Session {
                 if self.out.capacity() == 0 {
                     self.out = cx.env.pool.take_out();
                 }
-                encode(&mut self.out, data_opcode(op), data);
+                encode(&mut self.out, frame::data_opcode(op), data);
                 self.bytes_out += data.len() as u64;
             }
             let n = data.len();
@@ -1217,9 +1286,13 @@ impl Session {
     }
 
     fn discard_peer_queue(&mut self) {
-        self.to_peer = None;
-        self.peer_out.clear();
-        self.peer_out_pos = 0;
+        self.pend = (0, 0);
+        self.msg.clear();
+        self.msg_done = false;
+        if let Some(b) = self.win.as_mut() {
+            b.consume(self.parsed);
+        }
+        self.parsed = 0;
     }
 
     fn stop_peer_writes(&mut self, now: Instant) {
@@ -1360,10 +1433,13 @@ impl Session {
     pub fn close(&mut self, cx: &mut Ctx) {
         self.drop_peer(cx);
         let _ = cx.registry.deregister(&mut self.client);
-        if let Some(b) = self.from_peer.take() {
+        for b in [self.from_peer.take(), self.win.take()]
+            .into_iter()
+            .flatten()
+        {
             cx.env.pool.give_in(b);
         }
-        cx.env.pool.give_out(std::mem::take(&mut self.peer_out));
+        cx.env.pool.give_out(std::mem::take(&mut self.msg));
         cx.env.pool.give_out(std::mem::take(&mut self.out));
         if self.opened {
             let code = self
@@ -1399,34 +1475,21 @@ const MAX_PARTS: usize = 16;
 /// One outbound frame: its header, and where its payload sits in the peer buffer.
 #[derive(Clone, Copy)]
 struct Part {
-    head: [u8; 10],
-    head_len: usize,
+    head: Head,
     start: usize,
     len: usize,
 }
 
 impl Part {
     const EMPTY: Part = Part {
-        head: [0; 10],
-        head_len: 0,
+        head: Head::EMPTY,
         start: 0,
         len: 0,
     };
 
     fn new(op: Opcode, start: usize, len: usize) -> Part {
-        let header = FrameHeader {
-            is_final: true,
-            opcode: data_opcode(op),
-            ..FrameHeader::default()
-        };
-        let mut head = [0u8; 10];
-        let mut cursor = io::Cursor::new(&mut head[..]);
-        // An unmasked header is at most 10 bytes: it fits.
-        let _ = header.format(len as u64, &mut cursor);
-        let head_len = cursor.position() as usize;
         Part {
-            head,
-            head_len,
+            head: Head::data(op, len),
             start,
             len,
         }
@@ -1449,7 +1512,7 @@ fn write_parts(
     let mut iov = [io::IoSlice::new(&[]); 2 * MAX_PARTS];
     let mut k = 0;
     for p in parts {
-        iov[k] = io::IoSlice::new(&p.head[..p.head_len]);
+        iov[k] = io::IoSlice::new(p.head.as_slice());
         iov[k + 1] = io::IoSlice::new(&raw[p.start..p.start + p.len]);
         k += 2;
     }
@@ -1481,17 +1544,6 @@ fn write_parts(
     Ok(())
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// Read and drop until WouldBlock (a lingering close); returns
 /// (EOF or error, progress). Only stream sockets linger.
 fn discard(
@@ -1510,4 +1562,14 @@ fn discard(
         }
     }
     (false, progress)
+}
+
+/// One read, retried when a signal interrupts it.
+fn read_some(sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match sock.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
 }

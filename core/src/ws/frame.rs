@@ -180,7 +180,9 @@ impl FrameReader {
                     self.current = None;
                 }
                 match kind {
-                    Kind::Data => self.data_piece(0, take, buf, fin && done).map(|e| Some((take, e))),
+                    Kind::Data => self
+                        .data_piece(0, take, buf, fin && done)
+                        .map(|e| Some((take, e))),
                     _ => {
                         let c = &mut self.control;
                         let at = c.len as usize;
@@ -283,7 +285,13 @@ impl FrameReader {
         Ok(Some((used, event)))
     }
 
-    fn data_piece(&mut self, start: usize, len: usize, buf: &[u8], last: bool) -> Result<Event, Fail> {
+    fn data_piece(
+        &mut self,
+        start: usize,
+        len: usize,
+        buf: &[u8],
+        last: bool,
+    ) -> Result<Event, Fail> {
         let Some(m) = self.message.as_mut() else {
             return Err(fail(1002, "data without a message"));
         };
@@ -337,7 +345,12 @@ impl FrameReader {
 /// XOR `buf` with `mask`, starting `offset` bytes into the frame's payload.
 fn unmask(buf: &mut [u8], mask: [u8; 4], offset: u64) {
     let s = (offset % 4) as usize;
-    let m = [mask[s], mask[(s + 1) % 4], mask[(s + 2) % 4], mask[(s + 3) % 4]];
+    let m = [
+        mask[s],
+        mask[(s + 1) % 4],
+        mask[(s + 2) % 4],
+        mask[(s + 3) % 4],
+    ];
     let wide = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
     let mut chunks = buf.chunks_exact_mut(8);
     for c in &mut chunks {

@@ -191,12 +191,18 @@ fn protocol_errors_are_1002() {
     let mut nested = frame(0x01, b"a");
     nested.extend(frame(0x81, b"b"));
     let (_, err) = run(Role::Server, 100, &nested, 100);
-    assert_eq!(err.map(|f| f.code), Some(1002), "new message inside a fragmented one");
+    assert_eq!(
+        err.map(|f| f.code),
+        Some(1002),
+        "new message inside a fragmented one"
+    );
 }
 
 #[test]
 fn registered_close_codes_are_accepted() {
-    for code in [1000u16, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999] {
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999,
+    ] {
         let (got, err) = run(Role::Server, 100, &frame(0x88, &code.to_be_bytes()), 100);
         assert_eq!(err, None, "{code}");
         assert_eq!(got, vec![Got::Close(Some(code), vec![])]);
@@ -238,7 +244,11 @@ fn unmask_continues_the_mask_at_any_offset() {
         let (x, y) = a.split_at_mut(split);
         unmask(x, mask, 0);
         unmask(y, mask, split as u64);
-        let want: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+        let want: Vec<u8> = data
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
         assert_eq!(a, want, "split at {split}");
     }
 }
@@ -246,7 +256,10 @@ fn unmask_continues_the_mask_at_any_offset() {
 #[test]
 fn heads_match_the_wire_format() {
     assert_eq!(Head::data(Opcode::Text, 5).as_slice(), &[0x81, 5]);
-    assert_eq!(Head::data(Opcode::Binary, 300).as_slice(), &[0x82, 126, 1, 44]);
+    assert_eq!(
+        Head::data(Opcode::Binary, 300).as_slice(),
+        &[0x82, 126, 1, 44]
+    );
     assert_eq!(Head::data(Opcode::Binary, 70_000).as_slice().len(), 10);
     let masked = Head::new(OpCode::Data(Data::Binary), 1, Some([9, 9, 9, 9]));
     assert_eq!(masked.as_slice(), &[0x82, 0x81, 9, 9, 9, 9]);
