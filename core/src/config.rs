@@ -434,11 +434,78 @@ enum Section {
     Framing(String),
 }
 
+/// Far beyond any real configuration; without a limit, `websocksy
+/// /dev/urandom` (or a file that keeps growing) would eat memory forever.
+const MAX_FILE_SIZE: u64 = 1 << 20;
+
 fn apply_config_file(s: &mut Settings, path: &Path) -> Result<(), ConfigError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigError(format!("cannot read config file '{name}': {e}")))?;
+    let bytes = read_config_file(path)
+        .map_err(|why| ConfigError(format!("cannot read config file '{name}': {why}")))?;
     apply_config_text(s, &name, &bytes)
+}
+
+/// Reads a regular file of at most [`MAX_FILE_SIZE`] bytes.
+fn read_config_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Stat before opening: opening a FIFO blocks until a writer comes, and
+    // the bridge would hang silently before it even listens.
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    check_regular_file(&meta)?;
+    // Non-blocking, in case the path became a FIFO since the stat; the
+    // second check below then refuses it. Regular files ignore the flag.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    check_regular_file(&file.metadata().map_err(|e| e.to_string())?)?;
+    read_bounded(file, MAX_FILE_SIZE)
+}
+
+fn check_regular_file(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        if meta.len() > MAX_FILE_SIZE {
+            return Err(too_large());
+        }
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "of an unknown type"
+    };
+    Err(format!("not a regular file ({kind})"))
+}
+
+/// Reads at most `limit` bytes; the stat's size is only a hint, since a file
+/// may grow after it (and files under /proc report 0).
+fn read_bounded(r: impl std::io::Read, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    r.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+fn too_large() -> String {
+    format!(
+        "larger than {} MiB, the limit for a configuration file",
+        MAX_FILE_SIZE >> 20
+    )
 }
 
 /// Applies the file's contents; `name` is only used in messages and origins.
@@ -566,7 +633,43 @@ fn listen_value(v: &str) -> Result<String, String> {
     if host.is_empty() {
         return Err("expected a host name or address".into());
     }
+    // Refused here rather than by the resolver, so that a typo is a
+    // configuration error (exit status 2) and only a well-formed address
+    // that cannot be resolved or bound is a listener failure (1).
+    if host.contains(':') || host.len() != v.len() {
+        ipv6_literal(host)?;
+    } else if let Some(c) = host
+        .chars()
+        .find(|&c| !(c.is_alphanumeric() || matches!(c, '-' | '.' | '_')))
+    {
+        return Err(format!(
+            "'{}' cannot appear in a host name or IPv4 address",
+            c.escape_default()
+        ));
+    }
     Ok(host.to_string())
+}
+
+/// An IPv6 address, with an optional `%zone` (a scope for link-local
+/// addresses, which the resolver turns into an interface index).
+fn ipv6_literal(v: &str) -> Result<(), String> {
+    let (addr, zone) = match v.split_once('%') {
+        Some((addr, zone)) => (addr, Some(zone)),
+        None => (v, None),
+    };
+    // Brackets were stripped (and checked) by the caller, so a ']' here has no '['.
+    if v.contains(']') {
+        return Err("unexpected ']' without a '[' before the address".into());
+    }
+    if addr.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(format!("'{addr}' is not an IPv6 address"));
+    }
+    match zone {
+        Some(z) if z.is_empty() || z.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err(format!("invalid zone '{z}' after '%'"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn path_value(v: &str) -> Result<PathBuf, String> {
@@ -1016,6 +1119,49 @@ mod tests {
     }
 
     #[test]
+    fn malformed_listen_is_a_configuration_error() {
+        // Well-formed, even if unresolvable: left to the listener.
+        for ok in [
+            "127.1",
+            "1.2.3.4.5",
+            "no-such_host.invalid.",
+            "::ffff:1.2.3.4",
+            "::",
+        ] {
+            assert_eq!(run(&["-l", ok]).listen, ok);
+        }
+        let msg = fail(&["-l", "::1]"]);
+        assert_eq!(
+            msg,
+            "invalid value '::1]' for '--listen <ADDR>': \
+             unexpected ']' without a '[' before the address"
+        );
+        for (bad, why) in [
+            (":::", "':::' is not an IPv6 address"),
+            ("[localhost]", "'localhost' is not an IPv6 address"),
+            ("[127.0.0.1]", "'127.0.0.1' is not an IPv6 address"),
+            ("fe80::1%", "invalid zone '' after '%'"),
+            ("a b", "' ' cannot appear in a host name or IPv4 address"),
+            ("host:80", "'host:80' is not an IPv6 address"),
+            ("tcp://x", "'tcp://x' is not an IPv6 address"),
+            ("a/b", "'/' cannot appear in a host name or IPv4 address"),
+            ("a\tb", "'\\t' cannot appear in a host name or IPv4 address"),
+        ] {
+            let msg = fail(&["-l", bad]);
+            assert!(msg.ends_with(why), "{bad}: {msg}");
+        }
+        let file = TempFile::new(b"[core]\nlisten = ::1]\n");
+        assert_eq!(
+            fail(&[&file.path()]),
+            format!(
+                "{}:2: invalid value '::1]' for 'listen': \
+                 unexpected ']' without a '[' before the address",
+                file.path()
+            )
+        );
+    }
+
+    #[test]
     fn message_size_suffixes() {
         assert_eq!(size_value("65536"), Ok(65536));
         assert_eq!(size_value("64M"), Ok(64 << 20));
@@ -1460,6 +1606,43 @@ protocol = *
         assert!(msg.contains("os error"), "{msg}");
         let dir = std::env::temp_dir().display().to_string();
         assert!(fail(&[&dir]).starts_with("cannot read config file"));
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = std::env::temp_dir().display().to_string();
+        assert_eq!(
+            fail(&[&dir]),
+            format!("cannot read config file '{dir}': not a regular file (a directory)")
+        );
+        assert_eq!(
+            fail(&["/dev/null"]),
+            "cannot read config file '/dev/null': not a regular file (a character device)"
+        );
+    }
+
+    #[test]
+    fn file_size_is_bounded() {
+        let mut big = b"[core]\nport = 1\n".to_vec();
+        big.resize(MAX_FILE_SIZE as usize, b'\n');
+        let file = TempFile::new(&big);
+        assert_eq!(run(&[&file.path()]).port, 1);
+        big.push(b'\n');
+        let file = TempFile::new(&big);
+        assert_eq!(
+            fail(&[&file.path()]),
+            format!(
+                "cannot read config file '{}': \
+                 larger than 1 MiB, the limit for a configuration file",
+                file.path()
+            )
+        );
+        // A source that never ends (or grows after the stat) is cut off too.
+        assert_eq!(read_bounded(std::io::repeat(b'#'), 10), Err(too_large()));
+        assert_eq!(
+            read_bounded(&b"0123456789"[..], 10),
+            Ok(b"0123456789".to_vec())
+        );
     }
 
     #[test]
