@@ -301,3 +301,53 @@ fn long_options_work() {
     let f = ws::read_frame(&mut s).expect("keep-alive ping within 3 s");
     assert_eq!(f.opcode, 9, "{f:?}");
 }
+
+/// A FIFO would block the open until a writer came, and /dev/urandom never
+/// ends: both are refused at once, before anything is read.
+#[test]
+fn config_file_must_be_a_regular_file() {
+    let fifo = temp_dir("fifo").join("websocksy.cfg");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let p = fifo.to_str().unwrap();
+    assert_usage_error(&[p], &[p, "not a regular file"]);
+    assert_usage_error(&["/dev/urandom"], &["/dev/urandom", "not a regular file"]);
+    let dir = temp_dir("dir");
+    let d = dir.to_str().unwrap();
+    assert_usage_error(&[d], &[d, "not a regular file"]);
+}
+
+#[test]
+fn config_file_over_1_mib_is_refused() {
+    let echo = peers::tcp_echo();
+    let mut text = format!(
+        "[core]\nport = 0\nlisten = 127.0.0.1\n[backend]\nhost = tcp://127.0.0.1:{}\n",
+        echo.port()
+    );
+    let pad = (1 << 20) - text.len();
+    text.push_str(&"\n".repeat(pad));
+    // Exactly 1 MiB is still read.
+    let path = write_config("mib", &text);
+    let b = Bridge::start(&[path.to_str().unwrap()]);
+    assert_bridges(&b, "one mebibyte");
+    text.push('#');
+    let path = write_config("big", &text);
+    let p = path.to_str().unwrap();
+    assert_usage_error(&[p], &[p, "larger than 1 MiB"]);
+}
+
+/// A value that cannot parse is a configuration error (2), from the command
+/// line and from a file alike; a well-formed address that cannot be bound is
+/// a listener failure (1).
+#[test]
+fn malformed_listen_address_exits_2_unbindable_exits_1() {
+    assert_usage_error(&["-l", "::1]", "-p", "0"], &["--listen", "::1]"]);
+    let path = write_config("listen", "[core]\nport = 0\nlisten = ::1]\n");
+    let p = path.to_str().unwrap();
+    assert_usage_error(&[p], &[&format!("{p}:3"), "listen", "::1]"]);
+    // TEST-NET-1 (RFC 5737) is assigned to no interface here.
+    let (code, _, err) = run_cli(&["-l", "192.0.2.1", "-p", "0", "-c", "host=mirror://"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("192.0.2.1"), "{err}");
+}

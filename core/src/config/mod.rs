@@ -1,0 +1,211 @@
+//! Command line and configuration file, compatible with the original
+//! websocksy (`websocksy CONFIG_FILE` or `-p -l -k -b -c` flags, INI-like
+//! file with `[core]` and `[backend]` sections), plus `[framing:NAME]`
+//! sections and `--framing-option NAME:KEY=VALUE` for framings'
+//! library-level options.
+//!
+//! Parsing produces [`Settings`]; backend and framing keys are not
+//! interpreted here but carried with their [`Origin`] so the backend's (or
+//! framing's) own validation can name the file and line (or the argument) in
+//! its error. Only options the user gave are carried (no backend defaults
+//! are injected), so a backend can tell an explicit `port` from its default
+//! (spec case 53).
+//!
+//! Differences from the original, on purpose:
+//! * A config file may be combined with flags. The file is applied first,
+//!   wherever the file name appears on the command line; then flags
+//!   override its `[core]` values and `-c` options are appended after its
+//!   `[backend]` options (and `--framing-option`s after its `[framing:NAME]`
+//!   lines).
+//! * All backend options go to the final backend. The original discarded
+//!   options given before a `-b` (or before a later `backend =`), because
+//!   loading a backend reset the previous one; here a warning is logged
+//!   when that situation arises and the options are kept.
+//! * Bad input is an error instead of being ignored or wrapped: unknown
+//!   flags, `-p 80000`, an odd trailing flag, a `[section]` header other
+//!   than `[core]`/`[backend]`/`[framing:NAME]`.
+//! * Lines whose first non-blank character is `#` or `;` are comments even
+//!   when they contain `=` (the original passed `# host = x` to the backend).
+//! * Timeouts accept fractional seconds; `--max-message-size` accepts K/M/G.
+//! * A repeated flag takes its last value, like the original's left-to-right
+//!   processing; repeated `-c` options all apply, in order.
+//! * The file must be a regular file of at most 1 MiB, and a listen address
+//!   that cannot parse is refused here (exit status 2), not by the resolver.
+//!
+//! Where things are: `keys.rs` is the one table of `[core]` keys (name,
+//! parser, where the value goes, help line), read by `cli.rs` (clap, plus
+//! `-c`, `--framing-option` and the file name) and by `file.rs` (the INI
+//! reader); `values.rs` holds the value parsers both share, so an option
+//! and its `[core]` key refuse a value with the same reason.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod cli;
+mod file;
+mod keys;
+mod values;
+
+#[cfg(test)]
+mod testing;
+
+/// Warnings keep the target they had when this was one file, so
+/// `RUST_LOG=websocksy::config=...` filters and log lines stay the same.
+const LOG_TARGET: &str = "websocksy::config";
+
+/// Where a setting came from, for one-line error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `-c key=value` or `--framing-option name:key=value` on the command
+    /// line. Holds the option as `-c key=value` (`--framing-option
+    /// name:key=value`), so it reads as `argument '-c key=value'`.
+    Argument(String),
+    /// A line of a configuration file (1-based).
+    File { path: String, line: usize },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Argument(a) => write!(f, "argument '{a}'"),
+            Origin::File { path, line } => write!(f, "{path}:{line}"),
+        }
+    }
+}
+
+/// One `key = value` for the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendOption {
+    pub key: String,
+    pub value: String,
+    pub origin: Origin,
+}
+
+/// One `key = value` for a framing's [`configure`](crate::framing::Framing::configure):
+/// a line of a `[framing:NAME]` section or a `--framing-option NAME:KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramingOption {
+    /// The framing's name, as `framing = NAME` selects it.
+    pub framing: String,
+    pub key: String,
+    pub value: String,
+    pub origin: Origin,
+}
+
+/// Everything the bridge needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Listen address (host name or literal, brackets allowed for IPv6). Default `::`.
+    pub listen: String,
+    /// Listen port; 0 binds an ephemeral port. Default 8001.
+    pub port: u16,
+    /// Keep-alive ping after this much silence from the client; `None` = off (`-k 0`). Default 30 s.
+    pub ping: Option<Duration>,
+    /// How long to wait for a pong (or any frame) after a keep-alive ping. Default 10 s.
+    pub pong_timeout: Duration,
+    /// Backend name; `defaultpeer` is the built-in one.
+    pub backend: String,
+    /// Backend options in the order given.
+    pub backend_options: Vec<BackendOption>,
+    /// Framings' library-level options in the order given: the file's
+    /// `[framing:NAME]` lines, then `--framing-option`s.
+    pub framing_options: Vec<FramingOption>,
+    /// Peer connect timeout. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Time allowed from accept to a complete upgrade request. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Close open connections with no traffic in either direction for this long; `None` = off (default).
+    pub idle_timeout: Option<Duration>,
+    /// Largest WebSocket message accepted or produced. Default 64 MiB.
+    pub max_message_size: usize,
+    /// Connection cap; `None` = derived from the descriptor limit.
+    pub max_connections: Option<usize>,
+    /// On SIGINT/SIGTERM, how long open connections get to finish their close handshake. Default 5 s.
+    pub drain_timeout: Duration,
+    /// The config file this came from, if any.
+    pub config_file: Option<String>,
+    /// Where plugins are discovered (`--plugin-dir`); `None` = the default
+    /// search (see `plugin::loader`).
+    pub plugin_dir: Option<PathBuf>,
+    /// Plugin libraries loaded explicitly (`--plugin`, `[core] plugin`), in order.
+    pub plugins: Vec<PathBuf>,
+    /// After events, keep polling without sleeping this long before blocking
+    /// (`--busy-poll`, microseconds). Zero (default) = off.
+    pub busy_poll: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "::".into(),
+            port: 8001,
+            ping: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(10),
+            backend: "defaultpeer".into(),
+            backend_options: Vec::new(),
+            framing_options: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            max_message_size: 64 << 20,
+            max_connections: None,
+            drain_timeout: Duration::from_secs(5),
+            config_file: None,
+            plugin_dir: None,
+            plugins: Vec::new(),
+            busy_poll: Duration::ZERO,
+        }
+    }
+}
+
+/// A start-up error: one line, printed as `websocksy: <message>`, exit status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The outcome of [`parse_args`] when the arguments are valid.
+// Made once per process: boxing the settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// Start the bridge with these settings.
+    Run(Settings),
+    /// `--help`/`-h` or `--version`/`-V`: print `text` to stdout as is (it
+    /// ends with a newline) and exit with `code` (0) without starting.
+    Exit { text: String, code: i32 },
+}
+
+/// Parses the command line (`args` includes argv\[0\]) and the config file it
+/// names, if any.
+///
+/// Never exits the process and never prints: `--help`/`--version` come back
+/// as [`Parsed::Exit`], every problem as a one-line [`ConfigError`] meant to be
+/// printed as `websocksy: <message>` with exit status 2. Unknown `[core]`
+/// keys and ignored file lines are reported with `log::warn!`, so the logger
+/// should be set up before this is called.
+pub fn parse_args<I, T>(args: I) -> Result<Parsed, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match cli::CommandLine::parse(args) {
+        Ok(cli) => cli,
+        Err(err) => return cli::clap_outcome(&err),
+    };
+    let mut settings = Settings::default();
+    if let Some(path) = &cli.config_file {
+        file::apply(&mut settings, path)?;
+        settings.config_file = Some(path.display().to_string());
+    }
+    cli.apply(&mut settings)?;
+    Ok(Parsed::Run(settings))
+}
