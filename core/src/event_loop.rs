@@ -21,8 +21,9 @@ use socket2::{Domain, Socket, Type};
 use crate::backend::Backend;
 use crate::config::Settings;
 use crate::pool::Pool;
-use crate::session::{Ctx, Env, Ready, Session};
+use crate::session::{Ctx, Env, Session};
 use crate::timers::Timers;
+use crate::transport::{Ready, Stream};
 use crate::workers::Workers;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -199,13 +200,13 @@ impl Server {
                     WAKER => wake = true,
                     SIGNALS => signal = true,
                     Token(t) => {
-                        let key = t / 2;
+                        let (key, ws) = Session::token_owner(Token(t));
                         // Events for a slot freed earlier are stale: ignore them.
                         if let Some(s) = self.sessions.get_mut(key) {
-                            if t % 2 == 0 {
-                                s.client_event(Ready::from_event(ev));
+                            if ws {
+                                s.ws_event(Ready::from_event(ev));
                             } else {
-                                s.peer_event(Ready::from_event(ev));
+                                s.raw_event(Ready::from_event(ev));
                             }
                             touched.push(key);
                         }
@@ -320,12 +321,8 @@ impl Server {
                     let key = entry.key();
                     let id = self.next_id;
                     self.next_id += 1;
-                    let mut s = Session::new(id, key, stream, addr, &self.env);
-                    if let Err(e) = self.poll.registry().register(
-                        s.client_mut(),
-                        Session::client_token(key),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
+                    let mut s = Session::new(id, key, Stream::Tcp(stream), addr, &self.env);
+                    if let Err(e) = s.register(self.poll.registry()) {
                         warn!("cannot register connection from {addr}: {e}");
                         continue;
                     }

@@ -17,5 +17,6 @@ pub mod plugin;
 mod pool;
 pub mod session;
 mod timers;
+pub mod transport;
 mod workers;
 pub mod ws;

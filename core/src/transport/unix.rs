@@ -1,4 +1,4 @@
-//! Unix stream and datagram peers.
+//! Unix stream and datagram sockets: connecting without blocking.
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;
@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mio::net::{UnixDatagram, UnixStream};
 
-use super::{PeerSock, Started};
+use super::{Started, Stream};
 
-pub(super) fn connect_stream(path: &Path) -> io::Result<Started> {
+pub fn connect_stream(path: &Path) -> io::Result<Started> {
     let s = UnixStream::connect(path)?;
-    Ok(Started::InProgress(PeerSock::Unix(s)))
+    Ok(Started::InProgress(Stream::Unix(s)))
 }
 
-pub(super) fn connect_result(s: &mut UnixStream) -> io::Result<bool> {
+pub fn connect_result(s: &mut UnixStream) -> io::Result<bool> {
     if let Some(e) = s.take_error()? {
         return Err(e);
     }
@@ -28,7 +28,7 @@ pub(super) fn connect_result(s: &mut UnixStream) -> io::Result<bool> {
 
 /// The original never bound its datagram socket, so the peer had no address
 /// to answer to. Bind to a unique abstract name first (no file to clean up).
-pub(super) fn connect_datagram(path: &Path) -> io::Result<Started> {
+pub fn connect_datagram(path: &Path) -> io::Result<Started> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = format!(
         "websocksy-{}-{}",
@@ -39,7 +39,7 @@ pub(super) fn connect_datagram(path: &Path) -> io::Result<Started> {
     let s = StdUnixDatagram::bind_addr(&local)?;
     s.connect(path)?;
     s.set_nonblocking(true)?;
-    Ok(Started::Connected(PeerSock::UnixDgram(
+    Ok(Started::Connected(Stream::UnixDgram(
         UnixDatagram::from_std(s),
     )))
 }

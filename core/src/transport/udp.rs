@@ -1,13 +1,13 @@
-//! UDP peers: a connected socket, one message per datagram each way.
+//! UDP sockets: connected, so one message is one datagram each way.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use mio::net::UdpSocket;
 
-use super::{PeerSock, Started};
+use super::{Started, Stream};
 
-pub(super) fn connect(addr: SocketAddr) -> io::Result<Started> {
+pub fn connect(addr: SocketAddr) -> io::Result<Started> {
     let local: SocketAddr = match addr {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -16,5 +16,5 @@ pub(super) fn connect(addr: SocketAddr) -> io::Result<Started> {
     // connect() on UDP only sets the default destination and filters
     // replies to it; an unreachable port shows up later as ECONNREFUSED.
     s.connect(addr)?;
-    Ok(Started::Connected(PeerSock::Udp(s)))
+    Ok(Started::Connected(Stream::Udp(s)))
 }

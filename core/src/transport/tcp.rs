@@ -1,21 +1,21 @@
-//! TCP peers.
+//! TCP sockets: a non-blocking connect and its check.
 
 use std::io;
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 
-use super::{PeerSock, Started};
+use super::{Started, Stream};
 
-pub(super) fn connect(addr: SocketAddr) -> io::Result<Started> {
+pub fn connect(addr: SocketAddr) -> io::Result<Started> {
     // mio's connect is non-blocking: EINPROGRESS is reported as success.
     let s = TcpStream::connect(addr)?;
-    Ok(Started::InProgress(PeerSock::Tcp(s)))
+    Ok(Started::InProgress(Stream::Tcp(s)))
 }
 
 /// mio's six-step check: a pending error means failure; `peer_addr`
 /// failing with NotConnected means the handshake is still running.
-pub(super) fn connect_result(s: &mut TcpStream) -> io::Result<bool> {
+pub fn connect_result(s: &mut TcpStream) -> io::Result<bool> {
     if let Some(e) = s.take_error()? {
         return Err(e);
     }

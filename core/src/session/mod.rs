@@ -1,0 +1,366 @@
+//! One bridged connection: a WebSocket end and a raw end, and the pump
+//! between them.
+//!
+//! The life cycle is documented in `SESSION.md` next to this file. Each end
+//! has its own state (`ws_end.rs`, `raw_end.rs`); the session is finished
+//! when both are gone. How a session gets to `Open` is the role's way in:
+//! for the server role, `open.rs` (upgrade request, backend, peer connect,
+//! 101); a client role will add its own beside it and share the rest. All
+//! I/O happens in [`Session::ready`], which the event loop calls after
+//! recording readiness; an operation is attempted only while its
+//! readiness bit is set, and a bit is cleared only by WouldBlock (edge
+//! triggered, sozu's rule).
+//!
+//! Backpressure: the WebSocket end is read only while its buffer has room
+//! beyond the payload the raw end has not taken; the raw end is read only
+//! while less than [`OUT_HIGH`] bytes wait for the WebSocket end. A slow
+//! side therefore pauses the fast one; nothing is dropped and memory per
+//! connection stays bounded by a read buffer per direction.
+
+mod open;
+mod raw_end;
+mod ws_end;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+use mio::{Registry, Token};
+use tungstenite::protocol::frame::coding::{Control, OpCode};
+
+use crate::backend::Backend;
+use crate::peer::PeerAddress;
+use crate::pool::Pool;
+use crate::transport::{Ready, Stream};
+use crate::workers::Workers;
+use crate::ws::frame::encode;
+
+use raw_end::{RawEnd, RawState};
+use ws_end::{WsEnd, WsState};
+
+/// Stop reading the raw end while this much waits for the WebSocket end.
+pub const OUT_HIGH: usize = 64 * 1024;
+/// Work done per `ready` call before yielding to other sessions: rounds,
+/// and bytes moved (both directions), so one bulk transfer cannot hold the
+/// loop while other connections wait.
+const MAX_ITERATIONS: usize = 32;
+const TURN_BYTES: usize = 512 * 1024;
+/// How long a closing side may take to finish its handshake or drain.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Loop-wide settings and shared buffers, lent to a session while it runs.
+pub struct Env {
+    pub backend: std::sync::Arc<dyn Backend>,
+    pub ping: Option<Duration>,
+    pub pong_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_message_size: usize,
+    pub now: Instant,
+    pub pool: Pool,
+}
+
+/// What a session needs from the loop while it runs.
+pub struct Ctx<'a> {
+    pub registry: &'a Registry,
+    pub workers: &'a Workers,
+    pub env: &'a mut Env,
+}
+
+pub struct Session {
+    pub id: u64,
+    key: usize,
+    client_addr: SocketAddr,
+    ws: WsEnd,
+    raw: RawEnd,
+    choice: Option<Box<Chosen>>,
+
+    accepted: Instant,
+    /// Handshake or connect deadline.
+    deadline: Instant,
+    /// Set when either side starts closing: the whole close must end by then.
+    close_deadline: Option<Instant>,
+    last_rx: Instant,
+    last_activity: Instant,
+    ping_sent: Option<Instant>,
+    pub armed: Option<Instant>,
+    pub more: bool,
+    /// Bytes this turn may still move.
+    turn: usize,
+
+    bytes_in: u64,
+    bytes_out: u64,
+    close_code: Option<u16>,
+    close_reason: String,
+    opened: bool,
+}
+
+/// What the backend chose, kept until the peer is connected.
+struct Chosen {
+    address: PeerAddress,
+    protocol: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Session {
+    /// A session for an accepted WebSocket connection (the server role).
+    pub fn new(id: u64, key: usize, stream: Stream, client_addr: SocketAddr, env: &Env) -> Session {
+        let now = env.now;
+        Session {
+            id,
+            key,
+            client_addr,
+            ws: WsEnd::server(stream, env.max_message_size),
+            raw: RawEnd::default(),
+            choice: None,
+            accepted: now,
+            deadline: now + env.handshake_timeout,
+            close_deadline: None,
+            last_rx: now,
+            last_activity: now,
+            ping_sent: None,
+            armed: None,
+            more: false,
+            turn: TURN_BYTES,
+            bytes_in: 0,
+            bytes_out: 0,
+            close_code: None,
+            close_reason: String::new(),
+            opened: false,
+        }
+    }
+
+    /// Session `key` owns two tokens: `2*key` for the WebSocket end and
+    /// `2*key+1` for the raw end.
+    pub fn ws_token(key: usize) -> Token {
+        Token(key * 2)
+    }
+    pub(super) fn raw_token(&self) -> Token {
+        Token(self.key * 2 + 1)
+    }
+    /// Which session and which end a token belongs to (true: the WebSocket end).
+    pub fn token_owner(t: Token) -> (usize, bool) {
+        (t.0 / 2, t.0 & 1 == 0)
+    }
+
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        self.ws.stream.register(registry, Self::ws_token(self.key))
+    }
+
+    pub fn ws_event(&mut self, r: Ready) {
+        self.ws.rd.insert(r);
+    }
+    pub fn raw_event(&mut self, r: Ready) {
+        self.raw.rd.insert(r);
+    }
+
+    pub fn finished(&self) -> bool {
+        self.ws.state == WsState::Gone && matches!(self.raw.state, RawState::None | RawState::Gone)
+    }
+
+    pub(super) fn peer_label(&self) -> String {
+        match &self.choice {
+            Some(c) => c.address.to_string(),
+            None => "-".into(),
+        }
+    }
+
+    /// Do all the work readiness allows. Returns false when the session is finished.
+    pub fn ready(&mut self, cx: &mut Ctx) -> bool {
+        self.more = false;
+        self.turn = TURN_BYTES;
+        for _ in 0..MAX_ITERATIONS {
+            let mut progress = false;
+            progress |= self.client_read(cx);
+            progress |= self.peer_write(cx);
+            progress |= self.peer_read(cx);
+            progress |= self.client_write(cx);
+            progress |= self.advance(cx);
+            if self.finished() {
+                return false;
+            }
+            if !progress {
+                return true;
+            }
+        }
+        // Still busy: let other sessions run, come back without waiting for an event.
+        self.more = true;
+        true
+    }
+
+    pub(super) fn advance(&mut self, cx: &mut Ctx) -> bool {
+        let mut progress = false;
+        if matches!(self.ws.state, WsState::Refusing | WsState::Flushing) && self.pending_out() == 0
+        {
+            // Server closes first (RFC 6455 7.1.1), then waits for the client's FIN.
+            self.ws.stream.shutdown_write();
+            self.ws.state = WsState::Lingering;
+            self.begin_close(cx.env.now);
+            progress = true;
+        }
+        if self.ws.state == WsState::Gone && self.raw.mirror {
+            self.raw.state = RawState::Gone;
+        }
+        if !matches!(self.ws.state, WsState::Open | WsState::Closing)
+            && self.raw.state == RawState::Open
+        {
+            self.raw.state = RawState::Draining;
+            progress = true;
+        }
+        progress
+    }
+
+    pub(super) fn begin_close(&mut self, now: Instant) {
+        self.close_deadline.get_or_insert(now + CLOSE_TIMEOUT);
+    }
+
+    /// Handle whatever deadline has passed.
+    pub fn on_timeout(&mut self, cx: &mut Ctx) {
+        let now = cx.env.now;
+        if self.close_deadline.is_some_and(|d| now >= d) {
+            // A close handshake or drain that did not finish in time.
+            debug!("conn {} close timed out", self.id);
+            self.client_gone();
+            self.discard_peer_queue();
+            self.drop_peer(cx);
+            self.raw.state = RawState::Gone;
+            return;
+        }
+        match self.ws.state {
+            WsState::Http if now >= self.deadline => {
+                self.refuse(408, "request not received in time", cx);
+            }
+            WsState::Waiting if now >= self.deadline => {
+                let label = self.peer_label();
+                let what = if self.raw.state == RawState::Querying {
+                    "backend query"
+                } else {
+                    "peer connect"
+                };
+                self.refuse(502, &format!("{what} for {label} timed out"), cx);
+            }
+            WsState::Open => {
+                match (self.ping_sent, cx.env.ping) {
+                    (Some(sent), _) if now >= sent + cx.env.pong_timeout => {
+                        self.fail(1001, "keep-alive timeout", cx);
+                        // The client is not answering; do not wait long for its close.
+                        self.close_deadline = Some(now + Duration::from_secs(1));
+                        return;
+                    }
+                    (None, Some(p)) if now >= self.last_rx + p => {
+                        self.ensure_out(cx);
+                        encode(&mut self.ws.out, OpCode::Control(Control::Ping), b"");
+                        self.ping_sent = Some(now);
+                    }
+                    _ => {}
+                }
+                if cx
+                    .env
+                    .idle_timeout
+                    .is_some_and(|idle| now >= self.last_activity + idle)
+                {
+                    self.fail(1001, "idle timeout", cx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The earliest instant [`on_timeout`](Self::on_timeout) has work.
+    pub fn next_deadline(&self, env: &Env) -> Option<Instant> {
+        if self.finished() {
+            return None;
+        }
+        let min = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let phase = match self.ws.state {
+            WsState::Http | WsState::Waiting => Some(self.deadline),
+            WsState::Open => {
+                let ping = match (self.ping_sent, env.ping) {
+                    (Some(sent), _) => Some(sent + env.pong_timeout),
+                    (None, Some(p)) => Some(self.last_rx + p),
+                    (None, None) => None,
+                };
+                min(ping, env.idle_timeout.map(|i| self.last_activity + i))
+            }
+            _ => None,
+        };
+        min(phase, self.close_deadline)
+    }
+
+    /// SIGINT/SIGTERM: answer what is pending, close what is open with 1001.
+    pub fn shutdown(&mut self, cx: &mut Ctx) {
+        match self.ws.state {
+            WsState::Http | WsState::Waiting => self.refuse(503, "server shutting down", cx),
+            WsState::Open => {
+                self.flush_unframed(cx);
+                self.fail(1001, "server shutting down", cx);
+            }
+            _ => {}
+        }
+        self.begin_close(cx.env.now);
+    }
+
+    /// Release the sockets and log the outcome.
+    pub fn close(&mut self, cx: &mut Ctx) {
+        self.drop_peer(cx);
+        self.ws.stream.deregister(cx.registry);
+        for b in [self.raw.input.take(), self.ws.input.take()]
+            .into_iter()
+            .flatten()
+        {
+            cx.env.pool.give_in(b);
+        }
+        cx.env.pool.give_out(std::mem::take(&mut self.raw.msg));
+        cx.env.pool.give_out(std::mem::take(&mut self.ws.out));
+        if self.opened {
+            let code = self
+                .close_code
+                .map_or("none".to_string(), |c| c.to_string());
+            info!(
+                "conn {} {} -> {} closed: code {code}{}{}, {} bytes in, {} bytes out, {:.1}s",
+                self.id,
+                self.client_addr,
+                self.peer_label(),
+                if self.close_reason.is_empty() {
+                    ""
+                } else {
+                    " "
+                },
+                self.close_reason,
+                self.bytes_in,
+                self.bytes_out,
+                self.accepted.elapsed().as_secs_f64()
+            );
+        } else {
+            debug!(
+                "conn {} {} closed before upgrade",
+                self.id, self.client_addr
+            );
+        }
+    }
+}
+
+/// Read and drop until WouldBlock (a lingering close); returns
+/// (EOF or error, progress). Only stream sockets linger.
+pub(super) fn discard(
+    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    rd: &mut Ready,
+    scratch: &mut [u8],
+) -> (bool, bool) {
+    let mut progress = false;
+    while rd.r() {
+        match read(scratch) {
+            Ok(0) => return (true, true),
+            Ok(_) => progress = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => rd.clear_r(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return (true, true),
+        }
+    }
+    (false, progress)
+}

@@ -1,0 +1,268 @@
+//! The server role's way in: read the upgrade request, ask the backend
+//! for a peer, resolve and connect it, and only then answer 101. A client
+//! role (dialling a `ws://` server) will be a second way in beside this
+//! one; from `Open` on, both share the same pump.
+
+use log::info;
+
+use super::{Chosen, Ctx, RawState, Session, WsState};
+use crate::backend::{Decision, PeerChoice, Request};
+use crate::handshake::{self, Upgrade};
+use crate::peer::{self, PeerAddress};
+use crate::transport::{Ready, Started};
+use crate::workers::{Job, Outcome};
+
+impl Session {
+    pub(super) fn on_request(&mut self, u: Upgrade, cx: &mut Ctx) {
+        self.ws.state = WsState::Waiting;
+        self.deadline = cx.env.now + cx.env.connect_timeout;
+        let request = Request {
+            target: u.target.clone(),
+            headers: u.headers.clone(),
+            protocols: u.protocols.clone(),
+            client: self.client_addr,
+            tls: false,
+        };
+        self.ws.upgrade = Some(Box::new(u));
+        let backend = cx.env.backend.clone();
+        if backend.blocking() {
+            self.raw.state = RawState::Querying;
+            cx.workers.submit(
+                self.key,
+                self.id,
+                Job::Query {
+                    backend,
+                    request: Box::new(request),
+                },
+            );
+        } else {
+            let decision = backend.query(&request);
+            self.on_decision(decision, cx);
+        }
+    }
+
+    /// A worker finished a job for this session.
+    pub fn on_outcome(&mut self, outcome: Outcome, cx: &mut Ctx) {
+        match (outcome, self.raw.state) {
+            (Outcome::Queried(d), RawState::Querying) => self.on_decision(d, cx),
+            (Outcome::Resolved(Ok(addrs)), RawState::Resolving) if !addrs.is_empty() => {
+                self.raw.addrs = addrs;
+                self.raw.addr_next = 0;
+                self.connect_next(cx);
+            }
+            (Outcome::Resolved(r), RawState::Resolving) => {
+                let why = match r {
+                    Ok(_) => "no addresses".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let label = self.peer_label();
+                self.refuse(502, &format!("cannot resolve peer {label}: {why}"), cx);
+            }
+            // The session moved on (timed out, shut down): nothing to do.
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_decision(&mut self, d: Decision, cx: &mut Ctx) {
+        let choice: PeerChoice = match d {
+            Decision::Reject { status, reason } => return self.refuse(status, &reason, cx),
+            Decision::Peer(c) => c,
+        };
+        match choice.framing.new_state(choice.framing_config.as_deref()) {
+            Ok(f) => self.raw.framing = Some(f),
+            Err(e) => {
+                return self.refuse(
+                    500,
+                    &format!("framing '{}' rejected its config: {e}", choice.framing_name),
+                    cx,
+                )
+            }
+        }
+        let protocol = match (choice.protocol, &self.ws.upgrade) {
+            (Some(i), Some(u)) => u.protocols.get(i).cloned(),
+            _ => None,
+        };
+        self.choice = Some(Box::new(Chosen {
+            address: choice.address.clone(),
+            protocol,
+            headers: choice.headers,
+        }));
+        match &choice.address {
+            PeerAddress::Mirror => {
+                self.raw.mirror = true;
+                self.raw.state = RawState::Open;
+                self.open_ws(cx);
+            }
+            PeerAddress::Tcp(hp) | PeerAddress::Udp(hp) => match hp.literal() {
+                Some(a) => {
+                    self.raw.addrs = vec![a];
+                    self.connect_next(cx);
+                }
+                None => {
+                    // getaddrinfo blocks: never on the loop thread.
+                    self.raw.state = RawState::Resolving;
+                    cx.workers.submit(
+                        self.key,
+                        self.id,
+                        Job::Resolve {
+                            host: hp.host.clone(),
+                            port: hp.port,
+                        },
+                    );
+                }
+            },
+            PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) => {
+                self.raw.addrs.clear();
+                self.connect_next(cx);
+            }
+        }
+    }
+
+    /// Try the next resolved address (or the Unix path).
+    pub(super) fn connect_next(&mut self, cx: &mut Ctx) {
+        let Some(address) = self.choice.as_ref().map(|c| c.address.clone()) else {
+            return;
+        };
+        loop {
+            let target = match address {
+                PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) if self.raw.addr_next == 0 => None,
+                PeerAddress::Tcp(_) | PeerAddress::Udp(_)
+                    if self.raw.addr_next < self.raw.addrs.len() =>
+                {
+                    Some(self.raw.addrs[self.raw.addr_next])
+                }
+                _ => {
+                    let why = self
+                        .raw
+                        .connect_error
+                        .take()
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "no address".into());
+                    return self.refuse(
+                        502,
+                        &format!("cannot connect to peer {address}: {why}"),
+                        cx,
+                    );
+                }
+            };
+            self.raw.addr_next += 1;
+            let started = peer::start(&address, target).and_then(|s| {
+                let (mut sock, done) = match s {
+                    Started::Connected(s) => (s, true),
+                    Started::InProgress(s) => (s, false),
+                };
+                sock.register(cx.registry, self.raw_token())?;
+                Ok((sock, done))
+            });
+            match started {
+                Ok((sock, done)) => {
+                    self.raw.stream = Some(sock);
+                    self.raw.rd = Ready::default();
+                    if done {
+                        self.peer_connected(cx);
+                    } else {
+                        self.raw.state = RawState::Connecting;
+                    }
+                    return;
+                }
+                Err(e) => self.raw.connect_error = Some(e),
+            }
+        }
+    }
+
+    pub(super) fn check_connect(&mut self, cx: &mut Ctx) -> bool {
+        if !self.raw.rd.w() {
+            return false;
+        }
+        let Some(sock) = self.raw.stream.as_mut() else {
+            return false;
+        };
+        match sock.connect_result() {
+            Ok(true) => {
+                self.peer_connected(cx);
+                true
+            }
+            Ok(false) => {
+                self.raw.rd.clear_w();
+                false
+            }
+            Err(e) => {
+                self.drop_peer(cx);
+                self.raw.connect_error = Some(e);
+                self.connect_next(cx);
+                true
+            }
+        }
+    }
+
+    pub(super) fn peer_connected(&mut self, cx: &mut Ctx) {
+        self.raw.state = RawState::Open;
+        self.open_ws(cx);
+    }
+
+    /// Send the 101 and start speaking WebSocket.
+    pub(super) fn open_ws(&mut self, cx: &mut Ctx) {
+        let Some(u) = self.ws.upgrade.take() else {
+            return;
+        };
+        let (protocol, headers) = match &self.choice {
+            Some(c) => (c.protocol.as_deref(), c.headers.as_slice()),
+            None => (None, &[][..]),
+        };
+        handshake::switching_protocols(&u.accept, protocol, headers, &mut self.ws.out);
+        // Frames pipelined behind the request are already here: hand them
+        // over and look at them now, no new event will announce them.
+        let rest = self.ws.http.get(u.head_len..).unwrap_or(&[]);
+        if !rest.is_empty() {
+            let mut b = cx.env.pool.take_in();
+            let n = rest.len().min(b.spare().len());
+            b.spare()[..n].copy_from_slice(&rest[..n]);
+            b.filled(n);
+            self.ws.input = Some(b);
+        }
+        self.ws.http = Vec::new();
+        self.ws.rd.insert(Ready::readable());
+        self.ws.state = WsState::Open;
+        self.last_rx = cx.env.now;
+        self.last_activity = cx.env.now;
+        self.opened = true;
+        info!(
+            "conn {} {} -> {} open{}",
+            self.id,
+            self.client_addr,
+            self.peer_label(),
+            match protocol {
+                Some(p) => format!(" (protocol {p})"),
+                None => String::new(),
+            }
+        );
+    }
+
+    pub(super) fn refuse(&mut self, status: u16, reason: &str, cx: &mut Ctx) {
+        self.refuse_with(status, reason, &[], cx)
+    }
+
+    pub(super) fn refuse_with(
+        &mut self,
+        status: u16,
+        reason: &str,
+        headers: &[(&str, &str)],
+        cx: &mut Ctx,
+    ) {
+        info!(
+            "conn {} {} -> {} refused: {status} {reason}",
+            self.id,
+            self.client_addr,
+            self.peer_label()
+        );
+        self.drop_peer(cx);
+        self.raw.state = RawState::Gone;
+        self.ws.out.clear();
+        self.ws.out_pos = 0;
+        handshake::error_response(status, reason, headers, &mut self.ws.out);
+        self.ws.http = Vec::new();
+        self.ws.state = WsState::Refusing;
+        self.begin_close(cx.env.now);
+        self.close_code = Some(status);
+    }
+}

@@ -1,0 +1,472 @@
+//! The raw end: the peer's socket (or the mirror), its framing function
+//! and input buffer; writing client payload to the peer, and reading the
+//! peer's bytes and framing them into messages for the WebSocket end.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::{debug, warn};
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use super::{discard, Ctx, Session, WsState, OUT_HIGH};
+use crate::framing::{Framed, FramingState, Opcode};
+use crate::pool::{InBuf, Pool};
+use crate::transport::{Ready, Stream};
+use crate::ws::frame::{self, encode, Head};
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RawState {
+    #[default]
+    None,
+    Querying,
+    Resolving,
+    Connecting,
+    Open,
+    /// No more input will come from the WebSocket end: write what is
+    /// queued, then shut down the write side.
+    Draining,
+    /// Write side shut; discarding input until EOF.
+    Lingering,
+    Gone,
+}
+
+#[derive(Default)]
+pub(super) struct RawEnd {
+    pub(super) stream: Option<Stream>,
+    pub(super) rd: Ready,
+    pub(super) state: RawState,
+    pub(super) mirror: bool,
+    /// The peer sent EOF.
+    pub(super) eof: bool,
+    pub(super) addrs: Vec<SocketAddr>,
+    pub(super) addr_next: usize,
+    pub(super) connect_error: Option<io::Error>,
+    pub(super) framing: Option<Box<dyn FramingState>>,
+    /// Peer bytes not yet framed.
+    pub(super) input: Option<InBuf>,
+    /// How many of the trailing unframed bytes arrived since framing last said "more".
+    pub(super) fresh: usize,
+    /// A whole message, for peers that need one: a datagram, or the mirror.
+    pub(super) msg: Vec<u8>,
+    /// `msg` is complete and waits to be sent as one datagram.
+    pub(super) msg_done: bool,
+}
+
+impl Session {
+    pub(super) fn peer_write(&mut self, cx: &mut Ctx) -> bool {
+        match self.raw.state {
+            RawState::Connecting => self.check_connect(cx),
+            RawState::Open | RawState::Draining => {
+                let before = self.peer_queued();
+                if before > 0 && self.raw.rd.w() {
+                    self.flush_peer(cx);
+                }
+                let progress = self.peer_queued() != before;
+                if self.raw.state == RawState::Draining && !self.peer_pending() {
+                    if let Some(p) = self.raw.stream.as_ref() {
+                        p.shutdown_write();
+                    }
+                    if self.raw.eof || self.raw.stream.as_ref().is_none_or(Stream::is_datagram) {
+                        self.drop_peer(cx);
+                        self.raw.state = RawState::Gone;
+                    } else {
+                        self.raw.state = RawState::Lingering;
+                        self.begin_close(cx.env.now);
+                    }
+                    return true;
+                }
+                progress
+            }
+            _ => false,
+        }
+    }
+
+    /// Write what waits for the peer: the gathered payload run, or one datagram.
+    pub(super) fn flush_peer(&mut self, cx: &mut Ctx) {
+        let Some(peer) = self.raw.stream.as_mut() else {
+            self.discard_peer_queue();
+            return;
+        };
+        if self.ws.pend.0 < self.ws.pend.1 {
+            let Some(buf) = self.ws.input.as_ref() else {
+                self.ws.pend = (0, 0);
+                return;
+            };
+            while self.ws.pend.0 < self.ws.pend.1 {
+                match peer.write(&buf.raw()[self.ws.pend.0..self.ws.pend.1]) {
+                    Ok(0) => return self.peer_failed(io::ErrorKind::WriteZero.into(), cx),
+                    Ok(n) => self.ws.pend.0 += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.raw.rd.clear_w();
+                        return;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return self.peer_failed(e, cx),
+                }
+            }
+            self.release_parsed();
+        }
+        while self.raw.msg_done {
+            let Some(peer) = self.raw.stream.as_mut() else {
+                return;
+            };
+            match peer.write(&self.raw.msg) {
+                Ok(_) => {
+                    self.raw.msg_done = false;
+                    cx.env.pool.give_out(std::mem::take(&mut self.raw.msg));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.raw.rd.clear_w();
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    self.raw.msg_done = false;
+                    self.raw.msg.clear();
+                    return self.fail(1009, "message too large for one datagram", cx);
+                }
+                Err(e) => return self.peer_failed(e, cx),
+            }
+        }
+    }
+
+    pub(super) fn peer_read(&mut self, cx: &mut Ctx) -> bool {
+        match self.raw.state {
+            RawState::Open if self.ws.state == WsState::Open && !self.raw.eof => {
+                self.read_peer_data(cx)
+            }
+            RawState::Lingering => {
+                let Some(p) = self.raw.stream.as_mut() else {
+                    return false;
+                };
+                let (gone, progress) =
+                    discard(|b| p.read(b), &mut self.raw.rd, cx.env.pool.scratch());
+                if gone {
+                    self.drop_peer(cx);
+                    self.raw.state = RawState::Gone;
+                }
+                progress
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn read_peer_data(&mut self, cx: &mut Ctx) -> bool {
+        let mut progress = false;
+        let mut budget = 16;
+        while self.raw.rd.r() && self.pending_out() < OUT_HIGH && self.ws.state == WsState::Open {
+            if budget == 0 || self.turn == 0 {
+                self.more = true;
+                break;
+            }
+            budget -= 1;
+            let Some(peer) = self.raw.stream.as_mut() else {
+                break;
+            };
+            let buf = self.raw.input.get_or_insert_with(|| cx.env.pool.take_in());
+            if buf.is_full() && !buf.make_room(cx.env.max_message_size) {
+                self.fail(1009, "peer message exceeds the maximum message size", cx);
+                return true;
+            }
+            let datagram = peer.is_datagram();
+            match peer.read(buf.spare()) {
+                Ok(0) if !datagram => {
+                    progress = true;
+                    self.peer_eof(cx);
+                    break;
+                }
+                Ok(0) => {
+                    // An empty datagram is an empty message.
+                    progress = true;
+                    self.ensure_out(cx);
+                    encode(&mut self.ws.out, OpCode::Data(Data::Binary), &[]);
+                }
+                Ok(n) => {
+                    progress = true;
+                    buf.filled(n);
+                    self.turn = self.turn.saturating_sub(n);
+                    self.raw.fresh += n;
+                    self.last_activity = cx.env.now;
+                    if datagram {
+                        self.frame_datagram(cx);
+                    } else {
+                        self.frame_peer_data(cx);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.raw.rd.clear_r(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.peer_failed(e, cx);
+                    return true;
+                }
+            }
+        }
+        self.release_in(cx);
+        progress
+    }
+
+    /// Run the framing function over the unframed bytes; frames leave
+    /// through [`write_parts`] at most [`MAX_PARTS`] at a time.
+    pub(super) fn frame_peer_data(&mut self, cx: &mut Ctx) {
+        loop {
+            let (Some(buf), Some(framing)) = (self.raw.input.as_mut(), self.raw.framing.as_mut())
+            else {
+                return;
+            };
+            let mut parts = [Part::EMPTY; MAX_PARTS];
+            let mut n = 0;
+            let mut failure = None;
+            while !buf.is_empty() && n < MAX_PARTS {
+                let data = buf.data();
+                let fresh = self.raw.fresh.min(data.len());
+                match framing.frame(data, fresh) {
+                    Framed::More => {
+                        self.raw.fresh = 0;
+                        break;
+                    }
+                    Framed::Message { len, opcode } if len > 0 && len <= data.len() => {
+                        parts[n] = Part::new(opcode, buf.offset(), len);
+                        n += 1;
+                        self.bytes_out += len as u64;
+                        buf.consume(len);
+                        self.raw.fresh = fresh.min(buf.data().len());
+                    }
+                    Framed::Discard(len) if len > 0 && len <= data.len() => {
+                        buf.consume(len);
+                        self.raw.fresh = fresh.min(buf.data().len());
+                    }
+                    Framed::Error(e) => {
+                        failure = Some(format!("framing failed: {e}"));
+                        break;
+                    }
+                    other => {
+                        failure = Some(format!(
+                            "framing returned {other:?} for {} buffered bytes",
+                            data.len()
+                        ));
+                        break;
+                    }
+                }
+            }
+            let more = n == MAX_PARTS && !buf.is_empty();
+            if n > 0 {
+                let queued = self.ws.out_pos < self.ws.out.len();
+                if write_parts(
+                    &mut self.ws.stream,
+                    &mut self.ws.rd,
+                    queued,
+                    buf.raw(),
+                    &parts[..n],
+                    &mut self.ws.out,
+                    &mut cx.env.pool,
+                )
+                .is_err()
+                {
+                    return self.client_failed(cx.env.now);
+                }
+            }
+            if let Some(e) = failure {
+                warn!("conn {} {e}", self.id);
+                return self.fail(1011, &e, cx);
+            }
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// One datagram is one message: boundaries are the peer's, so the
+    /// framing function only chooses the opcode (or drops the datagram).
+    pub(super) fn frame_datagram(&mut self, cx: &mut Ctx) {
+        let (Some(buf), Some(framing)) = (self.raw.input.as_mut(), self.raw.framing.as_mut())
+        else {
+            return;
+        };
+        let data = buf.data();
+        let n = data.len();
+        let opcode = match framing.frame(data, n) {
+            Framed::Message { len, opcode } if len == n => Some(opcode),
+            Framed::Discard(len) if len == n => None,
+            Framed::Error(e) => {
+                let e = format!("framing failed: {e}");
+                warn!("conn {} {e}", self.id);
+                return self.fail(1011, &e, cx);
+            }
+            // The framing wanted to cut elsewhere: the datagram still goes whole.
+            _ => framing.finish(data),
+        };
+        if let Some(op) = opcode {
+            self.bytes_out += n as u64;
+            let part = [Part::new(op, buf.offset(), n)];
+            let queued = self.ws.out_pos < self.ws.out.len();
+            if write_parts(
+                &mut self.ws.stream,
+                &mut self.ws.rd,
+                queued,
+                buf.raw(),
+                &part,
+                &mut self.ws.out,
+                &mut cx.env.pool,
+            )
+            .is_err()
+            {
+                return self.client_failed(cx.env.now);
+            }
+        }
+        if let Some(buf) = self.raw.input.as_mut() {
+            buf.consume(n);
+        }
+        self.raw.fresh = 0;
+    }
+
+    /// Frame what the framing function never finished, so an orderly close loses nothing.
+    pub(super) fn flush_unframed(&mut self, cx: &mut Ctx) {
+        let (Some(buf), Some(framing)) = (self.raw.input.as_mut(), self.raw.framing.as_mut())
+        else {
+            return;
+        };
+        let data = buf.data();
+        if !data.is_empty() {
+            if let Some(op) = framing.finish(data) {
+                if self.ws.out.capacity() == 0 {
+                    self.ws.out = cx.env.pool.take_out();
+                }
+                encode(&mut self.ws.out, frame::data_opcode(op), data);
+                self.bytes_out += data.len() as u64;
+            }
+            let n = data.len();
+            buf.consume(n);
+        }
+        self.release_in(cx);
+    }
+
+    pub(super) fn release_in(&mut self, cx: &mut Ctx) {
+        if self.raw.input.as_ref().is_some_and(InBuf::is_empty) {
+            if let Some(b) = self.raw.input.take() {
+                cx.env.pool.give_in(b);
+            }
+        }
+    }
+
+    pub(super) fn peer_eof(&mut self, cx: &mut Ctx) {
+        self.raw.eof = true;
+        self.raw.rd.clear_r();
+        if self.ws.state == WsState::Open {
+            self.flush_unframed(cx);
+            self.fail(1000, "peer closed the connection", cx);
+        }
+    }
+
+    pub(super) fn peer_failed(&mut self, e: io::Error, cx: &mut Ctx) {
+        debug!("conn {} peer failed: {e}", self.id);
+        self.discard_peer_queue();
+        self.drop_peer(cx);
+        self.raw.state = RawState::Gone;
+        if self.ws.state == WsState::Open {
+            self.fail(1014, &format!("peer connection failed: {e}"), cx);
+        }
+    }
+
+    pub(super) fn discard_peer_queue(&mut self) {
+        self.ws.pend = (0, 0);
+        self.raw.msg.clear();
+        self.raw.msg_done = false;
+        if let Some(b) = self.ws.input.as_mut() {
+            b.consume(self.ws.parsed);
+        }
+        self.ws.parsed = 0;
+    }
+
+    pub(super) fn stop_peer_writes(&mut self, now: Instant) {
+        self.begin_close(now);
+        match self.raw.state {
+            RawState::Open => self.raw.state = RawState::Draining,
+            RawState::Querying | RawState::Resolving | RawState::Connecting | RawState::None => {
+                self.raw.state = RawState::Gone
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn drop_peer(&mut self, cx: &mut Ctx) {
+        if let Some(mut p) = self.raw.stream.take() {
+            p.deregister(cx.registry);
+        }
+    }
+}
+
+/// Frames sent with one writev at most.
+const MAX_PARTS: usize = 16;
+
+/// One outbound frame: its header, and where its payload sits in the peer buffer.
+#[derive(Clone, Copy)]
+struct Part {
+    head: Head,
+    start: usize,
+    len: usize,
+}
+
+impl Part {
+    const EMPTY: Part = Part {
+        head: Head::EMPTY,
+        start: 0,
+        len: 0,
+    };
+
+    pub(super) fn new(op: Opcode, start: usize, len: usize) -> Part {
+        Part {
+            head: Head::data(op, len),
+            start,
+            len,
+        }
+    }
+}
+
+/// Send frames whose payloads sit in `raw`: with one writev straight from
+/// there when the client is writable and nothing is `queued` before them;
+/// whatever is not written goes to the end of `out`, keeping the order.
+/// Err: the client is gone.
+fn write_parts(
+    sock: &mut Stream,
+    rd: &mut Ready,
+    queued: bool,
+    raw: &[u8],
+    parts: &[Part],
+    out: &mut Vec<u8>,
+    pool: &mut Pool,
+) -> io::Result<()> {
+    let mut iov = [io::IoSlice::new(&[]); 2 * MAX_PARTS];
+    let mut k = 0;
+    for p in parts {
+        iov[k] = io::IoSlice::new(p.head.as_slice());
+        iov[k + 1] = io::IoSlice::new(&raw[p.start..p.start + p.len]);
+        k += 2;
+    }
+    let mut written = 0;
+    while rd.w() && !queued {
+        match sock.write_vectored(&iov[..k]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written = n;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => rd.clear_w(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut skip = written;
+    for slice in &iov[..k] {
+        if skip >= slice.len() {
+            skip -= slice.len();
+            continue;
+        }
+        if out.capacity() == 0 {
+            *out = pool.take_out();
+        }
+        out.extend_from_slice(&slice[skip..]);
+        skip = 0;
+    }
+    Ok(())
+}
