@@ -14,3 +14,4 @@ mod protocol;
 mod readme;
 mod shutdown;
 mod smoke;
+mod stall;
