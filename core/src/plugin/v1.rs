@@ -42,6 +42,13 @@
 //! overrun is a framing error: that connection closes with 1011 and the
 //! bridge keeps serving.
 //!
+//! **The config** is never NULL: a route or an answer without a
+//! `framing-config` gives v1 framings `""`. The original's plugins read the
+//! string without checking it (`framing_dynamic32.c` walks `config[u]`,
+//! `framing_fixedlength.c` calls `strtoul(config, ...)`) and treat `""` as
+//! "all defaults"; a NULL took the whole process down at the first peer
+//! bytes.
+//!
 //! **Threads.** The original was single-threaded and v1 plugins were written
 //! for that. Framing functions are only called on the event-loop thread (as
 //! all framings are), so they never run concurrently with each other. v1
@@ -611,13 +618,11 @@ pub struct V1Framing {
 
 impl Framing for V1Framing {
     fn new_state(&self, config: Option<&str>) -> Result<Box<dyn FramingState>, String> {
-        let config = match config {
-            Some(c) => Some(
-                CString::new(c)
-                    .map_err(|_| "the framing-config contains a NUL byte".to_string())?,
-            ),
-            None => None,
-        };
+        // No config is "": the original's plugins read `config` without a
+        // NULL check (its core always had a string to give them) and treat
+        // "" as all defaults.
+        let config = CString::new(config.unwrap_or(""))
+            .map_err(|_| "the framing-config contains a NUL byte".to_string())?;
         Ok(Box::new(V1State {
             name: self.name.clone(),
             func: self.func,
@@ -634,7 +639,8 @@ struct V1State {
     func: WsFraming,
     /// The plugin's `void* framing_data`.
     data: *mut c_void,
-    config: Option<CString>,
+    /// Never NULL for the plugin (see [`V1Framing::new_state`]).
+    config: CString,
     mirror: Mirror,
 }
 
@@ -644,21 +650,15 @@ struct V1State {
 // threads, but a v1 framing has no way to tell which thread calls it.
 unsafe impl Send for V1State {}
 
-impl V1State {
-    fn config_ptr(&self) -> *const c_char {
-        self.config.as_ref().map_or(ptr::null(), |c| c.as_ptr())
-    }
-}
-
 impl FramingState for V1State {
     fn frame(&mut self, data: &[u8], last_read: usize) -> Framed {
         let length = data.len();
         let buf = self.mirror.prepare(data, last_read);
         let mut opcode = WS_FRAME_BINARY;
-        let config = self.config_ptr();
+        let config = self.config.as_ptr();
         // SAFETY: `buf` points to `length` bytes plus a NUL, all writable and
         // owned by the mirror; `opcode` and `self.data` are live locals/fields;
-        // `config` is NULL or a CString we own. The function is the plugin's.
+        // `config` is a CString we own. The function is the plugin's.
         let n = unsafe {
             (self.func)(
                 buf,
@@ -711,7 +711,7 @@ impl Drop for V1State {
         if self.data.is_null() {
             return;
         }
-        let config = self.config_ptr();
+        let config = self.config.as_ptr();
         // SAFETY: the v1 cleanup call `(NULL, 0, 0, NULL, &state, config)`,
         // made once, with the state the plugin stored.
         unsafe {
@@ -1400,6 +1400,44 @@ mod tests {
         drop(st);
         assert_eq!(LINE_CLEANUPS.load(Ordering::SeqCst), before + 1);
         assert!(f.new_state(Some("a\0b")).is_err());
+    }
+
+    static CONFIGS: Mutex<Vec<Option<String>>> = Mutex::new(Vec::new());
+
+    /// Records the config of every call (`None` for NULL), frames all as binary.
+    unsafe extern "C" fn configs(
+        _data: *mut u8,
+        length: usize,
+        _last_read: usize,
+        _opcode: *mut c_uint,
+        _framing_data: *mut *mut c_void,
+        config: *const c_char,
+    ) -> i64 {
+        CONFIGS.lock().unwrap().push(c_name(config));
+        length as i64
+    }
+
+    /// The original's plugins dereference `config` unchecked: never NULL.
+    #[test]
+    fn v1_framings_get_an_empty_config_not_null() {
+        let _g = serial();
+        CONFIGS.lock().unwrap().clear();
+        let f = V1Framing {
+            name: "configs".into(),
+            func: configs,
+        };
+        for config in [None, Some(""), Some("endian=big")] {
+            let mut st = f.new_state(config).unwrap();
+            drive(st.as_mut(), &[b"x"]);
+        }
+        assert_eq!(
+            *CONFIGS.lock().unwrap(),
+            [
+                Some(String::new()),
+                Some(String::new()),
+                Some("endian=big".into())
+            ]
+        );
     }
 
     static SEEN: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());

@@ -19,24 +19,35 @@
 //!   opcode, `B...` keeps the preset binary opcode, `discard-empty`);
 //! - `framing_v1fixed.so`: `fixedlength`, the original plugin's logic;
 //! - `framing_v1wrap.so`: `v1wrap`, delegating to `core_framing(NAME)`.
+//!
+//! And the original's own four plugins, byte for byte
+//! (`tests/fixtures/websocksy-v1/`, see its README), built with the
+//! original makefile's flags: `backend_file`, `framing_dynamic32`,
+//! `framing_fixedlength` and `framing_json`.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::ws::{self, Frame};
-use websocksy_tests::{compile_plugin, run_cli, temp_dir, Bridge};
+use websocksy_tests::{cc, compile_plugin, run_cli, temp_dir, Bridge};
 
 fn v1_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/v1")
 }
 
-/// `tests/plugins/v1/<src>.c` built as `<out>.so` with `defines`, once per run.
-fn build(src: &str, out: &str, defines: &[&str]) -> PathBuf {
+/// The original websocksy's sources: `websocksy.h` and `plugins/`.
+fn original_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/websocksy-v1")
+}
+
+/// `<out>.so`, made by `make` the first time it is asked for in a run.
+fn build(out: &str, make: impl FnOnce(&Path)) -> PathBuf {
     static BUILT: Mutex<Option<(PathBuf, HashMap<String, PathBuf>)>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let (dir, built) = built.get_or_insert_with(|| (temp_dir("plugins-v1-build"), HashMap::new()));
@@ -44,23 +55,56 @@ fn build(src: &str, out: &str, defines: &[&str]) -> PathBuf {
         return p.clone();
     }
     let so = dir.join(format!("{out}.so"));
-    compile_plugin(&v1_dir().join(format!("{src}.c")), &v1_dir(), &so, defines);
+    make(&so);
     built.insert(out.to_string(), so.clone());
     so
 }
 
-fn so(name: &str) -> PathBuf {
-    match name {
-        "backend_v1two" => build("backend_v1echo", name, &["-DV1ECHO_INIT=2"]),
-        _ => build(name, name, &[]),
-    }
+/// The original's `plugins/<name>.c`, built as its makefile built it
+/// (`$(CC) -fPIC -g -I../ -shared`): its code predates our warning flags,
+/// and the point is to load it as it shipped.
+fn build_original(name: &str, so: &Path) {
+    let cc = cc();
+    let mut cmd = Command::new(&cc[0]);
+    cmd.args(&cc[1..])
+        .args(["-fPIC", "-g", "-shared", "-I"])
+        .arg(original_dir())
+        .arg("-o")
+        .arg(so)
+        .arg(original_dir().join(format!("plugins/{name}.c")));
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?} (set $CC to a C compiler): {e}"));
+    assert!(
+        o.status.success(),
+        "compiling the original's {name}.c failed (it needs the nettle headers): {cmd:?}\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
-/// A fresh plugin directory holding these plugins (by source name).
+/// A plugin by name: `original/NAME` is the original's `plugins/NAME.c`,
+/// anything else a test plugin of `tests/plugins/v1/`.
+fn so(name: &str) -> PathBuf {
+    if let Some(orig) = name.strip_prefix("original/") {
+        return build(&format!("original_{orig}"), |so| build_original(orig, so));
+    }
+    let (src, defines): (&str, &[&str]) = match name {
+        "backend_v1two" => ("backend_v1echo", &["-DV1ECHO_INIT=2"]),
+        _ => (name, &[]),
+    };
+    build(name, |so| {
+        compile_plugin(&v1_dir().join(format!("{src}.c")), &v1_dir(), so, defines)
+    })
+}
+
+/// A fresh plugin directory holding these plugins (see [`so`]), each under
+/// its source name (`original/NAME` as `NAME.so`).
 fn plugin_dir(names: &[&str]) -> PathBuf {
     let dir = temp_dir("plugins-v1-dir");
     for n in names {
-        std::fs::copy(so(n), dir.join(format!("{n}.so"))).expect("copy plugin");
+        let file = n.strip_prefix("original/").unwrap_or(n);
+        std::fs::copy(so(n), dir.join(format!("{file}.so"))).expect("copy plugin");
     }
     dir
 }
@@ -229,8 +273,10 @@ fn v1_framing_registered_by_constructor_with_the_default_backend() {
     p.write_all(b"x\ny\nrest").unwrap();
     assert_eq!(read_frames(&mut c, 2), [frame(1, b"x\n"), frame(1, b"y\n")]);
     drop((c, p));
-    // No config: the plugin sees NULL.
-    b.wait_log("v1lines: cleanup lines=2 config=(null)");
+    // No config: the plugin sees "", never NULL (the original's plugins
+    // read it unchecked).
+    let line = b.wait_log("v1lines: cleanup lines=2 config=");
+    assert!(line.trim_end().ends_with("config="), "{line}");
 
     // The original's fixedlength logic under its own name (spec case 26).
     for (config, reads, want) in [
@@ -445,4 +491,169 @@ fn v1_backend_start_up_errors() {
     let (code, _, err) = run(&["-b", "v1noconf", "-c", "k=v"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("backend 'v1noconf' takes no options"), "{err}");
+}
+
+/// One upgraded client and its peer connection.
+fn pair(b: &Bridge, peer: &TcpPeer, path: &str, extra: &[&str]) -> (TcpStream, TcpStream) {
+    let mut c = b.connect();
+    ws::upgrade(&mut c, path, extra);
+    let p = peer.accept();
+    p.set_nodelay(true).unwrap();
+    (c, p)
+}
+
+/// The bridge still accepts and upgrades (a crashed one refuses the connect).
+fn assert_serving(b: &Bridge) {
+    let mut c = b.connect();
+    let r = ws::read_response({
+        c.write_all(ws::request("/", &[]).as_bytes()).unwrap();
+        &mut c
+    })
+    .expect("the bridge answers after the framing ran");
+    assert_eq!(r.status, 101, "{}", r.head);
+}
+
+/// Regression: the original's `dynamic32` walks its `config` string without
+/// a NULL check, and a route without `framing-config` used to hand it NULL,
+/// killing the whole process at the first peer bytes.
+#[test]
+fn original_dynamic32_without_framing_config_survives_and_frames() {
+    let dir = plugin_dir(&["original/framing_dynamic32"]);
+    let peer = TcpPeer::new();
+    let b = start(&dir, &opts(&[&peer.host_arg(), "framing=dynamic32"]));
+    let (mut c, mut p) = pair(&b, &peer, "/", &[]);
+    // The defaults: a 4-byte little-endian length at offset 0, then the record.
+    p.write_all(b"\x03\x00\x00\x00abc\x02\x00\x00").unwrap();
+    assert_eq!(read_frames(&mut c, 1), [frame(2, b"\x03\x00\x00\x00abc")]);
+    p.write_all(b"\x00de").unwrap();
+    assert_eq!(read_frames(&mut c, 1), [frame(2, b"\x02\x00\x00\x00de")]);
+    drop((c, p));
+    assert_serving(&b);
+    assert!(
+        !b.logs().contains("panicked"),
+        "unexpected log:\n{}",
+        b.logs()
+    );
+
+    // With a config, as before: big-endian lengths.
+    let peer = TcpPeer::new();
+    let b = start(
+        &dir,
+        &opts(&[
+            &peer.host_arg(),
+            "framing=dynamic32",
+            "framing-config=endian=big",
+        ]),
+    );
+    let (mut c, mut p) = pair(&b, &peer, "/", &[]);
+    p.write_all(b"\x00\x00\x00\x02hi\x00\x00").unwrap();
+    assert_eq!(read_frames(&mut c, 1), [frame(2, b"\x00\x00\x00\x02hi")]);
+    p.write_all(b"\x00\x01!").unwrap();
+    assert_eq!(read_frames(&mut c, 1), [frame(2, b"\x00\x00\x00\x01!")]);
+}
+
+/// The original's `fixedlength` (`strtoul(config)`: "" is 0, "pass
+/// everything through") and `json` (one text message per value, whatever
+/// the reads).
+#[test]
+fn original_fixedlength_and_json_frame_as_they_did() {
+    let dir = plugin_dir(&["original/framing_fixedlength", "original/framing_json"]);
+    for (config, reads, want) in [
+        (
+            Some("3"),
+            &[&b"abcd"[..], b"ef"][..],
+            &[&b"abc"[..], b"def"][..],
+        ),
+        (None, &[b"whatever"], &[b"whatever"]),
+    ] {
+        let peer = TcpPeer::new();
+        let mut args = vec![peer.host_arg(), "framing=fixedlength".to_string()];
+        args.extend(config.map(|c| format!("framing-config={c}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let b = start(&dir, &opts(&args));
+        let (mut c, mut p) = pair(&b, &peer, "/", &[]);
+        let mut got = Vec::new();
+        for r in reads {
+            p.write_all(r).unwrap();
+        }
+        while got.len() < want.len() {
+            got.push(read_frames(&mut c, 1).remove(0));
+        }
+        let want: Vec<(u8, Vec<u8>)> = want.iter().map(|w| frame(2, w)).collect();
+        assert_eq!(got, want, "fixedlength {config:?}");
+        drop((c, p));
+        assert_serving(&b);
+    }
+
+    let peer = TcpPeer::new();
+    let b = start(&dir, &opts(&[&peer.host_arg(), "framing=json"]));
+    let (mut c, mut p) = pair(&b, &peer, "/", &[]);
+    p.write_all(br#"{"a": 1}[true, "x"]{"k": "v"#).unwrap();
+    assert_eq!(
+        read_frames(&mut c, 2),
+        [frame(1, br#"{"a": 1}"#), frame(1, br#"[true, "x"]"#)]
+    );
+    p.write_all(br#""}"#).unwrap();
+    assert_eq!(read_frames(&mut c, 1), [frame(1, br#"{"k": "v"}"#)]);
+}
+
+/// The original's `file` backend choosing peers, protocols and the
+/// original's framings; a line without a framing config hands the framing
+/// no config (NULL from the plugin), which must not crash either.
+#[test]
+fn original_file_backend_routes_to_original_framings() {
+    let dir = plugin_dir(&[
+        "original/backend_file",
+        "original/framing_dynamic32",
+        "original/framing_json",
+    ]);
+    let peer = TcpPeer::new();
+    let files = temp_dir("plugins-v1-files");
+    let write = |name: &str, line: String| {
+        std::fs::write(files.join(name), format!("{line}\n")).expect("write a peer file")
+    };
+    write(
+        "chat.txt",
+        format!("tcp://{} chat dynamic32 endian=big", peer.addr),
+    );
+    write("room.txt", format!("tcp://{} * json", peer.addr));
+    write("default.txt", format!("tcp://{} * dynamic32", peer.addr));
+    let b = start(
+        &dir,
+        &[
+            "-b".into(),
+            "file".into(),
+            "-c".into(),
+            format!("path={}/", s(&files)),
+            "-c".into(),
+            "expression=%endpoint%.txt".into(),
+            "-c".into(),
+            "expression=%cookie:session%.txt".into(),
+            "-c".into(),
+            "expression=default.txt".into(),
+        ],
+    );
+    b.wait_log("loaded websocksy v1 backend 'file'");
+
+    // By endpoint, with the protocol the line names and its framing config.
+    let mut c = b.connect();
+    let r = ws::upgrade(&mut c, "/chat", &["Sec-WebSocket-Protocol: other, chat"]);
+    assert_eq!(r.header("Sec-WebSocket-Protocol"), Some("chat"));
+    let mut p = peer.accept();
+    p.write_all(b"\x00\x00\x00\x01!").unwrap();
+    assert_eq!(read_frames(&mut c, 1), [frame(2, b"\x00\x00\x00\x01!")]);
+    drop((c, p));
+
+    // By cookie: json.
+    let (mut c, mut p) = pair(&b, &peer, "/elsewhere", &["Cookie: a=1; session=room"]);
+    p.write_all(b"[1,2]").unwrap();
+    assert_eq!(read_frames(&mut c, 1), [frame(1, b"[1,2]")]);
+    drop((c, p));
+
+    // The default line: dynamic32 without a config from the backend.
+    let (mut c, mut p) = pair(&b, &peer, "/elsewhere", &[]);
+    p.write_all(b"\x01\x00\x00\x00z").unwrap();
+    assert_eq!(read_frames(&mut c, 1), [frame(2, b"\x01\x00\x00\x00z")]);
+    drop((c, p));
+    assert_serving(&b);
 }
