@@ -33,6 +33,16 @@ pub struct Message {
 }
 
 impl Message {
+    /// The message the host sends for a framing's decision: text that is
+    /// not UTF-8 goes as binary.
+    fn sent(opcode: Opcode, data: Vec<u8>) -> Message {
+        let opcode = match opcode {
+            Opcode::Text => Opcode::detect(&data),
+            Opcode::Binary => Opcode::Binary,
+        };
+        Message { opcode, data }
+    }
+
     /// A text message of these bytes.
     pub fn text(data: impl AsRef<[u8]>) -> Message {
         Message {
@@ -98,10 +108,7 @@ impl<'f, F: Framing> Harness<'f, F> {
             }
             let data: Vec<u8> = self.buf.drain(..len).collect();
             match opcode {
-                Some(Opcode::Text) if std::str::from_utf8(&data).is_err() => {
-                    out.push(Message::binary(data))
-                }
-                Some(opcode) => out.push(Message { opcode, data }),
+                Some(opcode) => out.push(Message::sent(opcode, data)),
                 None => self.discarded.push(data),
             }
         }
@@ -125,10 +132,8 @@ impl<'f, F: Framing> Harness<'f, F> {
             return None;
         }
         let data = std::mem::take(&mut self.buf);
-        match self.framing.finish(&mut self.state, &data)? {
-            Opcode::Text if std::str::from_utf8(&data).is_err() => Some(Message::binary(data)),
-            opcode => Some(Message { opcode, data }),
-        }
+        let opcode = self.framing.finish(&mut self.state, &data)?;
+        Some(Message::sent(opcode, data))
     }
 }
 

@@ -140,9 +140,11 @@ impl PluginState {
         Framed::Error(format!("framing '{}' {why}", self.framing.name))
     }
 
+    /// A TEXT from the plugin, demoted to binary if it is not UTF-8.
     fn text_or_binary(&mut self, data: &[u8]) -> Opcode {
-        if std::str::from_utf8(data).is_ok() {
-            return Opcode::Text;
+        let opcode = Opcode::detect(data);
+        if opcode == Opcode::Text {
+            return opcode;
         }
         if !self.noted_bad_text {
             self.noted_bad_text = true;

@@ -262,9 +262,12 @@ struct Slot {
 
 static SLOTS: [OnceLock<Slot>; TRAMPOLINE_SLOTS] = [const { OnceLock::new() }; TRAMPOLINE_SLOTS];
 
-/// The slot index of [`auto_trampoline`], the built-in `auto` (used when the
+/// The slot index of [`AUTO_TRAMPOLINE`], the built-in `auto` (used when the
 /// table is full, so `core_framing` never returns NULL).
 const AUTO_SLOT: usize = TRAMPOLINE_SLOTS;
+
+/// The trampoline of the built-in `auto`, outside the table of slots.
+const AUTO_TRAMPOLINE: WsFraming = trampoline::<AUTO_SLOT>;
 
 fn builtin_auto() -> &'static Arc<dyn Framing> {
     static AUTO: OnceLock<Arc<dyn Framing>> = OnceLock::new();
@@ -320,7 +323,7 @@ impl State {
             return TRAMPOLINES[i];
         }
         warn!("v1: more than {TRAMPOLINE_SLOTS} Rust framings requested by v1 plugins; '{name}' falls back to auto");
-        auto_trampoline
+        AUTO_TRAMPOLINE
     }
 
     /// The framing for a function a v1 backend returned.
@@ -330,7 +333,7 @@ impl State {
             return ("auto".to_string(), builtin_auto().clone());
         };
         let addr = f as usize;
-        if addr == auto_trampoline as WsFraming as usize {
+        if addr == AUTO_TRAMPOLINE as usize {
             return ("auto".to_string(), builtin_auto().clone());
         }
         if let Some(i) = TRAMPOLINES.iter().position(|t| *t as usize == addr) {
@@ -443,7 +446,7 @@ pub extern "C" fn core_framing(name: *mut c_char) -> Option<WsFraming> {
             .unwrap_or_else(|| ("auto".to_string(), builtin_auto().clone()));
         Some(st.c_function_for(&name, framing))
     }))
-    .unwrap_or(Some(auto_trampoline))
+    .unwrap_or(Some(AUTO_TRAMPOLINE))
 }
 
 // ------------------------------------------------------------ trampolines
@@ -549,7 +552,7 @@ unsafe fn trampoline_call(
     }
 }
 
-/// One trampoline per slot.
+/// One trampoline per slot, and [`AUTO_TRAMPOLINE`] for [`AUTO_SLOT`].
 ///
 /// # Safety
 /// See [`trampoline_call`].
@@ -564,35 +567,6 @@ unsafe extern "C" fn trampoline<const SLOT: usize>(
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: forwarded unchanged; the caller keeps the v1 contract.
         unsafe { trampoline_call(SLOT, data, length, last_read, opcode, framing_data, config) }
-    }))
-    .unwrap_or(-1)
-}
-
-/// The built-in `auto`, for when every slot is taken.
-///
-/// # Safety
-/// See [`trampoline_call`].
-unsafe extern "C" fn auto_trampoline(
-    data: *mut u8,
-    length: usize,
-    last_read: usize,
-    opcode: *mut c_uint,
-    framing_data: *mut *mut c_void,
-    config: *const c_char,
-) -> i64 {
-    catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: forwarded unchanged; the caller keeps the v1 contract.
-        unsafe {
-            trampoline_call(
-                AUTO_SLOT,
-                data,
-                length,
-                last_read,
-                opcode,
-                framing_data,
-                config,
-            )
-        }
     }))
     .unwrap_or(-1)
 }
@@ -698,11 +672,7 @@ impl FramingState for V1State {
     fn finish(&mut self, data: &[u8]) -> Option<Opcode> {
         // The host drops these bytes after this call.
         self.mirror.reset();
-        Some(if std::str::from_utf8(data).is_ok() {
-            Opcode::Text
-        } else {
-            Opcode::Binary
-        })
+        Some(Opcode::detect(data))
     }
 }
 
@@ -1630,6 +1600,20 @@ mod tests {
         assert_eq!(name, "newline");
         assert!(same_framing(&framing, &registry.get("newline").unwrap()));
         let (name, framing) = super::state().framing_for_c(None);
+        assert_eq!(name, "auto");
+        assert!(same_framing(&framing, builtin_auto()));
+
+        // The fallback when every slot is taken: the built-in auto, callable
+        // and mapped back like any trampoline.
+        let mut data = "é".as_bytes().to_vec();
+        let mut state: *mut c_void = ptr::null_mut();
+        assert_eq!(
+            call(AUTO_TRAMPOLINE, &mut data, 2, &mut state, c""),
+            (2, WS_FRAME_TEXT)
+        );
+        assert_eq!(cleanup(AUTO_TRAMPOLINE, &mut state, c""), 0);
+        assert!(state.is_null());
+        let (name, framing) = super::state().framing_for_c(Some(AUTO_TRAMPOLINE));
         assert_eq!(name, "auto");
         assert!(same_framing(&framing, builtin_auto()));
     }
