@@ -114,10 +114,6 @@ impl PluginBackend {
         Ok(b)
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     fn decide(&self, answer: Answer) -> Decision {
         if let Some((status, reason)) = answer.reject {
             return Decision::Reject { status, reason };

@@ -41,10 +41,6 @@ impl PluginFraming {
             }),
         }
     }
-
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
 }
 
 /// The plugin's per-connection state pointer.

@@ -232,11 +232,6 @@ impl Plugins {
         Ok(p)
     }
 
-    /// The plugin directory in use, if any.
-    pub fn dir(&self) -> Option<&PluginDir> {
-        self.dir.as_ref()
-    }
-
     /// `backend_NAME.so` or `libbackend_NAME.so` in the plugin directory.
     fn backend_file(&self, name: &str) -> Result<PathBuf, String> {
         let Some(dir) = &self.dir else {
