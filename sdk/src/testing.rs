@@ -19,7 +19,7 @@
 //! assert_eq!(h.feed(b"d").unwrap(), [Message::binary(b"cd")]);
 //! ```
 
-use crate::abi::{self, wsy_answer, wsy_header, wsy_host_api, wsy_request, wsy_status, wsy_str};
+use crate::abi::{self, wsy_answer, wsy_host_api, wsy_status, wsy_str};
 use crate::request::{Answer, Request};
 use crate::{Backend, Frame, Framing, Opcode};
 
@@ -227,40 +227,18 @@ impl TestRequest {
 
     /// Run `f` on this request's [`Request`] view.
     pub fn with<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
-        let headers: Vec<wsy_header> = self
-            .headers
-            .iter()
-            .map(|(n, v)| wsy_header {
-                name: wsy_str::from_str(n),
-                value: wsy_str::from_str(v),
-            })
-            .collect();
-        let protocols: Vec<wsy_str> = self
-            .protocols
-            .iter()
-            .map(|p| wsy_str::from_str(p))
-            .collect();
-        let (path, query) = match self.target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (self.target.as_str(), None),
-        };
-        let raw = wsy_request {
-            size: std::mem::size_of::<wsy_request>() as u32,
-            target: wsy_str::from_str(&self.target),
-            path: wsy_str::from_str(path),
-            query: wsy_str::from_opt(query),
-            headers: headers.as_ptr(),
-            header_count: headers.len(),
-            protocols: protocols.as_ptr(),
-            protocol_count: protocols.len(),
-            client_address: wsy_str::from_str(&self.client_address),
-            tls: u32::from(self.tls),
-            reserved: 0,
-        };
-        // SAFETY: every view in `raw` points into `self`, `headers` or
-        // `protocols`, all alive and unchanged until this function returns,
-        // and `raw.size` is the full struct.
-        let request = unsafe { Request::from_raw(&raw) };
+        // The same view the host builds for a query.
+        let view = abi::RequestView::new(
+            &self.target,
+            self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            self.protocols.iter().map(String::as_str),
+            self.client_address.clone(),
+            self.tls,
+        );
+        // SAFETY: every view in the request points into `self` or `view`,
+        // both alive and unchanged until this function returns, and its
+        // `size` is the full struct.
+        let request = unsafe { Request::from_raw(view.raw()) };
         f(&request)
     }
 

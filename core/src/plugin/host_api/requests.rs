@@ -4,8 +4,6 @@
 //! reading freed memory.
 
 use std::collections::BTreeSet;
-use std::marker::PhantomData;
-use std::mem::size_of;
 use std::sync::Mutex;
 
 use websocksy_abi::{
@@ -19,65 +17,24 @@ use crate::backend::Request;
 static REQUESTS: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
 
 /// A `wsy_request` viewing a [`Request`]; registered as live while it exists.
-pub(crate) struct RequestView<'a> {
-    raw: wsy_request,
-    _headers: Vec<wsy_header>,
-    _protocols: Vec<wsy_str>,
-    _client: String,
-    _request: PhantomData<&'a Request>,
-}
+pub(crate) struct RequestView<'a>(websocksy_abi::RequestView<'a>);
 
 impl<'a> RequestView<'a> {
     pub fn new(req: &'a Request) -> Box<RequestView<'a>> {
-        let headers: Vec<wsy_header> = req
-            .headers
-            .iter()
-            .map(|(n, v)| wsy_header {
-                name: wsy_str::from_str(n),
-                value: wsy_str::from_str(v),
-            })
-            .collect();
-        let protocols: Vec<wsy_str> = req.protocols.iter().map(|p| wsy_str::from_str(p)).collect();
-        let client = req.client.to_string();
-        let (path, query) = match req.target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (req.target.as_str(), None),
-        };
-        let raw = wsy_request {
-            size: size_of::<wsy_request>() as u32,
-            target: wsy_str::from_str(&req.target),
-            path: wsy_str::from_str(path),
-            query: wsy_str::from_opt(query),
-            headers: if headers.is_empty() {
-                std::ptr::null()
-            } else {
-                headers.as_ptr()
-            },
-            header_count: headers.len(),
-            protocols: if protocols.is_empty() {
-                std::ptr::null()
-            } else {
-                protocols.as_ptr()
-            },
-            protocol_count: protocols.len(),
-            // The String's heap buffer does not move when the String does.
-            client_address: wsy_str::from_str(&client),
-            tls: u32::from(req.tls),
-            reserved: 0,
-        };
-        let view = Box::new(RequestView {
-            raw,
-            _headers: headers,
-            _protocols: protocols,
-            _client: client,
-            _request: PhantomData,
-        });
+        // Boxed: the address of the wsy_request is what REQUESTS holds.
+        let view = Box::new(RequestView(websocksy_abi::RequestView::new(
+            &req.target,
+            req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            req.protocols.iter().map(String::as_str),
+            req.client.to_string(),
+            req.tls,
+        )));
         lock(&REQUESTS).insert(view.as_ptr() as usize);
         view
     }
 
     pub fn as_ptr(&self) -> *const wsy_request {
-        &self.raw
+        self.0.raw()
     }
 }
 
