@@ -86,6 +86,24 @@
  * host->error_set(error, msg); the host prints it as one line naming the
  * plugin, and at start-up exits with status 2.
  *
+ * ---------------------------------------------------------------------------
+ * Panics and exceptions
+ * ---------------------------------------------------------------------------
+ * Nothing may unwind across this interface, in either direction. The host
+ * cannot catch what escapes one of your callbacks: a Rust panic that reaches
+ * an `extern "C"` function aborts the process right there, inside your
+ * library, and C has nothing to unwind (a C++ exception thrown through a C
+ * frame is undefined behaviour). So the boundary is on your side:
+ *   - Rust plugins built with the websocksy-plugin crate get it for free: its
+ *     trampolines run your code under catch_unwind and turn a panic into the
+ *     failure of that one call (frame: the connection closes with 1011;
+ *     state_new, query: HTTP 500; configure, start, the entry: start-up
+ *     fails). Build them with panic = "unwind", the default.
+ *   - C++ plugins must catch every exception in each callback and return a
+ *     failure status.
+ * The host's own functions (this table, and the v1 core_* functions) catch
+ * their own panics: calling them never unwinds into your code.
+ *
  * Example: a backend in C (build: cc -std=c99 -shared -fPIC -Iinclude
  * -o backend_hello.so hello.c; load: websocksy -b ./backend_hello.so)
  *

@@ -156,6 +156,81 @@ pub struct wsy_request {
     pub reserved: u32,
 }
 
+/// A `wsy_request` viewing a request's strings, with the header and
+/// protocol arrays it points into: the one way a `wsy_request` is built,
+/// by the host for a backend's query and by the SDK's test harness for a
+/// backend under test, so both show a backend the same thing (`path` and
+/// `query` split at the first `?`, NULL arrays when there is nothing in
+/// them).
+///
+/// The views stay valid when the value moves (they point into `'a` and
+/// into heap buffers owned here), but [`RequestView::raw`]'s address does
+/// not: box the value if that address must stay put.
+pub struct RequestView<'a> {
+    raw: wsy_request,
+    _headers: Vec<wsy_header>,
+    _protocols: Vec<wsy_str>,
+    _client_address: String,
+    _borrowed: std::marker::PhantomData<&'a str>,
+}
+
+impl<'a> RequestView<'a> {
+    pub fn new(
+        target: &'a str,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        protocols: impl IntoIterator<Item = &'a str>,
+        client_address: String,
+        tls: bool,
+    ) -> RequestView<'a> {
+        let headers: Vec<wsy_header> = headers
+            .into_iter()
+            .map(|(name, value)| wsy_header {
+                name: wsy_str::from_str(name),
+                value: wsy_str::from_str(value),
+            })
+            .collect();
+        let protocols: Vec<wsy_str> = protocols.into_iter().map(wsy_str::from_str).collect();
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let raw = wsy_request {
+            size: std::mem::size_of::<wsy_request>() as u32,
+            target: wsy_str::from_str(target),
+            path: wsy_str::from_str(path),
+            query: wsy_str::from_opt(query),
+            headers: if headers.is_empty() {
+                std::ptr::null()
+            } else {
+                headers.as_ptr()
+            },
+            header_count: headers.len(),
+            protocols: if protocols.is_empty() {
+                std::ptr::null()
+            } else {
+                protocols.as_ptr()
+            },
+            protocol_count: protocols.len(),
+            // The String's heap buffer does not move when the String does.
+            client_address: wsy_str::from_str(&client_address),
+            tls: u32::from(tls),
+            reserved: 0,
+        };
+        RequestView {
+            raw,
+            _headers: headers,
+            _protocols: protocols,
+            _client_address: client_address,
+            _borrowed: std::marker::PhantomData,
+        }
+    }
+
+    /// The request; every view in it is valid while `self` lives.
+    pub fn raw(&self) -> &wsy_request {
+        &self.raw
+    }
+}
+
 pub type wsy_configure_fn = unsafe extern "C" fn(
     userdata: *mut c_void,
     key: wsy_str,

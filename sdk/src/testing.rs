@@ -19,7 +19,7 @@
 //! assert_eq!(h.feed(b"d").unwrap(), [Message::binary(b"cd")]);
 //! ```
 
-use crate::abi::{self, wsy_answer, wsy_header, wsy_host_api, wsy_request, wsy_status, wsy_str};
+use crate::abi::{self, wsy_answer, wsy_host_api, wsy_status, wsy_str};
 use crate::request::{Answer, Request};
 use crate::{Backend, Frame, Framing, Opcode};
 
@@ -33,6 +33,16 @@ pub struct Message {
 }
 
 impl Message {
+    /// The message the host sends for a framing's decision: text that is
+    /// not UTF-8 goes as binary.
+    fn sent(opcode: Opcode, data: Vec<u8>) -> Message {
+        let opcode = match opcode {
+            Opcode::Text => Opcode::detect(&data),
+            Opcode::Binary => Opcode::Binary,
+        };
+        Message { opcode, data }
+    }
+
     /// A text message of these bytes.
     pub fn text(data: impl AsRef<[u8]>) -> Message {
         Message {
@@ -98,10 +108,7 @@ impl<'f, F: Framing> Harness<'f, F> {
             }
             let data: Vec<u8> = self.buf.drain(..len).collect();
             match opcode {
-                Some(Opcode::Text) if std::str::from_utf8(&data).is_err() => {
-                    out.push(Message::binary(data))
-                }
-                Some(opcode) => out.push(Message { opcode, data }),
+                Some(opcode) => out.push(Message::sent(opcode, data)),
                 None => self.discarded.push(data),
             }
         }
@@ -125,10 +132,8 @@ impl<'f, F: Framing> Harness<'f, F> {
             return None;
         }
         let data = std::mem::take(&mut self.buf);
-        match self.framing.finish(&mut self.state, &data)? {
-            Opcode::Text if std::str::from_utf8(&data).is_err() => Some(Message::binary(data)),
-            opcode => Some(Message { opcode, data }),
-        }
+        let opcode = self.framing.finish(&mut self.state, &data)?;
+        Some(Message::sent(opcode, data))
     }
 }
 
@@ -222,40 +227,18 @@ impl TestRequest {
 
     /// Run `f` on this request's [`Request`] view.
     pub fn with<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
-        let headers: Vec<wsy_header> = self
-            .headers
-            .iter()
-            .map(|(n, v)| wsy_header {
-                name: wsy_str::from_str(n),
-                value: wsy_str::from_str(v),
-            })
-            .collect();
-        let protocols: Vec<wsy_str> = self
-            .protocols
-            .iter()
-            .map(|p| wsy_str::from_str(p))
-            .collect();
-        let (path, query) = match self.target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (self.target.as_str(), None),
-        };
-        let raw = wsy_request {
-            size: std::mem::size_of::<wsy_request>() as u32,
-            target: wsy_str::from_str(&self.target),
-            path: wsy_str::from_str(path),
-            query: wsy_str::from_opt(query),
-            headers: headers.as_ptr(),
-            header_count: headers.len(),
-            protocols: protocols.as_ptr(),
-            protocol_count: protocols.len(),
-            client_address: wsy_str::from_str(&self.client_address),
-            tls: u32::from(self.tls),
-            reserved: 0,
-        };
-        // SAFETY: every view in `raw` points into `self`, `headers` or
-        // `protocols`, all alive and unchanged until this function returns,
-        // and `raw.size` is the full struct.
-        let request = unsafe { Request::from_raw(&raw) };
+        // The same view the host builds for a query.
+        let view = abi::RequestView::new(
+            &self.target,
+            self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            self.protocols.iter().map(String::as_str),
+            self.client_address.clone(),
+            self.tls,
+        );
+        // SAFETY: every view in the request points into `self` or `view`,
+        // both alive and unchanged until this function returns, and its
+        // `size` is the full struct.
+        let request = unsafe { Request::from_raw(view.raw()) };
         f(&request)
     }
 

@@ -31,6 +31,19 @@ pub enum Opcode {
     Binary,
 }
 
+impl Opcode {
+    /// Text if `data` is valid UTF-8, else binary: the one place the core
+    /// makes that choice (a framing's default, a plugin's TEXT that is not
+    /// UTF-8). The SDK has its own, `websocksy_plugin::Opcode::detect`.
+    pub fn detect(data: &[u8]) -> Opcode {
+        if std::str::from_utf8(data).is_ok() {
+            Opcode::Text
+        } else {
+            Opcode::Binary
+        }
+    }
+}
+
 /// What a framing function decided about the bytes it was shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Framed {
@@ -57,11 +70,7 @@ pub trait FramingState: Send {
     /// (default: one message, text if valid UTF-8, else binary). Returning
     /// `None` drops it (a partial record a framing knows to be useless).
     fn finish(&mut self, data: &[u8]) -> Option<Opcode> {
-        Some(if std::str::from_utf8(data).is_ok() {
-            Opcode::Text
-        } else {
-            Opcode::Binary
-        })
+        Some(Opcode::detect(data))
     }
 }
 

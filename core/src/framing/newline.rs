@@ -48,14 +48,10 @@ impl Framing for Newline {
 impl FramingState for NewlineState {
     fn frame(&mut self, data: &[u8], last_read: usize) -> Framed {
         match frame_end(self.ending, data, last_read) {
-            Some(len) => {
-                let opcode = if std::str::from_utf8(&data[..len]).is_ok() {
-                    Opcode::Text
-                } else {
-                    Opcode::Binary
-                };
-                Framed::Message { len, opcode }
-            }
+            Some(len) => Framed::Message {
+                len,
+                opcode: Opcode::detect(&data[..len]),
+            },
             None => Framed::More,
         }
     }

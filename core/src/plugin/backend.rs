@@ -7,7 +7,6 @@
 //! becomes a [`Decision`]. Exit: `cleanup` once, on the main thread, after
 //! the last query returned ([`Backend::shutdown`]).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,27 +69,25 @@ impl PluginBackend {
                 ));
             };
             let error = ErrorSlot::default();
-            let status = catch_unwind(AssertUnwindSafe(|| {
-                // SAFETY: a registered callback with its userdata, on the main
-                // thread; the views and the error slot outlive the call.
-                unsafe {
-                    configure(
-                        ud,
-                        wsy_str::from_str(&opt.key),
-                        wsy_str::from_str(&opt.value),
-                        error.as_ptr(),
-                    )
-                }
-            }));
+            // SAFETY: a registered callback with its userdata, on the main
+            // thread; the views and the error slot outlive the call.
+            let status = unsafe {
+                configure(
+                    ud,
+                    wsy_str::from_str(&opt.key),
+                    wsy_str::from_str(&opt.value),
+                    error.as_ptr(),
+                )
+            };
             match status {
-                Ok(WSY_OK) => {}
-                Ok(WSY_EUNKNOWN_KEY) => {
+                WSY_OK => {}
+                WSY_EUNKNOWN_KEY => {
                     return Err(format!(
                         "{}: unknown option '{}' for backend '{name}'",
                         opt.origin, opt.key
                     ))
                 }
-                Ok(s) => {
+                s => {
                     return Err(format!(
                         "{}: invalid value '{}' for option '{}' of backend '{name}': {}",
                         opt.origin,
@@ -99,36 +96,22 @@ impl PluginBackend {
                         error.describe(s)
                     ))
                 }
-                Err(_) => {
-                    return Err(format!(
-                        "{}: backend '{name}' panicked in configure",
-                        opt.origin
-                    ))
-                }
             }
         }
         if let Some(start) = b.raw.0.start {
             let error = ErrorSlot::default();
             // SAFETY: as for configure.
-            let status = catch_unwind(AssertUnwindSafe(|| unsafe { start(ud, error.as_ptr()) }));
-            let path = plugin.path.display();
-            match status {
-                Ok(WSY_OK) => {}
-                Ok(s) => {
-                    return Err(format!(
-                        "{path}: backend '{name}' failed to start: {}",
-                        error.describe(s)
-                    ))
-                }
-                Err(_) => return Err(format!("{path}: backend '{name}' panicked in start")),
+            let status = unsafe { start(ud, error.as_ptr()) };
+            if status != WSY_OK {
+                return Err(format!(
+                    "{}: backend '{name}' failed to start: {}",
+                    plugin.path.display(),
+                    error.describe(status)
+                ));
             }
         }
         log::debug!("backend '{name}' from {} started", plugin.path.display());
         Ok(b)
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     fn decide(&self, answer: Answer) -> Decision {
@@ -198,13 +181,12 @@ impl Backend for PluginBackend {
         let (ud, req, ans) = (self.raw.0.userdata, view.as_ptr(), answer.as_ptr());
         // SAFETY: a registered callback with its userdata; the request view
         // and the answer handle stay live until it returns.
-        let status = catch_unwind(AssertUnwindSafe(|| unsafe { query(ud, req, ans) }));
+        let status = unsafe { query(ud, req, ans) };
         let answer = answer.close();
         drop(view);
         match (status, answer) {
-            (Ok(WSY_OK), Some(a)) => self.decide(a),
-            (Ok(s), _) => self.failed(&format!("failed with status {s} ({})", status_name(s))),
-            (Err(_), _) => self.failed("panicked"),
+            (WSY_OK, Some(a)) => self.decide(a),
+            (s, _) => self.failed(&format!("failed with status {s} ({})", status_name(s))),
         }
     }
 
@@ -232,9 +214,7 @@ impl Backend for PluginBackend {
             let ud = self.raw.0.userdata;
             // SAFETY: a registered callback, once, on the main thread, with
             // no query running (and none starting: `stopping` is set).
-            if catch_unwind(AssertUnwindSafe(|| unsafe { cleanup(ud) })).is_err() {
-                log::error!("backend '{}': cleanup panicked", self.name);
-            }
+            unsafe { cleanup(ud) };
         }
     }
 }

@@ -10,7 +10,6 @@
 //! one) at start-up, on the main thread, before any state exists.
 
 use std::ffi::c_void;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use websocksy_abi::{
@@ -42,10 +41,6 @@ impl PluginFraming {
             }),
         }
     }
-
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
 }
 
 /// The plugin's per-connection state pointer.
@@ -70,22 +65,19 @@ impl Framing for PluginFraming {
         };
         let error = ErrorSlot::default();
         let mut state: *mut c_void = std::ptr::null_mut();
-        let status = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: a registered callback with its own userdata; the config
-            // view and the out-pointers are valid for the call.
-            unsafe {
-                state_new(
-                    f.raw.0.userdata,
-                    wsy_str::from_opt(config),
-                    &mut state,
-                    error.as_ptr(),
-                )
-            }
-        }));
+        // SAFETY: a registered callback with its own userdata; the config
+        // view and the out-pointers are valid for the call.
+        let status = unsafe {
+            state_new(
+                f.raw.0.userdata,
+                wsy_str::from_opt(config),
+                &mut state,
+                error.as_ptr(),
+            )
+        };
         match status {
-            Ok(WSY_OK) => Ok(Box::new(PluginState::new(Arc::clone(f), state, true))),
-            Ok(s) => Err(error.describe(s)),
-            Err(_) => Err(format!("framing '{}' panicked in state_new", f.name)),
+            WSY_OK => Ok(Box::new(PluginState::new(Arc::clone(f), state, true))),
+            s => Err(error.describe(s)),
         }
     }
 
@@ -96,28 +88,22 @@ impl Framing for PluginFraming {
             return Err(ConfigureError::NoOptions);
         };
         let error = ErrorSlot::default();
-        let status = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: a registered callback with its own userdata, on the
-            // main thread before any state_new (the header's rule, kept by
-            // Registry::configure's caller); the views and the error slot
-            // outlive the call.
-            unsafe {
-                configure(
-                    f.raw.0.userdata,
-                    wsy_str::from_str(key),
-                    wsy_str::from_str(value),
-                    error.as_ptr(),
-                )
-            }
-        }));
+        // SAFETY: a registered callback with its own userdata, on the main
+        // thread before any state_new (the header's rule, kept by
+        // Registry::configure's caller); the views and the error slot
+        // outlive the call.
+        let status = unsafe {
+            configure(
+                f.raw.0.userdata,
+                wsy_str::from_str(key),
+                wsy_str::from_str(value),
+                error.as_ptr(),
+            )
+        };
         match status {
-            Ok(WSY_OK) => Ok(()),
-            Ok(WSY_EUNKNOWN_KEY) => Err(ConfigureError::UnknownKey),
-            Ok(s) => Err(ConfigureError::Invalid(error.describe(s))),
-            Err(_) => Err(ConfigureError::Failed(format!(
-                "framing '{}' panicked in configure",
-                f.name
-            ))),
+            WSY_OK => Ok(()),
+            WSY_EUNKNOWN_KEY => Err(ConfigureError::UnknownKey),
+            s => Err(ConfigureError::Invalid(error.describe(s))),
         }
     }
 }
@@ -150,9 +136,11 @@ impl PluginState {
         Framed::Error(format!("framing '{}' {why}", self.framing.name))
     }
 
+    /// A TEXT from the plugin, demoted to binary if it is not UTF-8.
     fn text_or_binary(&mut self, data: &[u8]) -> Opcode {
-        if std::str::from_utf8(data).is_ok() {
-            return Opcode::Text;
+        let opcode = Opcode::detect(data);
+        if opcode == Opcode::Text {
+            return opcode;
         }
         if !self.noted_bad_text {
             self.noted_bad_text = true;
@@ -178,23 +166,17 @@ impl FramingState for PluginState {
         };
         let mut opcode: wsy_opcode = WSY_OPCODE_BINARY;
         let (ud, state) = (self.framing.raw.0.userdata, self.state.0);
-        let n = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: a registered callback with its userdata and this
-            // connection's state; `data` and `opcode` are valid for the call.
-            unsafe {
-                frame(
-                    ud,
-                    state,
-                    data.as_ptr(),
-                    data.len(),
-                    last_read.min(data.len()),
-                    &mut opcode,
-                )
-            }
-        }));
-        let n = match n {
-            Ok(n) => n,
-            Err(_) => return self.fail("panicked".into()),
+        // SAFETY: a registered callback with its userdata and this
+        // connection's state; `data` and `opcode` are valid for the call.
+        let n = unsafe {
+            frame(
+                ud,
+                state,
+                data.as_ptr(),
+                data.len(),
+                last_read.min(data.len()),
+                &mut opcode,
+            )
         };
         if n == 0 {
             return Framed::More;
@@ -229,16 +211,14 @@ impl FramingState for PluginState {
         };
         let mut opcode: wsy_opcode = WSY_OPCODE_BINARY;
         let (ud, state) = (self.framing.raw.0.userdata, self.state.0);
-        let status = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: as in `frame`.
-            unsafe { finish(ud, state, data.as_ptr(), data.len(), &mut opcode) }
-        }));
+        // SAFETY: as in `frame`.
+        let status = unsafe { finish(ud, state, data.as_ptr(), data.len(), &mut opcode) };
         let name = &self.framing.name;
         match (status, opcode) {
-            (Ok(WSY_OK), WSY_OPCODE_TEXT) => Some(self.text_or_binary(data)),
-            (Ok(WSY_OK), WSY_OPCODE_BINARY) => Some(Opcode::Binary),
-            (Ok(WSY_OK), WSY_OPCODE_DISCARD) => None,
-            (Ok(WSY_OK), other) => {
+            (WSY_OK, WSY_OPCODE_TEXT) => Some(self.text_or_binary(data)),
+            (WSY_OK, WSY_OPCODE_BINARY) => Some(Opcode::Binary),
+            (WSY_OK, WSY_OPCODE_DISCARD) => None,
+            (WSY_OK, other) => {
                 let msg = format!(
                     "framing '{name}': finish set invalid opcode {other}; {} bytes dropped",
                     data.len()
@@ -246,20 +226,12 @@ impl FramingState for PluginState {
                 self.framing.plugin.log(log::Level::Warn, &msg);
                 None
             }
-            (Ok(s), _) => {
+            (s, _) => {
                 let msg = format!(
                     "framing '{name}': finish failed ({s}); {} bytes dropped",
                     data.len()
                 );
                 self.framing.plugin.log(log::Level::Warn, &msg);
-                None
-            }
-            (Err(_), _) => {
-                self.broken = true;
-                self.framing.plugin.log(
-                    log::Level::Error,
-                    &format!("framing '{name}': finish panicked"),
-                );
                 None
             }
         }
@@ -273,17 +245,9 @@ impl Drop for PluginState {
         }
         if let Some(state_free) = self.framing.raw.0.state_free {
             let (ud, state) = (self.framing.raw.0.userdata, self.state.0);
-            let freed = catch_unwind(AssertUnwindSafe(|| {
-                // SAFETY: exactly once per successful state_new, with no
-                // frame call running (we hold the state exclusively).
-                unsafe { state_free(ud, state) }
-            }));
-            if freed.is_err() {
-                self.framing.plugin.log(
-                    log::Level::Error,
-                    &format!("framing '{}': state_free panicked", self.framing.name),
-                );
-            }
+            // SAFETY: exactly once per successful state_new, with no frame
+            // call running (we hold the state exclusively).
+            unsafe { state_free(ud, state) };
         }
     }
 }

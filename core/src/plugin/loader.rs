@@ -22,7 +22,6 @@
 //! plugin handed out (descriptors, userdata, threads it started) can outlive
 //! its code.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -233,11 +232,6 @@ impl Plugins {
         Ok(p)
     }
 
-    /// The plugin directory in use, if any.
-    pub fn dir(&self) -> Option<&PluginDir> {
-        self.dir.as_ref()
-    }
-
     /// `backend_NAME.so` or `libbackend_NAME.so` in the plugin directory.
     fn backend_file(&self, name: &str) -> Result<PathBuf, String> {
         let Some(dir) = &self.dir else {
@@ -434,30 +428,20 @@ fn call_entry(path: &Path, entry: wsy_entry_fn) -> Result<(Kind, Vec<FramingDesc
     let ctx = PluginCtx::leak(&stem, path.to_path_buf());
     let error = ErrorSlot::default();
     let status = ctx.registering(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: the library's entry, called once, on the main
-            // thread, with a context and an error slot that outlive the
-            // call and the static host table.
-            unsafe { entry(ctx.as_ptr(), &HOST_API, error.as_ptr()) }
-        }))
+        // SAFETY: the library's entry, called once, on the main thread, with
+        // a context and an error slot that outlive the call and the static
+        // host table.
+        unsafe { entry(ctx.as_ptr(), &HOST_API, error.as_ptr()) }
     });
     let (backends, framings, errors) = ctx.take();
     if let Some(e) = errors.first() {
         return Err(LoadError::new(format!("{shown}: {e}")));
     }
-    match status {
-        Ok(WSY_OK) => {}
-        Ok(s) => {
-            return Err(LoadError::new(format!(
-                "{shown}: plugin initialisation failed: {}",
-                error.describe(s)
-            )))
-        }
-        Err(_) => {
-            return Err(LoadError::new(format!(
-                "{shown}: plugin initialisation panicked"
-            )))
-        }
+    if status != WSY_OK {
+        return Err(LoadError::new(format!(
+            "{shown}: plugin initialisation failed: {}",
+            error.describe(status)
+        )));
     }
     Ok((Kind::V2 { ctx, backends }, framings))
 }

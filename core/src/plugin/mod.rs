@@ -14,6 +14,12 @@
 //! its pointers; every value a plugin returns is validated before use; a
 //! misbehaving plugin costs one connection, never the process. Libraries are
 //! never unloaded (`dlclose`) before exit.
+//!
+//! Calls *into* a plugin are not wrapped in `catch_unwind`: it could never
+//! fire. A panic in a Rust plugin reaches the plugin's own `extern "C"`
+//! function first and aborts there, and C does not unwind. The panic
+//! boundary of a plugin is on its side of the call, in the SDK's trampolines
+//! (`sdk/src/ffi.rs`), which turn a panic into that call's failure value.
 
 pub mod backend;
 pub mod framing;

@@ -19,24 +19,36 @@
 //!   opcode, `B...` keeps the preset binary opcode, `discard-empty`);
 //! - `framing_v1fixed.so`: `fixedlength`, the original plugin's logic;
 //! - `framing_v1wrap.so`: `v1wrap`, delegating to `core_framing(NAME)`.
+//!
+//! And the original's own four plugins, byte for byte
+//! (`tests/fixtures/websocksy-v1/`, see its README), built with the
+//! original makefile's flags: `backend_file`, `framing_dynamic32`,
+//! `framing_fixedlength` and `framing_json` (their tests are in
+//! `plugins_v1/original.rs`).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::ws::{self, Frame};
-use websocksy_tests::{compile_plugin, run_cli, temp_dir, Bridge};
+use websocksy_tests::{cc, compile_plugin, run_cli, temp_dir, Bridge};
 
 fn v1_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/v1")
 }
 
-/// `tests/plugins/v1/<src>.c` built as `<out>.so` with `defines`, once per run.
-fn build(src: &str, out: &str, defines: &[&str]) -> PathBuf {
+/// The original websocksy's sources: `websocksy.h` and `plugins/`.
+fn original_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/websocksy-v1")
+}
+
+/// `<out>.so`, made by `make` the first time it is asked for in a run.
+fn build(out: &str, make: impl FnOnce(&Path)) -> PathBuf {
     static BUILT: Mutex<Option<(PathBuf, HashMap<String, PathBuf>)>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let (dir, built) = built.get_or_insert_with(|| (temp_dir("plugins-v1-build"), HashMap::new()));
@@ -44,23 +56,56 @@ fn build(src: &str, out: &str, defines: &[&str]) -> PathBuf {
         return p.clone();
     }
     let so = dir.join(format!("{out}.so"));
-    compile_plugin(&v1_dir().join(format!("{src}.c")), &v1_dir(), &so, defines);
+    make(&so);
     built.insert(out.to_string(), so.clone());
     so
 }
 
-fn so(name: &str) -> PathBuf {
-    match name {
-        "backend_v1two" => build("backend_v1echo", name, &["-DV1ECHO_INIT=2"]),
-        _ => build(name, name, &[]),
-    }
+/// The original's `plugins/<name>.c`, built as its makefile built it
+/// (`$(CC) -fPIC -g -I../ -shared`): its code predates our warning flags,
+/// and the point is to load it as it shipped.
+fn build_original(name: &str, so: &Path) {
+    let cc = cc();
+    let mut cmd = Command::new(&cc[0]);
+    cmd.args(&cc[1..])
+        .args(["-fPIC", "-g", "-shared", "-I"])
+        .arg(original_dir())
+        .arg("-o")
+        .arg(so)
+        .arg(original_dir().join(format!("plugins/{name}.c")));
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?} (set $CC to a C compiler): {e}"));
+    assert!(
+        o.status.success(),
+        "compiling the original's {name}.c failed (it needs the nettle headers): {cmd:?}\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
-/// A fresh plugin directory holding these plugins (by source name).
+/// A plugin by name: `original/NAME` is the original's `plugins/NAME.c`,
+/// anything else a test plugin of `tests/plugins/v1/`.
+fn so(name: &str) -> PathBuf {
+    if let Some(orig) = name.strip_prefix("original/") {
+        return build(&format!("original_{orig}"), |so| build_original(orig, so));
+    }
+    let (src, defines): (&str, &[&str]) = match name {
+        "backend_v1two" => ("backend_v1echo", &["-DV1ECHO_INIT=2"]),
+        _ => (name, &[]),
+    };
+    build(name, |so| {
+        compile_plugin(&v1_dir().join(format!("{src}.c")), &v1_dir(), so, defines)
+    })
+}
+
+/// A fresh plugin directory holding these plugins (see [`so`]), each under
+/// its source name (`original/NAME` as `NAME.so`).
 fn plugin_dir(names: &[&str]) -> PathBuf {
     let dir = temp_dir("plugins-v1-dir");
     for n in names {
-        std::fs::copy(so(n), dir.join(format!("{n}.so"))).expect("copy plugin");
+        let file = n.strip_prefix("original/").unwrap_or(n);
+        std::fs::copy(so(n), dir.join(format!("{file}.so"))).expect("copy plugin");
     }
     dir
 }
@@ -229,8 +274,10 @@ fn v1_framing_registered_by_constructor_with_the_default_backend() {
     p.write_all(b"x\ny\nrest").unwrap();
     assert_eq!(read_frames(&mut c, 2), [frame(1, b"x\n"), frame(1, b"y\n")]);
     drop((c, p));
-    // No config: the plugin sees NULL.
-    b.wait_log("v1lines: cleanup lines=2 config=(null)");
+    // No config: the plugin sees "", never NULL (the original's plugins
+    // read it unchecked).
+    let line = b.wait_log("v1lines: cleanup lines=2 config=");
+    assert!(line.trim_end().ends_with("config="), "{line}");
 
     // The original's fixedlength logic under its own name (spec case 26).
     for (config, reads, want) in [
@@ -446,3 +493,5 @@ fn v1_backend_start_up_errors() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("backend 'v1noconf' takes no options"), "{err}");
 }
+
+mod original;
