@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use websocksy::config::{self, Parsed};
-use websocksy::{backend, event_loop, framing, plugin};
+use websocksy::{backend, framing, plugin, server};
 
 fn main() -> ExitCode {
     // Before parsing: config warnings go through the logger.
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(e) => return startup_error(&e),
     };
-    let mut server = match event_loop::Server::bind(&settings, backend.clone()) {
+    let mut server = match server::Server::bind(&settings, backend.clone()) {
         Ok(s) => s,
         Err(e) => {
             backend.shutdown();

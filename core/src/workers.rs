@@ -1,6 +1,7 @@
 //! A small thread pool for the calls that may block: DNS lookups and slow
-//! backend queries. Results come back over a channel and wake the loop
-//! through a mio `Waker`, so the loop itself never waits.
+//! backend queries. One pool serves every event loop of the process: each
+//! job carries its loop's [`Reply`], so the result goes back over that
+//! loop's channel and wakes that loop's poll; no loop ever waits.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -36,22 +37,48 @@ pub struct Done {
     pub outcome: Outcome,
 }
 
+/// Where a loop's results go: its channel, and the waker of its poll.
+#[derive(Clone)]
+pub struct Reply {
+    tx: Sender<Done>,
+    waker: Arc<Waker>,
+}
+
+/// A loop's end of the pool: submit jobs, collect what finished.
+pub struct Inbox {
+    reply: Reply,
+    rx: Receiver<Done>,
+}
+
+impl Inbox {
+    /// `waker` must be registered with the loop's poll.
+    pub fn new(waker: Arc<Waker>) -> Inbox {
+        let (tx, rx) = channel();
+        Inbox {
+            reply: Reply { tx, waker },
+            rx,
+        }
+    }
+
+    pub fn try_recv(&self) -> Option<Done> {
+        self.rx.try_recv().ok()
+    }
+}
+
+type Queued = (Reply, usize, u64, Job);
+
 pub struct Workers {
-    jobs: Option<Sender<(usize, u64, Job)>>,
-    done: Receiver<Done>,
+    jobs: Option<Sender<Queued>>,
     threads: Vec<thread::JoinHandle<()>>,
 }
 
 impl Workers {
-    pub fn new(count: usize, waker: Arc<Waker>) -> io::Result<Workers> {
-        let (job_tx, job_rx) = channel::<(usize, u64, Job)>();
-        let (done_tx, done_rx) = channel();
+    pub fn new(count: usize) -> io::Result<Workers> {
+        let (job_tx, job_rx) = channel::<Queued>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let mut threads = Vec::with_capacity(count);
         for i in 0..count.max(1) {
             let rx = Arc::clone(&job_rx);
-            let tx = done_tx.clone();
-            let waker = Arc::clone(&waker);
             threads.push(
                 thread::Builder::new()
                     .name(format!("websocksy-worker-{i}"))
@@ -60,32 +87,30 @@ impl Workers {
                             Ok(guard) => guard.recv(),
                             Err(_) => return,
                         };
-                        let Ok((key, id, job)) = next else { return };
-                        let outcome = run(job);
-                        if tx.send(Done { key, id, outcome }).is_err() {
+                        let Ok((reply, key, id, job)) = next else {
                             return;
+                        };
+                        let outcome = run(job);
+                        // A loop that is gone no longer wants the answer.
+                        if reply.tx.send(Done { key, id, outcome }).is_ok() {
+                            // A failed wake only delays the result to the next event.
+                            let _ = reply.waker.wake();
                         }
-                        // A failed wake only delays the result to the next event.
-                        let _ = waker.wake();
                     })?,
             );
         }
         Ok(Workers {
             jobs: Some(job_tx),
-            done: done_rx,
             threads,
         })
     }
 
-    pub fn submit(&self, key: usize, id: u64, job: Job) {
+    /// Run `job` for session `key`/`id` of the loop that owns `inbox`.
+    pub fn submit(&self, inbox: &Inbox, key: usize, id: u64, job: Job) {
         if let Some(tx) = &self.jobs {
             // The workers only stop when `self` drops, so this cannot fail while we run.
-            let _ = tx.send((key, id, job));
+            let _ = tx.send((inbox.reply.clone(), key, id, job));
         }
-    }
-
-    pub fn try_recv(&self) -> Option<Done> {
-        self.done.try_recv().ok()
     }
 }
 

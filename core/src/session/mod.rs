@@ -29,11 +29,11 @@ use log::{debug, info};
 use mio::{Registry, Token};
 use tungstenite::protocol::frame::coding::{Control, OpCode};
 
-use crate::backend::Backend;
 use crate::peer::PeerAddress;
 use crate::pool::Pool;
+use crate::shared::{Limits, Shared};
 use crate::transport::{Ready, Stream};
-use crate::workers::Workers;
+use crate::workers::Inbox;
 use crate::ws::frame::encode;
 
 use raw_end::{RawEnd, RawState};
@@ -49,24 +49,15 @@ const TURN_BYTES: usize = 512 * 1024;
 /// How long a closing side may take to finish its handshake or drain.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Loop-wide settings and shared buffers, lent to a session while it runs.
-pub struct Env {
-    pub backend: std::sync::Arc<dyn Backend>,
-    pub ping: Option<Duration>,
-    pub pong_timeout: Duration,
-    pub idle_timeout: Option<Duration>,
-    pub handshake_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub max_message_size: usize,
-    pub now: Instant,
-    pub pool: Pool,
-}
-
-/// What a session needs from the loop while it runs.
+/// What a session needs from its loop and from the process while it runs.
 pub struct Ctx<'a> {
     pub registry: &'a Registry,
-    pub workers: &'a Workers,
-    pub env: &'a mut Env,
+    pub shared: &'a Shared,
+    /// Where worker results for this loop come back.
+    pub inbox: &'a Inbox,
+    /// The time the loop woke up: one clock read per turn, not per call.
+    pub now: Instant,
+    pub pool: &'a mut Pool,
 }
 
 pub struct Session {
@@ -106,17 +97,24 @@ struct Chosen {
 
 impl Session {
     /// A session for an accepted WebSocket connection (the server role).
-    pub fn new(id: u64, key: usize, stream: Stream, client_addr: SocketAddr, env: &Env) -> Session {
-        let now = env.now;
+    pub fn new(
+        id: u64,
+        key: usize,
+        stream: Stream,
+        client_addr: SocketAddr,
+        shared: &Shared,
+        now: Instant,
+    ) -> Session {
+        let limits = &shared.limits;
         Session {
             id,
             key,
             client_addr,
-            ws: WsEnd::server(stream, env.max_message_size),
+            ws: WsEnd::server(stream, limits.max_message_size),
             raw: RawEnd::default(),
             choice: None,
             accepted: now,
-            deadline: now + env.handshake_timeout,
+            deadline: now + limits.handshake_timeout,
             close_deadline: None,
             last_rx: now,
             last_activity: now,
@@ -197,7 +195,7 @@ impl Session {
             // Server closes first (RFC 6455 7.1.1), then waits for the client's FIN.
             self.ws.stream.shutdown_write();
             self.ws.state = WsState::Lingering;
-            self.begin_close(cx.env.now);
+            self.begin_close(cx.now);
             progress = true;
         }
         if self.ws.state == WsState::Gone && self.raw.mirror {
@@ -218,7 +216,7 @@ impl Session {
 
     /// Handle whatever deadline has passed.
     pub fn on_timeout(&mut self, cx: &mut Ctx) {
-        let now = cx.env.now;
+        let now = cx.now;
         if self.close_deadline.is_some_and(|d| now >= d) {
             // A close handshake or drain that did not finish in time.
             debug!("conn {} close timed out", self.id);
@@ -242,8 +240,8 @@ impl Session {
                 self.refuse(502, &format!("{what} for {label} timed out"), cx);
             }
             WsState::Open => {
-                match (self.ping_sent, cx.env.ping) {
-                    (Some(sent), _) if now >= sent + cx.env.pong_timeout => {
+                match (self.ping_sent, cx.shared.limits.ping) {
+                    (Some(sent), _) if now >= sent + cx.shared.limits.pong_timeout => {
                         self.fail(1001, "keep-alive timeout", cx);
                         // The client is not answering; do not wait long for its close.
                         self.close_deadline = Some(now + Duration::from_secs(1));
@@ -257,7 +255,8 @@ impl Session {
                     _ => {}
                 }
                 if cx
-                    .env
+                    .shared
+                    .limits
                     .idle_timeout
                     .is_some_and(|idle| now >= self.last_activity + idle)
                 {
@@ -269,7 +268,7 @@ impl Session {
     }
 
     /// The earliest instant [`on_timeout`](Self::on_timeout) has work.
-    pub fn next_deadline(&self, env: &Env) -> Option<Instant> {
+    pub fn next_deadline(&self, limits: &Limits) -> Option<Instant> {
         if self.finished() {
             return None;
         }
@@ -280,12 +279,12 @@ impl Session {
         let phase = match self.ws.state {
             WsState::Http | WsState::Waiting => Some(self.deadline),
             WsState::Open => {
-                let ping = match (self.ping_sent, env.ping) {
-                    (Some(sent), _) => Some(sent + env.pong_timeout),
+                let ping = match (self.ping_sent, limits.ping) {
+                    (Some(sent), _) => Some(sent + limits.pong_timeout),
                     (None, Some(p)) => Some(self.last_rx + p),
                     (None, None) => None,
                 };
-                min(ping, env.idle_timeout.map(|i| self.last_activity + i))
+                min(ping, limits.idle_timeout.map(|i| self.last_activity + i))
             }
             _ => None,
         };
@@ -302,7 +301,7 @@ impl Session {
             }
             _ => {}
         }
-        self.begin_close(cx.env.now);
+        self.begin_close(cx.now);
     }
 
     /// Release the sockets and log the outcome.
@@ -313,10 +312,10 @@ impl Session {
             .into_iter()
             .flatten()
         {
-            cx.env.pool.give_in(b);
+            cx.pool.give_in(b);
         }
-        cx.env.pool.give_out(std::mem::take(&mut self.raw.msg));
-        cx.env.pool.give_out(std::mem::take(&mut self.ws.out));
+        cx.pool.give_out(std::mem::take(&mut self.raw.msg));
+        cx.pool.give_out(std::mem::take(&mut self.ws.out));
         if self.opened {
             let code = self
                 .close_code

@@ -15,7 +15,7 @@ use crate::workers::{Job, Outcome};
 impl Session {
     pub(super) fn on_request(&mut self, u: Upgrade, cx: &mut Ctx) {
         self.ws.state = WsState::Waiting;
-        self.deadline = cx.env.now + cx.env.connect_timeout;
+        self.deadline = cx.now + cx.shared.limits.connect_timeout;
         let request = Request {
             target: u.target.clone(),
             headers: u.headers.clone(),
@@ -24,10 +24,11 @@ impl Session {
             tls: false,
         };
         self.ws.upgrade = Some(Box::new(u));
-        let backend = cx.env.backend.clone();
+        let backend = cx.shared.backend.clone();
         if backend.blocking() {
             self.raw.state = RawState::Querying;
-            cx.workers.submit(
+            cx.shared.workers.submit(
+                cx.inbox,
                 self.key,
                 self.id,
                 Job::Query {
@@ -101,7 +102,8 @@ impl Session {
                 None => {
                     // getaddrinfo blocks: never on the loop thread.
                     self.raw.state = RawState::Resolving;
-                    cx.workers.submit(
+                    cx.shared.workers.submit(
+                        cx.inbox,
                         self.key,
                         self.id,
                         Job::Resolve {
@@ -214,7 +216,7 @@ impl Session {
         // over and look at them now, no new event will announce them.
         let rest = self.ws.http.get(u.head_len..).unwrap_or(&[]);
         if !rest.is_empty() {
-            let mut b = cx.env.pool.take_in();
+            let mut b = cx.pool.take_in();
             let n = rest.len().min(b.spare().len());
             b.spare()[..n].copy_from_slice(&rest[..n]);
             b.filled(n);
@@ -223,8 +225,8 @@ impl Session {
         self.ws.http = Vec::new();
         self.ws.rd.insert(Ready::readable());
         self.ws.state = WsState::Open;
-        self.last_rx = cx.env.now;
-        self.last_activity = cx.env.now;
+        self.last_rx = cx.now;
+        self.last_activity = cx.now;
         self.opened = true;
         info!(
             "conn {} {} -> {} open{}",
@@ -262,7 +264,7 @@ impl Session {
         handshake::error_response(status, reason, headers, &mut self.ws.out);
         self.ws.http = Vec::new();
         self.ws.state = WsState::Refusing;
-        self.begin_close(cx.env.now);
+        self.begin_close(cx.now);
         self.close_code = Some(status);
     }
 }

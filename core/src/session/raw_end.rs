@@ -72,7 +72,7 @@ impl Session {
                         self.raw.state = RawState::Gone;
                     } else {
                         self.raw.state = RawState::Lingering;
-                        self.begin_close(cx.env.now);
+                        self.begin_close(cx.now);
                     }
                     return true;
                 }
@@ -114,7 +114,7 @@ impl Session {
             match peer.write(&self.raw.msg) {
                 Ok(_) => {
                     self.raw.msg_done = false;
-                    cx.env.pool.give_out(std::mem::take(&mut self.raw.msg));
+                    cx.pool.give_out(std::mem::take(&mut self.raw.msg));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.raw.rd.clear_w();
@@ -140,8 +140,7 @@ impl Session {
                 let Some(p) = self.raw.stream.as_mut() else {
                     return false;
                 };
-                let (gone, progress) =
-                    discard(|b| p.read(b), &mut self.raw.rd, cx.env.pool.scratch());
+                let (gone, progress) = discard(|b| p.read(b), &mut self.raw.rd, cx.pool.scratch());
                 if gone {
                     self.drop_peer(cx);
                     self.raw.state = RawState::Gone;
@@ -164,8 +163,8 @@ impl Session {
             let Some(peer) = self.raw.stream.as_mut() else {
                 break;
             };
-            let buf = self.raw.input.get_or_insert_with(|| cx.env.pool.take_in());
-            if buf.is_full() && !buf.make_room(cx.env.max_message_size) {
+            let buf = self.raw.input.get_or_insert_with(|| cx.pool.take_in());
+            if buf.is_full() && !buf.make_room(cx.shared.limits.max_message_size) {
                 self.fail(1009, "peer message exceeds the maximum message size", cx);
                 return true;
             }
@@ -187,7 +186,7 @@ impl Session {
                     buf.filled(n);
                     self.turn = self.turn.saturating_sub(n);
                     self.raw.fresh += n;
-                    self.last_activity = cx.env.now;
+                    self.last_activity = cx.now;
                     if datagram {
                         self.frame_datagram(cx);
                     } else {
@@ -259,11 +258,11 @@ impl Session {
                     buf.raw(),
                     &parts[..n],
                     &mut self.ws.out,
-                    &mut cx.env.pool,
+                    cx.pool,
                 )
                 .is_err()
                 {
-                    return self.client_failed(cx.env.now);
+                    return self.client_failed(cx.now);
                 }
             }
             if let Some(e) = failure {
@@ -307,11 +306,11 @@ impl Session {
                 buf.raw(),
                 &part,
                 &mut self.ws.out,
-                &mut cx.env.pool,
+                cx.pool,
             )
             .is_err()
             {
-                return self.client_failed(cx.env.now);
+                return self.client_failed(cx.now);
             }
         }
         if let Some(buf) = self.raw.input.as_mut() {
@@ -330,7 +329,7 @@ impl Session {
         if !data.is_empty() {
             if let Some(op) = framing.finish(data) {
                 if self.ws.out.capacity() == 0 {
-                    self.ws.out = cx.env.pool.take_out();
+                    self.ws.out = cx.pool.take_out();
                 }
                 encode(&mut self.ws.out, frame::data_opcode(op), data);
                 self.bytes_out += data.len() as u64;
@@ -344,7 +343,7 @@ impl Session {
     pub(super) fn release_in(&mut self, cx: &mut Ctx) {
         if self.raw.input.as_ref().is_some_and(InBuf::is_empty) {
             if let Some(b) = self.raw.input.take() {
-                cx.env.pool.give_in(b);
+                cx.pool.give_in(b);
             }
         }
     }

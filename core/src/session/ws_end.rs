@@ -86,7 +86,7 @@ impl Session {
                 let (gone, progress) = discard(
                     |b| self.ws.stream.read(b),
                     &mut self.ws.rd,
-                    cx.env.pool.scratch(),
+                    cx.pool.scratch(),
                 );
                 if gone {
                     self.client_gone();
@@ -171,7 +171,7 @@ impl Session {
                     let at = self.ws.parsed;
                     self.ws.parsed += used;
                     progress = true;
-                    self.last_rx = cx.env.now;
+                    self.last_rx = cx.now;
                     self.ping_sent = None;
                     self.on_frame_event(ev, at, cx);
                 }
@@ -194,7 +194,7 @@ impl Session {
                         break;
                     }
                     reads -= 1;
-                    let buf = self.ws.input.get_or_insert_with(|| cx.env.pool.take_in());
+                    let buf = self.ws.input.get_or_insert_with(|| cx.pool.take_in());
                     if self.ws.parsed == 0 {
                         buf.compact();
                     }
@@ -234,7 +234,7 @@ impl Session {
                 // The client sent all it will, but the peer does not take it:
                 // what is accepted may still be written until the close deadline.
                 debug!("conn {} client hung up while the peer stalls", self.id);
-                self.begin_close(cx.env.now);
+                self.begin_close(cx.now);
             }
         }
         self.release_win(cx);
@@ -286,7 +286,7 @@ impl Session {
                     );
                 }
                 self.ws.state = WsState::Flushing;
-                self.stop_peer_writes(cx.env.now);
+                self.stop_peer_writes(cx.now);
             }
         }
     }
@@ -300,7 +300,7 @@ impl Session {
         last: bool,
         cx: &mut Ctx,
     ) {
-        self.last_activity = cx.env.now;
+        self.last_activity = cx.now;
         let Some(buf) = self.ws.input.as_mut() else {
             return;
         };
@@ -308,7 +308,7 @@ impl Session {
         if self.raw.mirror {
             if self.ws.state == WsState::Open {
                 if self.raw.msg.capacity() == 0 {
-                    self.raw.msg = cx.env.pool.take_out();
+                    self.raw.msg = cx.pool.take_out();
                 }
                 self.raw.msg.extend_from_slice(&buf.raw()[at..at + len]);
                 if last {
@@ -317,7 +317,7 @@ impl Session {
                     let n = self.raw.msg.len() as u64;
                     self.bytes_in += n;
                     self.bytes_out += n;
-                    cx.env.pool.give_out(std::mem::take(&mut self.raw.msg));
+                    cx.pool.give_out(std::mem::take(&mut self.raw.msg));
                 }
             }
             return;
@@ -333,7 +333,7 @@ impl Session {
         if self.raw.stream.as_ref().is_some_and(Stream::is_datagram) {
             // One message, one datagram: kept whole until its last piece.
             if self.raw.msg.capacity() == 0 {
-                self.raw.msg = cx.env.pool.take_out();
+                self.raw.msg = cx.pool.take_out();
             }
             self.raw.msg.extend_from_slice(&buf.raw()[at..at + len]);
             if last {
@@ -361,7 +361,7 @@ impl Session {
     pub(super) fn client_hung_up(&mut self, cx: &mut Ctx) {
         self.close_code.get_or_insert(1006);
         self.client_gone();
-        self.stop_peer_writes(cx.env.now);
+        self.stop_peer_writes(cx.now);
     }
 
     /// Parsed input with no payload left to write is done with.
@@ -379,7 +379,7 @@ impl Session {
     pub(super) fn release_win(&mut self, cx: &mut Ctx) {
         if self.ws.parsed == 0 && self.ws.input.as_ref().is_some_and(InBuf::is_empty) {
             if let Some(b) = self.ws.input.take() {
-                cx.env.pool.give_in(b);
+                cx.pool.give_in(b);
             }
         }
     }
@@ -405,7 +405,7 @@ impl Session {
 
     pub(super) fn ensure_out(&mut self, cx: &mut Ctx) {
         if self.ws.out.capacity() == 0 {
-            self.ws.out = cx.env.pool.take_out();
+            self.ws.out = cx.pool.take_out();
         }
     }
 
@@ -414,7 +414,7 @@ impl Session {
         while self.ws.out_pos < self.ws.out.len() && self.ws.rd.w() {
             match self.ws.stream.write(&self.ws.out[self.ws.out_pos..]) {
                 Ok(0) => {
-                    self.client_failed(cx.env.now);
+                    self.client_failed(cx.now);
                     return true;
                 }
                 Ok(n) => {
@@ -424,7 +424,7 @@ impl Session {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ws.rd.clear_w(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.client_failed(cx.env.now);
+                    self.client_failed(cx.now);
                     return true;
                 }
             }
@@ -433,7 +433,7 @@ impl Session {
             self.ws.out_pos = 0;
             self.ws.out.clear();
             // Give the buffer back: idle connections hold none.
-            cx.env.pool.give_out(std::mem::take(&mut self.ws.out));
+            cx.pool.give_out(std::mem::take(&mut self.ws.out));
         }
         progress
     }
@@ -471,11 +471,11 @@ impl Session {
             self.close_reason = reason.to_string();
             self.ws.state = WsState::Closing;
         }
-        self.begin_close(cx.env.now);
+        self.begin_close(cx.now);
         // Until the client's close arrives it may still send data, already
         // on the wire when our close left; the peer must get it.
         if self.ws.state != WsState::Closing {
-            self.stop_peer_writes(cx.env.now);
+            self.stop_peer_writes(cx.now);
         }
     }
 

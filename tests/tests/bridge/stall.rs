@@ -35,7 +35,10 @@ fn fill(s: &mut TcpStream) -> usize {
     let mut sent = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        assert!(Instant::now() < deadline, "the bridge never stopped reading");
+        assert!(
+            Instant::now() < deadline,
+            "the bridge never stopped reading"
+        );
         match s.write(&msg) {
             Ok(n) => sent += n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {

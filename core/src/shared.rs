@@ -1,0 +1,91 @@
+//! What every event loop of the process shares: the settings sessions
+//! need, the backend, the worker pool, and the connection count and id
+//! source as atomics. It sits behind an `Arc`; nothing on the per-message
+//! path touches it except to read a setting (sozu's shared-nothing
+//! workers: configuration and counters are shared, traffic is not).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::config::Settings;
+use crate::workers::Workers;
+
+/// Threads for blocking calls (DNS, blocking backends), for all loops.
+const WORKERS: usize = 4;
+
+/// Per-connection limits and timeouts, from the configuration.
+pub struct Limits {
+    pub ping: Option<Duration>,
+    pub pong_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_message_size: usize,
+}
+
+pub struct Shared {
+    pub limits: Limits,
+    pub backend: Arc<dyn Backend>,
+    pub workers: Workers,
+    /// Open connections in all loops, and the most there may be.
+    open: AtomicUsize,
+    pub max_connections: usize,
+    next_id: AtomicU64,
+    /// How long open connections get to close after SIGINT/SIGTERM.
+    pub drain: Duration,
+    pub busy_poll: Duration,
+}
+
+impl Shared {
+    pub fn new(
+        settings: &Settings,
+        backend: Arc<dyn Backend>,
+        max_connections: usize,
+    ) -> Result<Shared, String> {
+        let workers = Workers::new(WORKERS).map_err(|e| format!("cannot start workers: {e}"))?;
+        Ok(Shared {
+            limits: Limits {
+                ping: settings.ping,
+                pong_timeout: settings.pong_timeout,
+                idle_timeout: settings.idle_timeout,
+                handshake_timeout: settings.handshake_timeout,
+                connect_timeout: settings.connect_timeout,
+                max_message_size: settings.max_message_size,
+            },
+            backend,
+            workers,
+            open: AtomicUsize::new(0),
+            max_connections,
+            next_id: AtomicU64::new(1),
+            drain: settings.drain_timeout,
+            busy_poll: settings.busy_poll,
+        })
+    }
+
+    /// Count one more connection if the cap allows; false leaves the
+    /// client in the kernel's backlog.
+    pub fn admit(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_connections).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A connection admitted with [`admit`](Self::admit) is gone.
+    pub fn release(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn at_capacity(&self) -> bool {
+        self.open.load(Ordering::Acquire) >= self.max_connections
+    }
+
+    /// Unique across loops, for logs and to tell a reused slot from its
+    /// previous owner.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
