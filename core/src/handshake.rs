@@ -185,6 +185,10 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let upgrade_required = || {
         let mut r = Refusal::new(426, "Upgrade Required");
         r.headers.push(("Upgrade", "websocket"));
+        // RFC 9110 section 7.8: whoever sends Upgrade also sends the
+        // `upgrade` connection option, so proxies do not forward it.
+        // `error_response` adds `close` to this same header, as the connection
+        // closes after the answer (RFC 9112 section 9.6): one header, both.
         r.headers.push(("Connection", "Upgrade"));
         r.headers.push(("Sec-WebSocket-Version", "13"));
         r
@@ -270,10 +274,29 @@ pub fn error_response(status: u16, reason: &str, headers: &[(&str, &str)], out: 
         _ => "Error",
     };
     let body = format!("{}\n", sanitize(reason));
-    let mut s = format!("HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut s = format!("HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n", body.len());
+    // Exactly one Connection header: the caller's options (426 sends
+    // `Upgrade`) and `close`, since the connection always closes after an
+    // error. Two Connection headers are legal HTTP but some clients read only
+    // one of them.
+    let mut connection = String::new();
     for (n, v) in headers {
-        let _ = write!(s, "{n}: {v}\r\n");
+        if n.eq_ignore_ascii_case("connection") {
+            if !connection.is_empty() {
+                connection.push_str(", ");
+            }
+            connection.push_str(v);
+        } else {
+            let _ = write!(s, "{n}: {}\r\n", sanitize(v));
+        }
     }
+    if !has_token(&connection, "close") {
+        if !connection.is_empty() {
+            connection.push_str(", ");
+        }
+        connection.push_str("close");
+    }
+    let _ = write!(s, "Connection: {}\r\n", sanitize(&connection));
     s.push_str("\r\n");
     s.push_str(&body);
     out.extend_from_slice(s.as_bytes());
@@ -466,5 +489,65 @@ mod tests {
             };
             assert_eq!(u.head_len, head.len(), "{header}");
         }
+    }
+
+    /// The lines of a response head that name `header`.
+    fn header_lines<'a>(response: &'a str, header: &str) -> Vec<&'a str> {
+        let head = response.split("\r\n\r\n").next().unwrap_or_default();
+        head.split("\r\n")
+            .filter(|l| {
+                l.split_once(':')
+                    .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(header))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_426_has_one_connection_header_with_upgrade_and_close() {
+        let r = refusal(&good_with("").replace("Version: 13", "Version: 8"));
+        assert_eq!(r.status, 426);
+        let mut out = Vec::new();
+        error_response(r.status, &r.reason, &r.headers, &mut out);
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            header_lines(&out, "Connection"),
+            ["Connection: Upgrade, close"],
+            "{out}"
+        );
+        assert_eq!(
+            header_lines(&out, "Upgrade"),
+            ["Upgrade: websocket"],
+            "{out}"
+        );
+        assert_eq!(
+            header_lines(&out, "Sec-WebSocket-Version"),
+            ["Sec-WebSocket-Version: 13"]
+        );
+    }
+
+    #[test]
+    fn error_responses_have_one_connection_close() {
+        let mut out = Vec::new();
+        error_response(400, "Bad Request (missing Host)", &[], &mut out);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert_eq!(
+            header_lines(&out, "Connection"),
+            ["Connection: close"],
+            "{out}"
+        );
+        assert!(
+            out.ends_with("\r\n\r\nBad Request (missing Host)\n"),
+            "{out}"
+        );
+        // A caller's own `close` is not repeated.
+        let mut out = Vec::new();
+        error_response(503, "shutting down", &[("Connection", "close")], &mut out);
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            header_lines(&out, "Connection"),
+            ["Connection: close"],
+            "{out}"
+        );
     }
 }

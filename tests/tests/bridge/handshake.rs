@@ -482,3 +482,26 @@ fn content_length_zero_upgrades_and_pipelined_frames_still_work() {
     let f = ws::read_frame(&mut s).expect("pipelined frame echoed");
     assert_eq!(f.payload, b"after an empty body");
 }
+
+#[test]
+fn a_426_has_exactly_one_connection_header() {
+    let b = mirror();
+    let (mut s, r) = send(&b, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let connection: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Connection"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(connection.len(), 1, "{}", r.head);
+    let tokens: Vec<String> = connection[0]
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    // `upgrade` goes with the Upgrade header (RFC 9110 7.8), `close` says
+    // the bridge closes after the answer.
+    assert!(tokens.iter().any(|t| t == "upgrade"), "{}", r.head);
+    assert!(tokens.iter().any(|t| t == "close"), "{}", r.head);
+    assert_eq!(r.header("Upgrade"), Some("websocket"), "{}", r.head);
+    assert_refused(&mut s, &r, 426);
+}
