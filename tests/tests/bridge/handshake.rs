@@ -410,7 +410,9 @@ fn assert_refused_because(b: &Bridge, req: &str, reason: &str) {
     let (mut s, r) = send(b, req);
     let body = assert_refused(&mut s, &r, 400);
     assert!(body.contains(reason), "body {body:?} lacks {reason:?}");
-    b.wait_log(&format!("refused: 400 Bad Request ({reason}"));
+    // The operator sees why too (only the reason is checked: the log line's
+    // shape belongs to the session).
+    b.wait_log(reason);
 }
 
 #[test]
@@ -467,7 +469,8 @@ fn upgrade_with_a_body_gets_400_and_the_body_is_never_a_frame() {
     let r = ws::read_response(&mut s).expect("read response");
     let body = assert_refused(&mut s, &r, 400);
     assert!(body.contains("Transfer-Encoding"), "{body:?}");
-    assert_eq!(b.count_log("refused: 400"), 2, "{}", b.logs());
+    b.wait_log("must not have a body: Content-Length");
+    b.wait_log("must not have a body: Transfer-Encoding");
 }
 
 #[test]
