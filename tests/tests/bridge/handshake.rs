@@ -404,3 +404,107 @@ fn error_responses_have_content_length_and_one_line_body() {
         assert_eq!(body.len(), len);
     }
 }
+
+/// A refusal whose body and log line give `reason`.
+fn assert_refused_because(b: &Bridge, req: &str, reason: &str) {
+    let (mut s, r) = send(b, req);
+    let body = assert_refused(&mut s, &r, 400);
+    assert!(body.contains(reason), "body {body:?} lacks {reason:?}");
+    // The operator sees why too (only the reason is checked: the log line's
+    // shape belongs to the session).
+    b.wait_log(reason);
+}
+
+#[test]
+fn two_keys_get_400() {
+    let b = mirror();
+    // RFC 6455 11.3.1: once only. The bridge used to answer with the Accept
+    // of the last key, whatever the client meant to check.
+    let req = ws::request("/", &["Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA=="]);
+    assert_refused_because(&b, &req, "more than one Sec-WebSocket-Key");
+    let req = ws::request("/", &[&format!("sec-websocket-key: {KEY}")]);
+    assert_refused_because(&b, &req, "more than one Sec-WebSocket-Key");
+}
+
+#[test]
+fn http_1_0_upgrade_gets_400_not_101() {
+    let b = mirror();
+    let req = ws::request("/", &[]).replacen("HTTP/1.1", "HTTP/1.0", 1);
+    assert!(req.starts_with("GET / HTTP/1.0\r\n"));
+    assert_refused_because(&b, &req, "a WebSocket upgrade needs HTTP/1.1");
+}
+
+#[test]
+fn missing_or_repeated_host_gets_400() {
+    let b = mirror();
+    let req = ws::request("/", &[]).replace("Host: localhost\r\n", "");
+    assert!(!req.to_ascii_lowercase().contains("host"));
+    assert_refused_because(&b, &req, "missing Host");
+    let req = ws::request("/", &["Host: elsewhere"]);
+    assert_refused_because(&b, &req, "more than one Host");
+}
+
+#[test]
+fn upgrade_with_a_body_gets_400_and_the_body_is_never_a_frame() {
+    let b = mirror();
+    // The body is a complete client frame. Read as WebSocket data, it came
+    // back from the mirror as if the client had sent it.
+    let frame = ws::text("injected");
+    let mut req = ws::request("/", &[&format!("Content-Length: {}", frame.len())]).into_bytes();
+    req.extend_from_slice(&frame);
+    let mut s = b.connect();
+    s.write_all(&req).unwrap();
+    let r = ws::read_response(&mut s).expect("read response");
+    // assert_refused also checks that nothing, no echo, follows the body.
+    let body = assert_refused(&mut s, &r, 400);
+    assert!(body.contains("must not have a body"), "{body:?}");
+
+    let mut chunked = format!("{:x}\r\n", frame.len()).into_bytes();
+    chunked.extend_from_slice(&frame);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut req = ws::request("/", &["Transfer-Encoding: chunked"]).into_bytes();
+    req.extend_from_slice(&chunked);
+    let mut s = b.connect();
+    s.write_all(&req).unwrap();
+    let r = ws::read_response(&mut s).expect("read response");
+    let body = assert_refused(&mut s, &r, 400);
+    assert!(body.contains("Transfer-Encoding"), "{body:?}");
+    b.wait_log("must not have a body: Content-Length");
+    b.wait_log("must not have a body: Transfer-Encoding");
+}
+
+#[test]
+fn content_length_zero_upgrades_and_pipelined_frames_still_work() {
+    let b = mirror();
+    let mut bytes = ws::request("/", &["Content-Length: 0"]).into_bytes();
+    bytes.extend_from_slice(&ws::text("after an empty body"));
+    let mut s = b.connect();
+    s.write_all(&bytes).unwrap();
+    let r = ws::read_response(&mut s).expect("read 101");
+    assert_eq!(r.status, 101, "{}", r.head);
+    let f = ws::read_frame(&mut s).expect("pipelined frame echoed");
+    assert_eq!(f.payload, b"after an empty body");
+}
+
+#[test]
+fn a_426_has_exactly_one_connection_header() {
+    let b = mirror();
+    let (mut s, r) = send(&b, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let connection: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Connection"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(connection.len(), 1, "{}", r.head);
+    let tokens: Vec<String> = connection[0]
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    // `upgrade` goes with the Upgrade header (RFC 9110 7.8), `close` says
+    // the bridge closes after the answer.
+    assert!(tokens.iter().any(|t| t == "upgrade"), "{}", r.head);
+    assert!(tokens.iter().any(|t| t == "close"), "{}", r.head);
+    assert_eq!(r.header("Upgrade"), Some("websocket"), "{}", r.head);
+    assert_refused(&mut s, &r, 426);
+}
