@@ -11,7 +11,6 @@ pub mod backend;
 pub mod config;
 pub mod event_loop;
 pub mod framing;
-pub mod handshake;
 pub mod peer;
 pub mod plugin;
 mod pool;

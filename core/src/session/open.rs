@@ -7,10 +7,10 @@ use log::info;
 
 use super::{Chosen, Ctx, RawState, Session, WsState};
 use crate::backend::{Decision, PeerChoice, Request};
-use crate::handshake::{self, Upgrade};
 use crate::peer::{self, PeerAddress};
 use crate::transport::{Ready, Started};
 use crate::workers::{Job, Outcome};
+use crate::ws::upgrade_server::{self, Upgrade};
 
 impl Session {
     pub(super) fn on_request(&mut self, u: Upgrade, cx: &mut Ctx) {
@@ -211,7 +211,7 @@ impl Session {
             Some(c) => (c.protocol.as_deref(), c.headers.as_slice()),
             None => (None, &[][..]),
         };
-        handshake::switching_protocols(&u.accept, protocol, headers, &mut self.ws.out);
+        upgrade_server::switching_protocols(&u.accept, protocol, headers, &mut self.ws.out);
         // Frames pipelined behind the request are already here: hand them
         // over and look at them now, no new event will announce them.
         let rest = self.ws.http.get(u.head_len..).unwrap_or(&[]);
@@ -261,7 +261,7 @@ impl Session {
         self.raw.state = RawState::Gone;
         self.ws.out.clear();
         self.ws.out_pos = 0;
-        handshake::error_response(status, reason, headers, &mut self.ws.out);
+        upgrade_server::error_response(status, reason, headers, &mut self.ws.out);
         self.ws.http = Vec::new();
         self.ws.state = WsState::Refusing;
         self.begin_close(cx.now);

@@ -10,10 +10,10 @@ use tungstenite::protocol::frame::coding::{Control, OpCode};
 
 use super::{discard, Ctx, RawState, Session, OUT_HIGH};
 use crate::framing::Opcode;
-use crate::handshake::{self, Parsed, Upgrade};
 use crate::pool::InBuf;
 use crate::transport::{Ready, Stream};
 use crate::ws::frame::{self, encode, Event, FrameReader, Role};
+use crate::ws::upgrade_server::{self, Parsed, Upgrade};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum WsState {
@@ -111,7 +111,7 @@ impl Session {
                 }
                 Ok(n) => {
                     self.ws.http.extend_from_slice(&chunk[..n]);
-                    match handshake::parse(&self.ws.http) {
+                    match upgrade_server::parse(&self.ws.http) {
                         Parsed::Incomplete => continue,
                         Parsed::Refused(r) => {
                             let headers = r.headers.clone();

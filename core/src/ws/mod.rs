@@ -3,3 +3,4 @@
 //! upgrade beside `upgrade_server` and reuses the rest.
 
 pub mod frame;
+pub mod upgrade_server;

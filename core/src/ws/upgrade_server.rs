@@ -1,4 +1,4 @@
-//! The HTTP/1.1 upgrade request (RFC 6455 section 4.2): parse, validate,
+//! The server side of the HTTP/1.1 upgrade request (RFC 6455 section 4.2): parse, validate,
 //! and write the 101 or the error response.
 //!
 //! Unlike the original, header names match case-insensitively, every
