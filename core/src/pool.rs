@@ -1,22 +1,33 @@
 //! Buffers lent to sessions only while they hold data (sozu's pool idea):
 //! an idle connection owns no I/O buffer, and a busy one reuses the same
 //! few allocations instead of allocating per message.
+//!
+//! An input buffer is a `BytesMut`, so a framed message can leave it as a
+//! shared slice ([`InBuf::detach`]) when it has to wait in an output queue.
 
 /// Size of a peer read and of a pooled buffer.
 pub const CHUNK: usize = 64 * 1024;
 const KEEP: usize = 256;
 
-/// Unframed peer bytes: `data[start..end]`, with room to read after `end`.
+use bytes::{Bytes, BytesMut};
+
+/// Bytes read and not yet used: `data[start..end]`, with room to read
+/// after `end`. `data` is zero-filled to its length, so reads go into
+/// initialised memory.
 pub struct InBuf {
-    data: Vec<u8>,
+    data: BytesMut,
     start: usize,
     end: usize,
 }
 
 impl InBuf {
     fn new() -> InBuf {
+        InBuf::with_len(CHUNK)
+    }
+
+    fn with_len(len: usize) -> InBuf {
         InBuf {
-            data: vec![0; CHUNK],
+            data: BytesMut::zeroed(len),
             start: 0,
             end: 0,
         }
@@ -77,11 +88,32 @@ impl InBuf {
             return true;
         }
         let len = self.data.len();
-        if len >= max {
+        // What is left after a detach may be short: start a full buffer.
+        let want = if len < CHUNK {
+            CHUNK
+        } else if len >= max {
             return false;
-        }
-        self.data.resize((len * 2).min(max).max(len + 1), 0);
+        } else {
+            (len * 2).min(max).max(len + 1)
+        };
+        let mut fresh = InBuf::with_len(want);
+        fresh.data[..self.end].copy_from_slice(&self.data[..self.end]);
+        fresh.end = self.end;
+        *self = fresh;
         true
+    }
+
+    /// `raw()[from..to]` as a shared slice, without a copy, to be written
+    /// later. Everything before `to` must be consumed already; offsets into
+    /// `raw()` shift down by `to`. The buffer keeps the rest of its
+    /// allocation, which is freed once the slice is written and dropped.
+    pub fn detach(&mut self, from: usize, to: usize) -> Bytes {
+        let to = to.min(self.data.len());
+        let front = self.data.split_to(to);
+        // An emptied buffer starts again at 0, so these may already be below `to`.
+        self.start = self.start.saturating_sub(to);
+        self.end = self.end.saturating_sub(to);
+        front.freeze().slice(from.min(to)..)
     }
 }
 
@@ -91,6 +123,9 @@ pub struct Pool {
     outs: Vec<Vec<u8>>,
     scratch: Vec<u8>,
 }
+
+// A buffer that lent part of itself to a queue is shorter than CHUNK and
+// is not kept: its allocation is freed with the last slice.
 
 impl Pool {
     pub fn take_in(&mut self) -> InBuf {
@@ -127,6 +162,27 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detached_slices_survive_the_buffer_moving_on() {
+        let mut b = InBuf::new();
+        b.spare()[..10].copy_from_slice(b"0123456789");
+        b.filled(10);
+        b.consume(6);
+        let s = b.detach(2, 6);
+        assert_eq!(&s[..], b"2345");
+        assert_eq!(b.data(), b"6789");
+        assert_eq!(b.offset(), 0);
+        b.spare()[..2].copy_from_slice(b"ab");
+        b.filled(2);
+        assert_eq!(b.data(), b"6789ab");
+        assert_eq!(&s[..], b"2345");
+        // Short after the detach: room means a fresh full buffer.
+        b.consume(6);
+        b.filled(b.spare().len());
+        assert!(b.make_room(CHUNK));
+        assert_eq!(b.raw().len(), CHUNK);
+    }
 
     #[test]
     fn inbuf_compacts_then_grows_to_the_limit() {

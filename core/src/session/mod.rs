@@ -18,6 +18,7 @@
 //! connection stays bounded by a read buffer per direction.
 
 mod open;
+mod out_queue;
 mod raw_end;
 mod ws_end;
 
@@ -34,7 +35,6 @@ use crate::pool::Pool;
 use crate::shared::{Limits, Shared};
 use crate::transport::{Ready, Stream};
 use crate::workers::Inbox;
-use crate::ws::frame::encode;
 
 use raw_end::{RawEnd, RawState};
 use ws_end::{WsEnd, WsState};
@@ -248,8 +248,7 @@ impl Session {
                         return;
                     }
                     (None, Some(p)) if now >= self.last_rx + p => {
-                        self.ensure_out(cx);
-                        encode(&mut self.ws.out, OpCode::Control(Control::Ping), b"");
+                        self.ws.out.encode(OpCode::Control(Control::Ping), b"");
                         self.ping_sent = Some(now);
                     }
                     _ => {}
@@ -315,7 +314,7 @@ impl Session {
             cx.pool.give_in(b);
         }
         cx.pool.give_out(std::mem::take(&mut self.raw.msg));
-        cx.pool.give_out(std::mem::take(&mut self.ws.out));
+        self.ws.out.clear();
         if self.opened {
             let code = self
                 .close_code

@@ -211,7 +211,9 @@ impl Session {
             Some(c) => (c.protocol.as_deref(), c.headers.as_slice()),
             None => (None, &[][..]),
         };
-        upgrade_server::switching_protocols(&u.accept, protocol, headers, &mut self.ws.out);
+        let mut response = Vec::with_capacity(256);
+        upgrade_server::switching_protocols(&u.accept, protocol, headers, &mut response);
+        self.ws.out.push_copy(&response);
         // Frames pipelined behind the request are already here: hand them
         // over and look at them now, no new event will announce them.
         let rest = self.ws.http.get(u.head_len..).unwrap_or(&[]);
@@ -260,8 +262,9 @@ impl Session {
         self.drop_peer(cx);
         self.raw.state = RawState::Gone;
         self.ws.out.clear();
-        self.ws.out_pos = 0;
-        upgrade_server::error_response(status, reason, headers, &mut self.ws.out);
+        let mut response = Vec::with_capacity(256);
+        upgrade_server::error_response(status, reason, headers, &mut response);
+        self.ws.out.push_copy(&response);
         self.ws.http = Vec::new();
         self.ws.state = WsState::Refusing;
         self.begin_close(cx.now);

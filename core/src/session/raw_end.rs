@@ -9,11 +9,12 @@ use std::time::Instant;
 use log::{debug, warn};
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
+use super::out_queue::{write_parts, Part, MAX_PARTS};
 use super::{discard, Ctx, Session, WsState, OUT_HIGH};
-use crate::framing::{Framed, FramingState, Opcode};
-use crate::pool::{InBuf, Pool};
+use crate::framing::{Framed, FramingState};
+use crate::pool::InBuf;
 use crate::transport::{Ready, Stream};
-use crate::ws::frame::{self, encode, Head};
+use crate::ws::frame;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) enum RawState {
@@ -178,8 +179,7 @@ impl Session {
                 Ok(0) => {
                     // An empty datagram is an empty message.
                     progress = true;
-                    self.ensure_out(cx);
-                    encode(&mut self.ws.out, OpCode::Data(Data::Binary), &[]);
+                    self.ws.out.encode(OpCode::Data(Data::Binary), &[]);
                 }
                 Ok(n) => {
                     progress = true;
@@ -249,21 +249,8 @@ impl Session {
                 }
             }
             let more = n == MAX_PARTS && !buf.is_empty();
-            if n > 0 {
-                let queued = self.ws.out_pos < self.ws.out.len();
-                if write_parts(
-                    &mut self.ws.stream,
-                    &mut self.ws.rd,
-                    queued,
-                    buf.raw(),
-                    &parts[..n],
-                    &mut self.ws.out,
-                    cx.pool,
-                )
-                .is_err()
-                {
-                    return self.client_failed(cx.now);
-                }
+            if n > 0 && self.send_parts(&parts[..n]).is_err() {
+                return self.client_failed(cx.now);
             }
             if let Some(e) = failure {
                 warn!("conn {} {e}", self.id);
@@ -295,28 +282,15 @@ impl Session {
             // The framing wanted to cut elsewhere: the datagram still goes whole.
             _ => framing.finish(data),
         };
-        if let Some(op) = opcode {
+        let part = opcode.map(|op| Part::new(op, buf.offset(), n));
+        buf.consume(n);
+        self.raw.fresh = 0;
+        if let Some(part) = part {
             self.bytes_out += n as u64;
-            let part = [Part::new(op, buf.offset(), n)];
-            let queued = self.ws.out_pos < self.ws.out.len();
-            if write_parts(
-                &mut self.ws.stream,
-                &mut self.ws.rd,
-                queued,
-                buf.raw(),
-                &part,
-                &mut self.ws.out,
-                cx.pool,
-            )
-            .is_err()
-            {
-                return self.client_failed(cx.now);
+            if self.send_parts(&[part]).is_err() {
+                self.client_failed(cx.now);
             }
         }
-        if let Some(buf) = self.raw.input.as_mut() {
-            buf.consume(n);
-        }
-        self.raw.fresh = 0;
     }
 
     /// Frame what the framing function never finished, so an orderly close loses nothing.
@@ -328,16 +302,32 @@ impl Session {
         let data = buf.data();
         if !data.is_empty() {
             if let Some(op) = framing.finish(data) {
-                if self.ws.out.capacity() == 0 {
-                    self.ws.out = cx.pool.take_out();
-                }
-                encode(&mut self.ws.out, frame::data_opcode(op), data);
+                self.ws.out.encode(frame::data_opcode(op), data);
                 self.bytes_out += data.len() as u64;
             }
             let n = data.len();
             buf.consume(n);
         }
         self.release_in(cx);
+    }
+
+    /// Frames whose payload sits in the raw input buffer, to the WebSocket end.
+    fn send_parts(&mut self, parts: &[Part]) -> io::Result<()> {
+        let Some(buf) = self.raw.input.as_mut() else {
+            return Ok(());
+        };
+        let mut writable = self.ws.rd.w();
+        let r = write_parts(
+            &mut self.ws.stream,
+            &mut writable,
+            &mut self.ws.out,
+            buf,
+            parts,
+        );
+        if !writable {
+            self.ws.rd.clear_w();
+        }
+        r
     }
 
     pub(super) fn release_in(&mut self, cx: &mut Ctx) {
@@ -393,79 +383,4 @@ impl Session {
             p.deregister(cx.registry);
         }
     }
-}
-
-/// Frames sent with one writev at most.
-const MAX_PARTS: usize = 16;
-
-/// One outbound frame: its header, and where its payload sits in the peer buffer.
-#[derive(Clone, Copy)]
-struct Part {
-    head: Head,
-    start: usize,
-    len: usize,
-}
-
-impl Part {
-    const EMPTY: Part = Part {
-        head: Head::EMPTY,
-        start: 0,
-        len: 0,
-    };
-
-    pub(super) fn new(op: Opcode, start: usize, len: usize) -> Part {
-        Part {
-            head: Head::data(op, len),
-            start,
-            len,
-        }
-    }
-}
-
-/// Send frames whose payloads sit in `raw`: with one writev straight from
-/// there when the client is writable and nothing is `queued` before them;
-/// whatever is not written goes to the end of `out`, keeping the order.
-/// Err: the client is gone.
-fn write_parts(
-    sock: &mut Stream,
-    rd: &mut Ready,
-    queued: bool,
-    raw: &[u8],
-    parts: &[Part],
-    out: &mut Vec<u8>,
-    pool: &mut Pool,
-) -> io::Result<()> {
-    let mut iov = [io::IoSlice::new(&[]); 2 * MAX_PARTS];
-    let mut k = 0;
-    for p in parts {
-        iov[k] = io::IoSlice::new(p.head.as_slice());
-        iov[k + 1] = io::IoSlice::new(&raw[p.start..p.start + p.len]);
-        k += 2;
-    }
-    let mut written = 0;
-    while rd.w() && !queued {
-        match sock.write_vectored(&iov[..k]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                written = n;
-                break;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => rd.clear_w(),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let mut skip = written;
-    for slice in &iov[..k] {
-        if skip >= slice.len() {
-            skip -= slice.len();
-            continue;
-        }
-        if out.capacity() == 0 {
-            *out = pool.take_out();
-        }
-        out.extend_from_slice(&slice[skip..]);
-        skip = 0;
-    }
-    Ok(())
 }

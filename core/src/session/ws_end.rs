@@ -8,11 +8,12 @@ use std::time::Instant;
 use log::debug;
 use tungstenite::protocol::frame::coding::{Control, OpCode};
 
+use super::out_queue::OutQueue;
 use super::{discard, Ctx, RawState, Session, OUT_HIGH};
 use crate::framing::Opcode;
 use crate::pool::InBuf;
 use crate::transport::{Ready, Stream};
-use crate::ws::frame::{self, encode, Event, FrameReader, Role};
+use crate::ws::frame::{self, Event, FrameReader, Role};
 use crate::ws::upgrade_server::{self, Parsed, Upgrade};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +54,7 @@ pub(super) struct WsEnd {
     /// `input`, gathered into one run so one write sends it all.
     pub(super) pend: (usize, usize),
     /// Bytes to send: HTTP response, then frames.
-    pub(super) out: Vec<u8>,
-    pub(super) out_pos: usize,
+    pub(super) out: OutQueue,
 }
 
 impl WsEnd {
@@ -71,8 +71,7 @@ impl WsEnd {
             input: None,
             parsed: 0,
             pend: (0, 0),
-            out: Vec::new(),
-            out_pos: 0,
+            out: OutQueue::default(),
         }
     }
 }
@@ -254,12 +253,9 @@ impl Session {
             Event::Ping(p) => {
                 // After our close frame only the client's close may follow.
                 if self.ws.state == WsState::Open {
-                    self.ensure_out(cx);
-                    encode(
-                        &mut self.ws.out,
-                        OpCode::Control(Control::Pong),
-                        p.as_slice(),
-                    );
+                    self.ws
+                        .out
+                        .encode(OpCode::Control(Control::Pong), p.as_slice());
                 }
             }
             Event::Close(code, reason) => {
@@ -270,7 +266,6 @@ impl Session {
                 if self.ws.state == WsState::Open {
                     // Echo the client's close (RFC 6455 5.5.1); ours, if we
                     // sent one first, already went out.
-                    self.ensure_out(cx);
                     let mut payload = [0u8; 125];
                     let mut n = 0;
                     if let Some(c) = code {
@@ -279,11 +274,9 @@ impl Session {
                         payload[2..2 + r.len()].copy_from_slice(r);
                         n = 2 + r.len();
                     }
-                    encode(
-                        &mut self.ws.out,
-                        OpCode::Control(Control::Close),
-                        &payload[..n],
-                    );
+                    self.ws
+                        .out
+                        .encode(OpCode::Control(Control::Close), &payload[..n]);
                 }
                 self.ws.state = WsState::Flushing;
                 self.stop_peer_writes(cx.now);
@@ -312,8 +305,9 @@ impl Session {
                 }
                 self.raw.msg.extend_from_slice(&buf.raw()[at..at + len]);
                 if last {
-                    self.ensure_out(cx);
-                    encode(&mut self.ws.out, frame::data_opcode(opcode), &self.raw.msg);
+                    self.ws
+                        .out
+                        .encode(frame::data_opcode(opcode), &self.raw.msg);
                     let n = self.raw.msg.len() as u64;
                     self.bytes_in += n;
                     self.bytes_out += n;
@@ -400,42 +394,25 @@ impl Session {
     }
 
     pub(super) fn pending_out(&self) -> usize {
-        self.ws.out.len() - self.ws.out_pos
-    }
-
-    pub(super) fn ensure_out(&mut self, cx: &mut Ctx) {
-        if self.ws.out.capacity() == 0 {
-            self.ws.out = cx.pool.take_out();
-        }
+        self.ws.out.len()
     }
 
     pub(super) fn client_write(&mut self, cx: &mut Ctx) -> bool {
-        let mut progress = false;
-        while self.ws.out_pos < self.ws.out.len() && self.ws.rd.w() {
-            match self.ws.stream.write(&self.ws.out[self.ws.out_pos..]) {
-                Ok(0) => {
-                    self.client_failed(cx.now);
-                    return true;
-                }
-                Ok(n) => {
-                    self.ws.out_pos += n;
-                    progress = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ws.rd.clear_w(),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.client_failed(cx.now);
-                    return true;
-                }
+        if self.ws.out.is_empty() || !self.ws.rd.w() {
+            return false;
+        }
+        let mut writable = true;
+        let r = self.ws.out.write_to(&mut self.ws.stream, &mut writable);
+        if !writable {
+            self.ws.rd.clear_w();
+        }
+        match r {
+            Ok(n) => n > 0,
+            Err(_) => {
+                self.client_failed(cx.now);
+                true
             }
         }
-        if self.ws.out_pos > 0 && self.ws.out_pos == self.ws.out.len() {
-            self.ws.out_pos = 0;
-            self.ws.out.clear();
-            // Give the buffer back: idle connections hold none.
-            cx.pool.give_out(std::mem::take(&mut self.ws.out));
-        }
-        progress
     }
 
     /// Nothing more can be said to the client: let it see EOF now, even if
@@ -451,7 +428,6 @@ impl Session {
         self.close_code.get_or_insert(1006);
         self.client_gone();
         self.ws.out.clear();
-        self.ws.out_pos = 0;
         self.stop_peer_writes(now);
     }
 
@@ -461,12 +437,9 @@ impl Session {
         if self.ws.state == WsState::Open {
             debug!("conn {} closing with {code}: {reason}", self.id);
             let (payload, len) = frame::close_payload(code, reason);
-            self.ensure_out(cx);
-            encode(
-                &mut self.ws.out,
-                OpCode::Control(Control::Close),
-                &payload[..len],
-            );
+            self.ws
+                .out
+                .encode(OpCode::Control(Control::Close), &payload[..len]);
             self.close_code = Some(code);
             self.close_reason = reason.to_string();
             self.ws.state = WsState::Closing;
