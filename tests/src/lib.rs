@@ -4,6 +4,7 @@
 //! Readiness is never waited for with sleeps: the bridge prints
 //! `listening on ADDR` and tests wait for log lines or connects.
 
+pub mod pattern;
 pub mod peers;
 pub mod ws;
 
@@ -350,4 +351,34 @@ impl Bridge {
             .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
         b
     }
+}
+
+/// Raise this process's soft limit on open descriptors to its hard limit
+/// (a bridge started afterwards inherits it) and return the soft limit now
+/// in force, for tests that hold thousands of sockets.
+pub fn raise_nofile_limit() -> libc::rlim_t {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes into the rlimit struct we pass.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) };
+    assert_eq!(
+        r,
+        0,
+        "getrlimit(RLIMIT_NOFILE): {}",
+        std::io::Error::last_os_error()
+    );
+    if l.rlim_cur < l.rlim_max {
+        let want = libc::rlimit {
+            rlim_cur: l.rlim_max,
+            rlim_max: l.rlim_max,
+        };
+        // SAFETY: setrlimit(2) reads the rlimit struct we pass. A hard
+        // limit of "unlimited" cannot become the soft one: keep the old.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            l = want;
+        }
+    }
+    l.rlim_cur
 }

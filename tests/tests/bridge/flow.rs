@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use websocksy_tests::pattern::{Check, Pattern};
 use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::ws;
 use websocksy_tests::{Bridge, WAIT};
@@ -21,69 +22,6 @@ const RSS_SLACK_KIB: u64 = 40 * 1024;
 const IN_FLIGHT_MAX: u64 = 32 * MIB;
 /// A writer whose counter has not moved for this long is blocked.
 const QUIET: Duration = Duration::from_millis(300);
-
-/// The test stream: byte `i` of a stream is `i % 251`. 251 is prime, so
-/// chunk and message boundaries do not line up with the pattern by chance.
-struct Pattern(Vec<u8>);
-
-impl Pattern {
-    const PIECE: usize = 64 * 1024;
-
-    fn new() -> Pattern {
-        Pattern((0..251 + Self::PIECE).map(|i| (i % 251) as u8).collect())
-    }
-
-    /// Up to 64 KiB of the stream, from stream offset `at`.
-    fn at(&self, at: u64, len: usize) -> &[u8] {
-        let start = (at % 251) as usize;
-        &self.0[start..start + len]
-    }
-
-    /// `len` bytes of the stream from offset 0 (any length).
-    fn bytes(&self, len: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(len);
-        while v.len() < len {
-            let n = (len - v.len()).min(Self::PIECE);
-            v.extend_from_slice(self.at(v.len() as u64, n));
-        }
-        v
-    }
-}
-
-/// Checks that received bytes continue the pattern without a gap.
-struct Check {
-    pat: Pattern,
-    pos: u64,
-}
-
-impl Check {
-    fn new() -> Check {
-        Check {
-            pat: Pattern::new(),
-            pos: 0,
-        }
-    }
-
-    fn feed(&mut self, data: &[u8]) {
-        for piece in data.chunks(Pattern::PIECE) {
-            let want = self.pat.at(self.pos, piece.len());
-            if piece != want {
-                let i = piece
-                    .iter()
-                    .zip(want)
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(0);
-                panic!(
-                    "stream corrupted at byte {}: got {}, expected {}",
-                    self.pos + i as u64,
-                    piece[i],
-                    want[i]
-                );
-            }
-            self.pos += piece.len() as u64;
-        }
-    }
-}
 
 /// Wait until `counter` has not grown for [`QUIET`]; returns its value then.
 fn wait_stalled(counter: &AtomicU64, what: &str) -> u64 {

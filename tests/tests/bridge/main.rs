@@ -5,6 +5,7 @@ mod flow;
 mod framing;
 mod handshake;
 mod liveness;
+mod memory;
 mod peers;
 mod plugin_host;
 mod plugins_c;
