@@ -179,7 +179,8 @@ mod tests {
         assert_eq!(&s[..], b"2345");
         // Short after the detach: room means a fresh full buffer.
         b.consume(6);
-        b.filled(b.spare().len());
+        let room = b.spare().len();
+        b.filled(room);
         assert!(b.make_room(CHUNK));
         assert_eq!(b.raw().len(), CHUNK);
     }
