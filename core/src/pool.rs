@@ -7,7 +7,10 @@
 
 /// Size of a peer read and of a pooled buffer.
 pub const CHUNK: usize = 64 * 1024;
-const KEEP: usize = 256;
+/// Buffers kept for reuse, per kind: at most 8 MiB of input buffers and
+/// 4 MiB of message buffers stay with the loop after a busy moment.
+const KEEP_IN: usize = 128;
+const KEEP_OUT: usize = 32;
 
 use bytes::{Bytes, BytesMut};
 
@@ -133,7 +136,7 @@ impl Pool {
     }
     pub fn give_in(&mut self, mut b: InBuf) {
         // Buffers grown for one huge message are not worth keeping.
-        if b.data.len() == CHUNK && self.ins.len() < KEEP {
+        if b.data.len() == CHUNK && self.ins.len() < KEEP_IN {
             b.start = 0;
             b.end = 0;
             self.ins.push(b);
@@ -145,7 +148,7 @@ impl Pool {
             .unwrap_or_else(|| Vec::with_capacity(CHUNK + 64))
     }
     pub fn give_out(&mut self, mut v: Vec<u8>) {
-        if v.capacity() >= CHUNK && v.capacity() <= 4 * CHUNK && self.outs.len() < KEEP {
+        if v.capacity() >= CHUNK && v.capacity() <= 2 * CHUNK && self.outs.len() < KEEP_OUT {
             v.clear();
             self.outs.push(v);
         }

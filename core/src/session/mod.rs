@@ -198,7 +198,7 @@ impl Session {
             self.begin_close(cx.now);
             progress = true;
         }
-        if self.ws.state == WsState::Gone && self.raw.mirror {
+        if self.ws.state == WsState::Gone && self.raw.mirror.is_some() {
             self.raw.state = RawState::Gone;
         }
         if !matches!(self.ws.state, WsState::Open | WsState::Closing)

@@ -7,6 +7,7 @@ use log::info;
 
 use super::{Chosen, Ctx, RawState, Session, WsState};
 use crate::backend::{Decision, PeerChoice, Request};
+use crate::peer::mirror::Mirror;
 use crate::peer::{self, PeerAddress};
 use crate::transport::{Ready, Started};
 use crate::workers::{Job, Outcome};
@@ -90,7 +91,7 @@ impl Session {
         }));
         match &choice.address {
             PeerAddress::Mirror => {
-                self.raw.mirror = true;
+                self.raw.mirror = Some(Mirror::default());
                 self.raw.state = RawState::Open;
                 self.open_ws(cx);
             }

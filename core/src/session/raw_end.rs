@@ -12,6 +12,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use super::out_queue::{write_parts, Part, MAX_PARTS};
 use super::{discard, Ctx, Session, WsState, OUT_HIGH};
 use crate::framing::{Framed, FramingState};
+use crate::peer::mirror::Mirror;
 use crate::pool::InBuf;
 use crate::transport::{Ready, Stream};
 use crate::ws::frame;
@@ -37,7 +38,8 @@ pub(super) struct RawEnd {
     pub(super) stream: Option<Stream>,
     pub(super) rd: Ready,
     pub(super) state: RawState,
-    pub(super) mirror: bool,
+    /// The mirror peer, in place of a stream.
+    pub(super) mirror: Option<Mirror>,
     /// The peer sent EOF.
     pub(super) eof: bool,
     pub(super) addrs: Vec<SocketAddr>,
@@ -48,7 +50,7 @@ pub(super) struct RawEnd {
     pub(super) input: Option<InBuf>,
     /// How many of the trailing unframed bytes arrived since framing last said "more".
     pub(super) fresh: usize,
-    /// A whole message, for peers that need one: a datagram, or the mirror.
+    /// A whole message for a datagram peer.
     pub(super) msg: Vec<u8>,
     /// `msg` is complete and waits to be sent as one datagram.
     pub(super) msg_done: bool,

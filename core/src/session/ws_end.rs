@@ -150,7 +150,7 @@ impl Session {
                 break;
             }
             // A datagram waits for the peer, or echoes wait for the client.
-            if self.raw.msg_done || (self.raw.mirror && self.pending_out() >= OUT_HIGH) {
+            if self.raw.msg_done || (self.raw.mirror.is_some() && self.pending_out() >= OUT_HIGH) {
                 break;
             }
             if self.turn == 0 {
@@ -298,20 +298,13 @@ impl Session {
             return;
         };
         let at = buf.offset() + start;
-        if self.raw.mirror {
+        if let Some(mirror) = self.raw.mirror.as_mut() {
             if self.ws.state == WsState::Open {
-                if self.raw.msg.capacity() == 0 {
-                    self.raw.msg = cx.pool.take_out();
-                }
-                self.raw.msg.extend_from_slice(&buf.raw()[at..at + len]);
-                if last {
-                    self.ws
-                        .out
-                        .encode(frame::data_opcode(opcode), &self.raw.msg);
-                    let n = self.raw.msg.len() as u64;
-                    self.bytes_in += n;
-                    self.bytes_out += n;
-                    cx.pool.give_out(std::mem::take(&mut self.raw.msg));
+                if let Some(msg) = mirror.take(&buf.raw()[at..at + len], last, cx.pool) {
+                    self.ws.out.encode(frame::data_opcode(opcode), msg);
+                    self.bytes_in += msg.len() as u64;
+                    self.bytes_out += msg.len() as u64;
+                    mirror.sent(cx.pool);
                 }
             }
             return;
