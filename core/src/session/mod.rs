@@ -362,3 +362,6 @@ pub(super) fn discard(
     }
     (false, progress)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,386 @@
+//! The session in-process: its two ends over Unix socket pairs, driven by
+//! a poll the test turns by hand. These test the pump, backpressure and
+//! the close sequences without a listener, a backend or a connect; the
+//! end-to-end tests (tests/tests/bridge) run the same code through the
+//! real binary.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream as StdUnix;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::UnixStream;
+use mio::{Events, Poll, Token, Waker};
+
+use super::*;
+use crate::backend::{Backend, Decision, Request};
+use crate::config::Settings;
+use crate::framing::Registry;
+use crate::transport::Stream;
+
+struct NoBackend;
+
+impl Backend for NoBackend {
+    fn query(&self, _: &Request) -> Decision {
+        Decision::Reject {
+            status: 404,
+            reason: "none".into(),
+        }
+    }
+}
+
+/// A session whose WebSocket end is `client`'s pair and whose raw end is
+/// `peer`'s, already open (the way in is skipped).
+struct Rig {
+    poll: Poll,
+    events: Events,
+    shared: Arc<Shared>,
+    inbox: Inbox,
+    pool: Pool,
+    session: Option<Session>,
+    client: StdUnix,
+    peer: StdUnix,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(99)).unwrap());
+        let shared = Arc::new(Shared::new(&Settings::default(), Arc::new(NoBackend), 10).unwrap());
+        let (ws, client) = UnixStream::pair().unwrap();
+        let (raw, peer) = UnixStream::pair().unwrap();
+        let client = into_std(client);
+        let peer = into_std(peer);
+        let now = Instant::now();
+        let mut s = Session::new(
+            1,
+            0,
+            Stream::Unix(ws),
+            "127.0.0.1:1".parse().unwrap(),
+            &shared,
+            now,
+        );
+        s.register(poll.registry()).unwrap();
+        let mut raw = Stream::Unix(raw);
+        raw.register(poll.registry(), s.raw_token()).unwrap();
+        let framing = Registry::with_builtins().get("binary").unwrap();
+        s.raw.framing = Some(framing.new_state(None).unwrap());
+        s.raw.stream = Some(raw);
+        s.raw.state = RawState::Open;
+        s.ws.state = WsState::Open;
+        s.opened = true;
+        Rig {
+            poll,
+            events: Events::with_capacity(16),
+            shared,
+            inbox: Inbox::new(waker),
+            pool: Pool::default(),
+            session: Some(s),
+            client,
+            peer,
+        }
+    }
+
+    fn s(&self) -> &Session {
+        self.session.as_ref().expect("session still open")
+    }
+
+    /// Turn the loop until nothing happens for 20 ms.
+    fn settle(&mut self) {
+        loop {
+            self.poll
+                .poll(&mut self.events, Some(Duration::from_millis(20)))
+                .unwrap();
+            let more = self.session.as_ref().is_some_and(|s| s.more);
+            if self.events.is_empty() && !more {
+                return;
+            }
+            let Some(s) = self.session.as_mut() else {
+                return;
+            };
+            for ev in self.events.iter() {
+                match Session::token_owner(ev.token()) {
+                    (0, true) => s.ws_event(Ready::from_event(ev)),
+                    (0, false) => s.raw_event(Ready::from_event(ev)),
+                    _ => {}
+                }
+            }
+            let mut cx = Ctx {
+                registry: self.poll.registry(),
+                shared: &self.shared,
+                inbox: &self.inbox,
+                now: Instant::now(),
+                pool: &mut self.pool,
+            };
+            if !s.ready(&mut cx) {
+                s.close(&mut cx);
+                self.session = None;
+            }
+        }
+    }
+}
+
+fn into_std(s: UnixStream) -> StdUnix {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: the descriptor comes from a stream we own and give up here.
+    let s = unsafe { StdUnix::from_raw_fd(s.into_raw_fd()) };
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// A masked frame, as a client sends it.
+fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut v = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => v.push(0x80 | n as u8),
+        n if n < 65536 => {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            v.push(0x80 | 127);
+            v.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&mask);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    v
+}
+
+/// One unmasked frame from the bridge: (opcode, payload).
+fn read_frame(s: &mut StdUnix) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).unwrap();
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    assert_eq!(h[1] & 0x80, 0, "a server's frames are not masked");
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).unwrap();
+    (h[0] & 0x0f, p)
+}
+
+fn close_code(payload: &[u8]) -> u16 {
+    u16::from_be_bytes([payload[0], payload[1]])
+}
+
+/// Write without blocking until the socket takes no more; returns bytes written.
+fn write_until_full(s: &mut StdUnix, chunk: &[u8], limit: usize) -> usize {
+    s.set_nonblocking(true).unwrap();
+    let mut n = 0;
+    while n < limit {
+        match s.write(chunk) {
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    s.set_nonblocking(false).unwrap();
+    n
+}
+
+#[test]
+fn bytes_flow_both_ways() {
+    let mut r = Rig::new();
+    r.client.write_all(&masked(2, b"hello")).unwrap();
+    r.settle();
+    let mut got = [0u8; 5];
+    r.peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello");
+    r.peer.write_all(b"world").unwrap();
+    r.settle();
+    assert_eq!(read_frame(&mut r.client), (2, b"world".to_vec()));
+}
+
+#[test]
+fn small_messages_reach_a_stream_peer_in_one_write() {
+    let mut r = Rig::new();
+    let mut wire = Vec::new();
+    for i in 0..100u8 {
+        wire.extend(masked(2, &[i; 10]));
+    }
+    r.client.write_all(&wire).unwrap();
+    r.settle();
+    let mut got = vec![0u8; 1000];
+    r.peer.read_exact(&mut got).unwrap();
+    let want: Vec<u8> = (0..100u8).flat_map(|i| [i; 10]).collect();
+    assert_eq!(got, want);
+    assert_eq!(r.s().bytes_in, 1000);
+}
+
+#[test]
+fn a_peer_that_does_not_read_pauses_the_client_with_one_buffer_held() {
+    let mut r = Rig::new();
+    // A message far larger than every buffer on the way.
+    let total = 8 << 20;
+    let payload: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+    let wire = masked(2, &payload);
+    // Write while the bridge takes it, until every buffer on the way is full.
+    let mut sent = 0;
+    loop {
+        let n = write_until_full(&mut r.client, &wire[sent..], wire.len() - sent);
+        sent += n;
+        r.settle();
+        if n == 0 || sent == wire.len() {
+            break;
+        }
+    }
+    let s = r.s();
+    assert!(sent < wire.len(), "the client was never paused");
+    assert!(
+        s.ws.input.is_some(),
+        "the payload the peer did not take is held"
+    );
+    assert!(
+        s.peer_queued() <= crate::pool::CHUNK,
+        "{} bytes held for the peer",
+        s.peer_queued()
+    );
+    // The peer reads: everything arrives, in order.
+    let mut rest = sent;
+    let mut got = Vec::with_capacity(total);
+    let mut buf = vec![0u8; 1 << 16];
+    while got.len() < total {
+        if rest < wire.len() {
+            let n = write_until_full(&mut r.client, &wire[rest..], wire.len() - rest);
+            rest += n;
+        }
+        r.settle();
+        r.peer.set_nonblocking(true).unwrap();
+        loop {
+            match r.peer.read(&mut buf) {
+                Ok(0) => panic!("peer EOF"),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        r.peer.set_nonblocking(false).unwrap();
+    }
+    assert!(got == payload, "the payload arrived changed");
+    r.settle();
+    assert!(
+        r.s().ws.input.is_none(),
+        "an idle connection holds no input buffer"
+    );
+}
+
+#[test]
+fn a_client_that_does_not_read_pauses_the_peer() {
+    let mut r = Rig::new();
+    let chunk = vec![7u8; 1 << 16];
+    let sent = write_until_full(&mut r.peer, &chunk, 64 << 20);
+    r.settle();
+    let more = write_until_full(&mut r.peer, &chunk, 64 << 20);
+    r.settle();
+    let s = r.s();
+    assert!(
+        s.pending_out() <= OUT_HIGH + crate::pool::CHUNK + 16,
+        "{} bytes queued for the client",
+        s.pending_out()
+    );
+    // The peer was paused: the bridge stopped reading it.
+    assert!(more < 64 << 20, "the peer was never paused");
+    let total = sent + more;
+    let mut got = 0;
+    while got < total {
+        let (op, p) = read_frame(&mut r.client);
+        assert_eq!(op, 2);
+        assert!(p.iter().all(|b| *b == 7));
+        got += p.len();
+        r.settle();
+    }
+    assert_eq!(got, total);
+}
+
+#[test]
+fn a_client_close_is_echoed_and_the_peer_gets_eof() {
+    let mut r = Rig::new();
+    let mut close = 4001u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"done");
+    r.client.write_all(&masked(2, b"last")).unwrap();
+    r.client.write_all(&masked(8, &close)).unwrap();
+    r.settle();
+    let (op, p) = read_frame(&mut r.client);
+    assert_eq!((op, close_code(&p)), (8, 4001));
+    let mut got = Vec::new();
+    r.peer.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"last");
+    drop(r.client.shutdown(std::net::Shutdown::Both));
+    drop(r.peer.shutdown(std::net::Shutdown::Both));
+    r.settle();
+    assert!(r.session.is_none(), "the session did not finish");
+}
+
+#[test]
+fn peer_eof_sends_what_is_left_then_closes_1000() {
+    let mut r = Rig::new();
+    r.peer.write_all(b"tail").unwrap();
+    r.peer.shutdown(std::net::Shutdown::Write).unwrap();
+    r.settle();
+    assert_eq!(read_frame(&mut r.client), (2, b"tail".to_vec()));
+    let (op, p) = read_frame(&mut r.client);
+    assert_eq!((op, close_code(&p)), (8, 1000));
+    r.client
+        .write_all(&masked(8, &1000u16.to_be_bytes()))
+        .unwrap();
+    r.settle();
+    let mut rest = Vec::new();
+    r.client.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "bytes after the close: {rest:?}");
+    assert_eq!(r.s().close_code, Some(1000));
+}
+
+#[test]
+fn a_protocol_error_closes_1002_and_the_peer_gets_eof() {
+    let mut r = Rig::new();
+    r.client.write_all(&masked(2, b"ok")).unwrap();
+    r.client.write_all(&[0x82, 0x01, b'x']).unwrap(); // unmasked
+    r.settle();
+    let (op, p) = read_frame(&mut r.client);
+    assert_eq!((op, close_code(&p)), (8, 1002));
+    let mut got = Vec::new();
+    r.peer.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"ok");
+}
+
+#[test]
+fn close_code_1014_from_a_client_is_echoed() {
+    let mut r = Rig::new();
+    r.client
+        .write_all(&masked(8, &1014u16.to_be_bytes()))
+        .unwrap();
+    r.settle();
+    let (op, p) = read_frame(&mut r.client);
+    assert_eq!((op, close_code(&p)), (8, 1014));
+}
+
+#[test]
+fn a_client_gone_behind_a_stalled_peer_starts_the_close_deadline() {
+    let mut r = Rig::new();
+    let wire = masked(2, &vec![1u8; 8 << 20]);
+    write_until_full(&mut r.client, &wire, wire.len());
+    r.settle();
+    assert!(r.s().close_deadline.is_none());
+    // Unix sockets have no reset: closing with unread input is a hang-up.
+    let Rig { client, .. } = &mut r;
+    client.shutdown(std::net::Shutdown::Both).unwrap();
+    r.settle();
+    let s = r.s();
+    assert!(
+        s.close_deadline.is_some() || s.ws.state == WsState::Gone,
+        "a client that left is not noticed while the peer stalls"
+    );
+}
