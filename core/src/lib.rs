@@ -1,12 +1,23 @@
 //! websocksy: a bridge between WebSocket clients and TCP, UDP and Unix
 //! sockets, driven by one mio event loop.
 //!
-//! Where things are: `event_loop` (poll, accept, timers, signals),
-//! `session` (one connection's state machine, see `SESSION.md`),
-//! `handshake` (the HTTP upgrade), `peer` (TCP, UDP, Unix, mirror),
-//! `framing` (how peer bytes become messages), `backend` (peer discovery),
-//! `workers` (blocking calls off the loop), `config` (CLI and file),
-//! `plugin` (shared-object backends and framings).
+//! Where things are:
+//! - `server` binds the listener and runs the event loops (one today; more
+//!   loops are created there); `shared` is what all loops share (settings,
+//!   backend, worker pool, connection count); `event_loop` is one loop
+//!   (poll, accept, timers, signals).
+//! - `session` is one connection's state machine (see `session/SESSION.md`):
+//!   `ws_end` and `raw_end` are its two ends, `open` the server role's way
+//!   in, `out_queue` what waits for the WebSocket end.
+//! - `transport` is the stream type every socket is (TCP, Unix, UDP, Unix
+//!   datagram; TLS plugs in there); `peer` is where peers are and how each
+//!   kind connects, and the mirror peer.
+//! - `ws` is the WebSocket protocol: `frame` (frames in and out) and
+//!   `upgrade_server` (the HTTP upgrade).
+//! - `framing` (how peer bytes become messages), `backend` (peer discovery),
+//!   `workers` (blocking calls off the loop), `pool` (buffers lent while
+//!   they hold data), `config` (one table of keys for the command line and
+//!   the file), `plugin` (shared-object backends and framings).
 pub mod backend;
 pub mod config;
 pub mod event_loop;
