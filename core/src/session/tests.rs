@@ -129,24 +129,9 @@ fn into_std(s: UnixStream) -> StdUnix {
     s
 }
 
-/// A masked frame, as a client sends it.
+/// A final masked frame, as a client sends it.
 fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut v = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => v.push(0x80 | n as u8),
-        n if n < 65536 => {
-            v.push(0x80 | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(0x80 | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    v.extend_from_slice(&mask);
-    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    v
+    crate::ws::frame::testing::client_frame(0x80 | opcode, payload)
 }
 
 /// One unmasked frame from the bridge: (opcode, payload).

@@ -480,4 +480,27 @@ pub fn close_payload(code: u16, reason: &str) -> ([u8; 125], usize) {
 }
 
 #[cfg(test)]
+pub(crate) mod testing {
+    /// A masked frame as a client sends it; `first_byte` is FIN, RSV and opcode.
+    pub(crate) fn client_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut v = vec![first_byte];
+        match payload.len() {
+            n if n < 126 => v.push(0x80 | n as u8),
+            n if n < 65536 => {
+                v.push(0x80 | 126);
+                v.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                v.push(0x80 | 127);
+                v.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        v.extend_from_slice(&mask);
+        v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        v
+    }
+}
+
+#[cfg(test)]
 mod tests;
