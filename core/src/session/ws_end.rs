@@ -16,6 +16,10 @@ use crate::transport::{Ready, Stream};
 use crate::ws::frame::{self, Event, FrameReader, Role};
 use crate::ws::upgrade_server::{self, Parsed, Upgrade};
 
+/// The largest message a datagram peer gets: one UDP datagram's limit, so
+/// the whole message a datagram peer needs stays small.
+const MAX_DATAGRAM: usize = 65_507;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum WsState {
     /// Reading the upgrade request.
@@ -318,7 +322,13 @@ impl Session {
         }
         self.bytes_in += len as u64;
         if self.raw.stream.as_ref().is_some_and(Stream::is_datagram) {
-            // One message, one datagram: kept whole until its last piece.
+            // One message, one datagram: kept whole until its last piece,
+            // and refused as soon as it cannot fit one.
+            if self.raw.msg.len() + len > MAX_DATAGRAM {
+                self.raw.msg.clear();
+                self.fail_client(1009, "message too large for one datagram", cx);
+                return;
+            }
             if self.raw.msg.capacity() == 0 {
                 self.raw.msg = cx.pool.take_out();
             }

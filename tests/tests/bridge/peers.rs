@@ -385,3 +385,28 @@ fn slow_peer_connect_does_not_stall_other_clients() {
         "A was refused after {a_time:?}"
     );
 }
+
+#[test]
+fn udp_message_too_large_for_one_datagram_closes_1009() {
+    // A datagram peer needs whole messages; one that cannot be a UDP
+    // datagram is refused as soon as it is known, not gathered first.
+    let (peer, b, mut s) = udp_peer_and_client();
+    let mut fragmented = ws::frame(false, 2, &[1u8; 40_000]);
+    fragmented.extend(ws::frame(true, 0, &[2u8; 40_000]));
+    s.write_all(&fragmented).unwrap();
+    let (_, close) = ws::read_until_close(&mut s).expect("a close frame");
+    assert_eq!(close.close_code(), Some(1009));
+    // Nothing reached the peer, and the bridge still serves.
+    peer.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 65536];
+    assert!(
+        peer.recv_from(&mut buf).is_err(),
+        "a partial datagram was sent"
+    );
+    let mut again = b.connect();
+    ws::upgrade(&mut again, "/", &[]);
+    again.write_all(&ws::text("still here")).unwrap();
+    let (n, _) = peer.recv_from(&mut buf).expect("the bridge still serves");
+    assert_eq!(&buf[..n], b"still here");
+}
