@@ -46,7 +46,7 @@ impl InBuf {
         self.start
     }
     /// The whole storage: offsets taken before `consume` stay valid until
-    /// the next read into the buffer.
+    /// the next read into the buffer, `compact`, `make_room` or `detach`.
     pub fn raw(&self) -> &[u8] {
         &self.data
     }

@@ -8,12 +8,13 @@
 //! 101); a client role will add its own beside it and share the rest. All
 //! I/O happens in [`Session::ready`], which the event loop calls after
 //! recording readiness; an operation is attempted only while its
-//! readiness bit is set, and a bit is cleared only by WouldBlock (edge
+//! readiness bit is set, and a bit is cleared by WouldBlock (edge
 //! triggered, sozu's rule).
 //!
 //! Backpressure: the WebSocket end is read only while its buffer has room
-//! beyond the payload the raw end has not taken; the raw end is read only
-//! while less than [`OUT_HIGH`] bytes wait for the WebSocket end. A slow
+//! beyond the payload the raw end has not taken and less than [`OUT_HIGH`]
+//! bytes wait to be written to it; the raw end is read only while less than
+//! [`OUT_HIGH`] bytes wait for the WebSocket end. A slow
 //! side therefore pauses the fast one; nothing is dropped and memory per
 //! connection stays bounded by a read buffer per direction.
 

@@ -4,8 +4,9 @@
 //! with one writev while the WebSocket end keeps up; only what it does not
 //! take is queued, as a slice of that same buffer ([`InBuf::detach`]), so
 //! a partly written frame is never copied. Frames the bridge builds itself
-//! (HTTP responses, control frames, data headers) are written into a small
-//! build buffer and split off as slices. Because the slices are
+//! (HTTP responses, control frames, data headers, and the whole messages of
+//! the mirror and of a peer's unframed tail at EOF) are written into a build
+//! buffer and split off as slices. Because the slices are
 //! reference-counted, one frame can later sit in many clients' queues (a
 //! hub) without a copy.
 

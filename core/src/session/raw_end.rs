@@ -10,7 +10,7 @@ use log::{debug, warn};
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::out_queue::{write_parts, Part, MAX_PARTS};
-use super::{discard, Ctx, Session, WsState, OUT_HIGH};
+use super::{discard, Ctx, Session, WsState, CLOSE_TIMEOUT, OUT_HIGH};
 use crate::framing::{Framed, FramingState};
 use crate::peer::mirror::Mirror;
 use crate::pool::InBuf;
@@ -61,11 +61,12 @@ impl Session {
         match self.raw.state {
             RawState::Connecting => self.check_connect(cx),
             RawState::Open | RawState::Draining => {
-                let before = self.peer_queued();
-                if before > 0 && self.raw.rd.w() {
+                let before = (self.peer_queued(), self.peer_pending());
+                // `peer_pending`, not the byte count: an empty datagram waits too.
+                if before.1 && self.raw.rd.w() {
                     self.flush_peer(cx);
                 }
-                let progress = self.peer_queued() != before;
+                let progress = (self.peer_queued(), self.peer_pending()) != before;
                 if self.raw.state == RawState::Draining && !self.peer_pending() {
                     if let Some(p) = self.raw.stream.as_ref() {
                         p.shutdown_write();
@@ -99,7 +100,14 @@ impl Session {
             while self.ws.pend.0 < self.ws.pend.1 {
                 match peer.write(&buf.raw()[self.ws.pend.0..self.ws.pend.1]) {
                     Ok(0) => return self.peer_failed(io::ErrorKind::WriteZero.into(), cx),
-                    Ok(n) => self.ws.pend.0 += n,
+                    Ok(n) => {
+                        self.ws.pend.0 += n;
+                        // A client that hung up behind a slow peer: its deadline
+                        // is for a peer that takes nothing, not for a slow one.
+                        if self.ws.rd.hup() && self.close_deadline.is_some() {
+                            self.close_deadline = Some(cx.now + CLOSE_TIMEOUT);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.raw.rd.clear_w();
                         return;
@@ -137,6 +145,11 @@ impl Session {
     pub(super) fn peer_read(&mut self, cx: &mut Ctx) -> bool {
         match self.raw.state {
             RawState::Open if self.ws.state == WsState::Open && !self.raw.eof => {
+                if self.raw.rd.err() && self.pending_out() >= OUT_HIGH {
+                    // Reset while the client is slow: no read is coming to say so.
+                    self.peer_failed(io::ErrorKind::ConnectionReset.into(), cx);
+                    return true;
+                }
                 self.read_peer_data(cx)
             }
             RawState::Lingering => {
@@ -332,11 +345,23 @@ impl Session {
         r
     }
 
+    /// Give the input buffer back when empty, and trade one grown for a
+    /// large message for a pooled one once what it holds fits there, so a
+    /// connection keeps no large buffer whatever it carried.
     pub(super) fn release_in(&mut self, cx: &mut Ctx) {
-        if self.raw.input.as_ref().is_some_and(InBuf::is_empty) {
+        let Some(b) = self.raw.input.as_ref() else {
+            return;
+        };
+        if b.is_empty() {
             if let Some(b) = self.raw.input.take() {
                 cx.pool.give_in(b);
             }
+        } else if b.raw().len() > crate::pool::CHUNK && b.data().len() <= crate::pool::CHUNK / 2 {
+            let mut small = cx.pool.take_in();
+            let n = b.data().len();
+            small.spare()[..n].copy_from_slice(b.data());
+            small.filled(n);
+            self.raw.input = Some(small);
         }
     }
 

@@ -40,17 +40,36 @@ struct Rig {
     session: Option<Session>,
     client: StdUnix,
     peer: StdUnix,
+    /// The peer, for a rig whose raw end is a datagram socket.
+    dgram: Option<std::os::unix::net::UnixDatagram>,
 }
 
 impl Rig {
+    /// The raw end is a datagram socket pair instead.
+    fn datagram() -> Rig {
+        let mut r = Rig::new();
+        let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let s = r.session.as_mut().unwrap();
+        if let Some(mut old) = s.raw.stream.take() {
+            old.deregister(r.poll.registry());
+        }
+        let mut raw = Stream::UnixDgram(mio::net::UnixDatagram::from_std(ours));
+        raw.register(r.poll.registry(), s.raw_token()).unwrap();
+        s.raw.stream = Some(raw);
+        r.dgram = Some(theirs);
+        r
+    }
+
     fn new() -> Rig {
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(99)).unwrap());
         let shared = Arc::new(Shared::new(&Settings::default(), Arc::new(NoBackend), 10).unwrap());
-        let (ws, client) = UnixStream::pair().unwrap();
-        let (raw, peer) = UnixStream::pair().unwrap();
-        let client = into_std(client);
-        let peer = into_std(peer);
+        let (ws, client) = pair();
+        let (raw, peer) = pair();
         let now = Instant::now();
         let mut s = Session::new(
             1,
@@ -78,6 +97,7 @@ impl Rig {
             session: Some(s),
             client,
             peer,
+            dgram: None,
         }
     }
 
@@ -120,13 +140,15 @@ impl Rig {
     }
 }
 
-fn into_std(s: UnixStream) -> StdUnix {
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    // SAFETY: the descriptor comes from a stream we own and give up here.
-    let s = unsafe { StdUnix::from_raw_fd(s.into_raw_fd()) };
-    s.set_nonblocking(false).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
+/// A connected pair: the session's non-blocking end, and the test's
+/// blocking one.
+fn pair() -> (UnixStream, StdUnix) {
+    let (ours, theirs) = StdUnix::pair().unwrap();
+    ours.set_nonblocking(true).unwrap();
+    theirs
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    (UnixStream::from_std(ours), theirs)
 }
 
 /// A final masked frame, as a client sends it.
@@ -367,5 +389,76 @@ fn a_client_gone_behind_a_stalled_peer_starts_the_close_deadline() {
     assert!(
         s.close_deadline.is_some() || s.ws.state == WsState::Gone,
         "a client that left is not noticed while the peer stalls"
+    );
+}
+
+#[test]
+fn a_client_that_pings_and_never_reads_cannot_grow_the_queue() {
+    let mut r = Rig::new();
+    let ping = masked(9, &[0x70; 125]);
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1000)
+        .collect();
+    let mut rounds = 0;
+    loop {
+        let n = write_until_full(&mut r.client, &burst, burst.len());
+        r.settle();
+        rounds += 1;
+        if n == 0 || rounds > 500 {
+            break;
+        }
+    }
+    let queued = r.s().pending_out();
+    assert!(rounds <= 500, "the bridge never stopped reading the client");
+    assert!(
+        queued <= OUT_HIGH + 256,
+        "{queued} bytes of pongs queued for a client that does not read"
+    );
+}
+
+#[test]
+fn an_empty_message_to_a_full_datagram_peer_goes_out_when_it_drains() {
+    let mut r = Rig::datagram();
+    // Fill the peer's queue with empty messages until the socket refuses
+    // one: the one left waiting is empty, zero bytes queued.
+    let mut sent = 0;
+    loop {
+        r.client.write_all(&masked(2, b"")).unwrap();
+        r.settle();
+        sent += 1;
+        if r.s().raw.msg_done || sent > 100_000 {
+            break;
+        }
+    }
+    assert!(r.s().raw.msg_done, "the datagram peer never filled");
+    assert_eq!(r.s().peer_queued(), 0);
+    r.client.write_all(&masked(2, b"after")).unwrap();
+    r.settle();
+    // The peer reads everything: the waiting datagram, the empty one and
+    // the one after it all arrive, in order.
+    let peer = r.dgram.take().unwrap();
+    let mut buf = [0u8; 2048];
+    let mut got = Vec::new();
+    peer.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.last().map(Vec::as_slice) != Some(&b"after"[..]) {
+        assert!(
+            Instant::now() < deadline,
+            "stalled after {} datagrams",
+            got.len()
+        );
+        match peer.recv(&mut buf) {
+            Ok(n) => got.push(buf[..n].to_vec()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => r.settle(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got.len(), sent + 1);
+    assert!(
+        got[..sent].iter().all(Vec::is_empty),
+        "empty messages are empty datagrams"
     );
 }

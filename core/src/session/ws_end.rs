@@ -149,12 +149,17 @@ impl Session {
     pub(super) fn read_frames(&mut self, cx: &mut Ctx) -> bool {
         let mut progress = false;
         let mut reads = 64;
+        // Stopped by backpressure, not by the turn's budget or WouldBlock.
+        let mut stalled = false;
         loop {
             if !matches!(self.ws.state, WsState::Open | WsState::Closing) {
                 break;
             }
-            // A datagram waits for the peer, or echoes wait for the client.
-            if self.raw.msg_done || (self.raw.mirror.is_some() && self.pending_out() >= OUT_HIGH) {
+            // A datagram waits for the peer, or what we answer (echoes,
+            // pongs) waits for the client: a client that does not read
+            // cannot make the queue grow.
+            if self.raw.msg_done || self.pending_out() >= OUT_HIGH {
+                stalled = true;
                 break;
             }
             if self.turn == 0 {
@@ -203,6 +208,7 @@ impl Session {
                     }
                     if buf.spare().is_empty() {
                         // Full of payload the peer has not taken: wait for it.
+                        stalled = true;
                         break;
                     }
                     match self.ws.stream.read(buf.spare()) {
@@ -227,7 +233,7 @@ impl Session {
                 }
             }
         }
-        if matches!(self.ws.state, WsState::Open | WsState::Closing) {
+        if stalled && matches!(self.ws.state, WsState::Open | WsState::Closing) {
             if self.ws.rd.err() {
                 // Reset while its data waited for the peer: no read will say so.
                 self.client_hung_up(cx);

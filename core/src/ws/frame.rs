@@ -147,16 +147,6 @@ impl FrameReader {
         }
     }
 
-    /// Between frames (no header or payload partly read) and between messages.
-    pub fn idle(&self) -> bool {
-        self.current.is_none() && self.message.is_none()
-    }
-
-    /// Payload bytes the current frame still expects (0 between frames).
-    pub fn frame_remaining(&self) -> u64 {
-        self.current.as_ref().map_or(0, |c| c.remaining)
-    }
-
     /// Look at the unread bytes `buf` (starting where the last step ended).
     /// `Ok(None)`: more bytes are needed and nothing was used. Otherwise the
     /// number of bytes used and what they were.
@@ -204,9 +194,16 @@ impl FrameReader {
         let (head, len) = match FrameHeader::parse(&mut cursor) {
             Ok(Some(h)) => h,
             Ok(None) => return Ok(None),
+            // Its only refusal is a reserved opcode.
             Err(_) => return Err(fail(1002, "reserved opcode")),
         };
         let used = cursor.position() as usize;
+        if len >> 63 != 0 {
+            return Err(fail(
+                1002,
+                "64-bit length with the most significant bit set",
+            ));
+        }
         if head.rsv1 || head.rsv2 || head.rsv3 {
             return Err(fail(1002, "reserved bits set without an extension"));
         }
@@ -257,7 +254,7 @@ impl FrameReader {
                     }
                     (Data::Reserved(_), _) => return Err(fail(1002, "reserved opcode")),
                 };
-                if so_far.saturating_add(len) > self.max_message {
+                if so_far.checked_add(len).is_none_or(|n| n > self.max_message) {
                     return Err(fail(1009, "message too big"));
                 }
                 if let Some(m) = self.message.as_mut() {

@@ -181,6 +181,15 @@ fn protocol_errors_are_1002() {
 }
 
 #[test]
+fn a_length_with_the_top_bit_set_is_a_protocol_error() {
+    let mut wire = vec![0x82, 0x80 | 127];
+    wire.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    wire.extend_from_slice(&[1, 2, 3, 4]);
+    let (_, err) = run(Role::Server, usize::MAX, &wire, 100);
+    assert_eq!(err.map(|f| f.code), Some(1002));
+}
+
+#[test]
 fn registered_close_codes_are_accepted() {
     for code in [
         1000u16, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999,
