@@ -497,3 +497,41 @@ fn protocol_error_does_not_busy_loop() {
         "bridge used {used} clock ticks of CPU in 1 s after a protocol error"
     );
 }
+
+#[test]
+fn registered_close_codes_1012_to_1014_are_echoed() {
+    // 1014 is the bridge's own code for a failed peer; a client may send
+    // it too, and it is echoed like any valid code (it used to be 1002).
+    for code in [1012u16, 1013, 1014] {
+        let b = mirror();
+        let mut s = open(&b);
+        s.write_all(&ws::close(code, "")).unwrap();
+        let (_, close) = ws::read_until_close(&mut s).unwrap();
+        assert_eq!(
+            close.close_code(),
+            Some(code),
+            "answer to close code {code}"
+        );
+        assert!(
+            ws::closes_within(&mut s, SHORT),
+            "no TCP close after {code}"
+        );
+    }
+}
+
+#[test]
+fn invalid_utf8_fails_at_the_first_bad_byte_of_a_frame() {
+    // Autobahn 6.4.3: one text frame arrives in pieces; the bridge must
+    // fail at the piece with the bad byte, before the frame is complete.
+    let b = mirror();
+    let mut s = open(&b);
+    let mut payload = "κόσμε".as_bytes().to_vec();
+    payload.extend_from_slice(&[0xf4, 0x90, 0x80, 0x80]);
+    payload.extend_from_slice(b"edited");
+    let wire = ws::frame(true, 1, &payload);
+    let cut = wire.len() - b"edited".len();
+    s.write_all(&wire[..cut]).unwrap();
+    let (data, close) = ws::read_until_close(&mut s).expect("a close before the frame ends");
+    assert!(data.is_empty(), "{data:?}");
+    assert_eq!(close.close_code(), Some(1007));
+}
