@@ -226,7 +226,12 @@ impl Session {
             self.ws.input = Some(b);
         }
         self.ws.http = Vec::new();
-        self.ws.rd.insert(Ready::readable());
+        // Pipelined bytes are parsed from `input` before any read; bytes that
+        // arrived meanwhile left R set. Only input a stream holds in user
+        // space (TLS records) raises no event: mark it by hand.
+        if self.ws.stream.has_buffered_input() {
+            self.ws.rd.insert(Ready::readable());
+        }
         self.ws.state = WsState::Open;
         self.last_rx = cx.now;
         self.last_activity = cx.now;
