@@ -382,3 +382,34 @@ pub fn raise_nofile_limit() -> libc::rlim_t {
     }
     l.rlim_cur
 }
+
+/// How long a transfer must stand still to count as stalled.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// Wait until `read` (byte counters of a transfer) has not changed for
+/// [`QUIET`], and return its value then; panics after `limit`. This waits
+/// for backpressure to take hold, a condition on progress, not for a
+/// process to be ready.
+pub fn wait_stalled<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut read: impl FnMut() -> T,
+) -> T {
+    let deadline = Instant::now() + limit;
+    let mut last = read();
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = read();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= QUIET {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never stalled: {last:?} bytes written so far"
+        );
+    }
+}

@@ -20,29 +20,11 @@ const RSS_SLACK_KIB: u64 = 40 * 1024;
 /// How much may be in flight in a stalled direction: kernel socket buffers
 /// on both legs plus the bridge's own bounded buffers.
 const IN_FLIGHT_MAX: u64 = 32 * MIB;
-/// A writer whose counter has not moved for this long is blocked.
-const QUIET: Duration = Duration::from_millis(300);
-
-/// Wait until `counter` has not grown for [`QUIET`]; returns its value then.
+/// Wait until `counter` has not grown for a while; returns its value then.
 fn wait_stalled(counter: &AtomicU64, what: &str) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = counter.load(Ordering::SeqCst);
-    let mut since = Instant::now();
-    loop {
-        thread::sleep(Duration::from_millis(20));
-        let now = counter.load(Ordering::SeqCst);
-        if now != last {
-            last = now;
-            since = Instant::now();
-        } else if since.elapsed() >= QUIET {
-            return now;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never stalled: {} bytes written so far",
-            now
-        );
-    }
+    websocksy_tests::wait_stalled(what, Duration::from_secs(20), || {
+        counter.load(Ordering::SeqCst)
+    })
 }
 
 /// Wait until the log has `n` lines containing `needle`.

@@ -34,8 +34,6 @@ const NOISE_KIB: u64 = 1024;
 const IDLE_KIB_PER_CONN: u64 = 5;
 /// How long memory may take to come back once the last byte is through.
 const SETTLE: Duration = Duration::from_secs(2);
-/// A writer whose counter has not moved for this long is blocked.
-const QUIET: Duration = Duration::from_millis(300);
 
 /// An upgraded connection to the bridge.
 fn upgraded(b: &Bridge, path: &str) -> TcpStream {
@@ -93,27 +91,15 @@ fn settled_rss(b: &Bridge, bound: u64) -> u64 {
     }
 }
 
-/// Wait until none of `counters` has grown for [`QUIET`]; returns their
+/// Wait until none of `counters` has grown for a while; returns their
 /// values then.
 fn wait_all_stalled(counters: &[Arc<AtomicU64>], what: &str) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let read = || -> Vec<u64> { counters.iter().map(|c| c.load(Ordering::SeqCst)).collect() };
-    let mut last = read();
-    let mut since = Instant::now();
-    loop {
-        thread::sleep(Duration::from_millis(20));
-        let now = read();
-        if now != last {
-            last = now;
-            since = Instant::now();
-        } else if since.elapsed() >= QUIET {
-            return now;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never stalled: {last:?} bytes written so far"
-        );
-    }
+    websocksy_tests::wait_stalled(what, Duration::from_secs(30), || {
+        counters
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .collect::<Vec<u64>>()
+    })
 }
 
 /// Per-connection figure for messages: `(after - before) / n` KiB.
