@@ -68,6 +68,10 @@ impl InBuf {
     pub fn is_full(&self) -> bool {
         self.end == self.data.len()
     }
+    /// How much can be read in after the data.
+    pub fn room(&self) -> usize {
+        self.data.len() - self.end
+    }
     pub fn spare(&mut self) -> &mut [u8] {
         &mut self.data[self.end..]
     }

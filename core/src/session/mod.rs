@@ -12,9 +12,8 @@
 //! triggered, sozu's rule).
 //!
 //! Backpressure: the WebSocket end is read only while its buffer has room
-//! beyond the payload the raw end has not taken and less than [`OUT_HIGH`]
-//! bytes wait to be written to it; the raw end is read only while less than
-//! [`OUT_HIGH`] bytes wait for the WebSocket end. A slow
+//! beyond the payload the raw end has not taken; the raw end is read only
+//! while less than [`OUT_HIGH`] bytes wait for the WebSocket end. A slow
 //! side therefore pauses the fast one; nothing is dropped and memory per
 //! connection stays bounded by a read buffer per direction.
 
@@ -49,6 +48,9 @@ const MAX_ITERATIONS: usize = 32;
 const TURN_BYTES: usize = 512 * 1024;
 /// How long a closing side may take to finish its handshake or drain.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a client that hung up behind a slow peer is kept while the
+/// peer still takes its bytes (the close deadline moves on with progress).
+const HANG_UP_DRAIN: Duration = Duration::from_secs(60);
 
 /// What a session needs from its loop and from the process while it runs.
 pub struct Ctx<'a> {
@@ -74,6 +76,8 @@ pub struct Session {
     deadline: Instant,
     /// Set when either side starts closing: the whole close must end by then.
     close_deadline: Option<Instant>,
+    /// When the client hung up while the peer stalled.
+    hung_up: Option<Instant>,
     last_rx: Instant,
     last_activity: Instant,
     ping_sent: Option<Instant>,
@@ -117,6 +121,7 @@ impl Session {
             accepted: now,
             deadline: now + limits.handshake_timeout,
             close_deadline: None,
+            hung_up: None,
             last_rx: now,
             last_activity: now,
             ping_sent: None,

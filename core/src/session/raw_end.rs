@@ -10,10 +10,10 @@ use log::{debug, warn};
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::out_queue::{write_parts, Part, MAX_PARTS};
-use super::{discard, Ctx, Session, WsState, CLOSE_TIMEOUT, OUT_HIGH};
+use super::{discard, Ctx, Session, WsState, CLOSE_TIMEOUT, HANG_UP_DRAIN, OUT_HIGH};
 use crate::framing::{Framed, FramingState};
 use crate::peer::mirror::Mirror;
-use crate::pool::InBuf;
+use crate::pool::{InBuf, CHUNK};
 use crate::transport::{Ready, Stream};
 use crate::ws::frame;
 
@@ -103,9 +103,11 @@ impl Session {
                     Ok(n) => {
                         self.ws.pend.0 += n;
                         // A client that hung up behind a slow peer: its deadline
-                        // is for a peer that takes nothing, not for a slow one.
-                        if self.ws.rd.hup() && self.close_deadline.is_some() {
-                            self.close_deadline = Some(cx.now + CLOSE_TIMEOUT);
+                        // is for a peer that takes nothing, not for a slow one,
+                        // within a bound, so a trickle cannot hold it forever.
+                        if let (Some(_), Some(h)) = (self.close_deadline, self.hung_up) {
+                            self.close_deadline =
+                                Some((cx.now + CLOSE_TIMEOUT).min(h + HANG_UP_DRAIN));
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -179,12 +181,18 @@ impl Session {
             let Some(peer) = self.raw.stream.as_mut() else {
                 break;
             };
+            let datagram = peer.is_datagram();
+            if datagram && self.raw.input.as_ref().is_some_and(|b| b.room() < CHUNK) {
+                // A datagram longer than the room left would be cut short
+                // without a word: read each one into a whole buffer (the
+                // short one's memory goes with the slices queued from it).
+                self.raw.input = Some(cx.pool.take_in());
+            }
             let buf = self.raw.input.get_or_insert_with(|| cx.pool.take_in());
             if buf.is_full() && !buf.make_room(cx.shared.limits.max_message_size) {
                 self.fail(1009, "peer message exceeds the maximum message size", cx);
                 return true;
             }
-            let datagram = peer.is_datagram();
             match peer.read(buf.spare()) {
                 Ok(0) if !datagram => {
                     progress = true;
@@ -356,7 +364,7 @@ impl Session {
             if let Some(b) = self.raw.input.take() {
                 cx.pool.give_in(b);
             }
-        } else if b.raw().len() > crate::pool::CHUNK && b.data().len() <= crate::pool::CHUNK / 2 {
+        } else if b.raw().len() > CHUNK && b.data().len() <= CHUNK / 2 {
             let mut small = cx.pool.take_in();
             let n = b.data().len();
             small.spare()[..n].copy_from_slice(b.data());

@@ -13,7 +13,7 @@ use super::{discard, Ctx, RawState, Session, OUT_HIGH};
 use crate::framing::Opcode;
 use crate::pool::InBuf;
 use crate::transport::{Ready, Stream};
-use crate::ws::frame::{self, Event, FrameReader, Role};
+use crate::ws::frame::{self, Control125, Event, FrameReader, Role};
 use crate::ws::upgrade_server::{self, Parsed, Upgrade};
 
 /// The largest message a datagram peer gets: one UDP datagram's limit, so
@@ -59,6 +59,8 @@ pub(super) struct WsEnd {
     pub(super) pend: (usize, usize),
     /// Bytes to send: HTTP response, then frames.
     pub(super) out: OutQueue,
+    /// The latest ping, answered once the queue drains below `OUT_HIGH`.
+    pub(super) deferred_pong: Option<Control125>,
 }
 
 impl WsEnd {
@@ -76,6 +78,7 @@ impl WsEnd {
             parsed: 0,
             pend: (0, 0),
             out: OutQueue::default(),
+            deferred_pong: None,
         }
     }
 }
@@ -155,10 +158,11 @@ impl Session {
             if !matches!(self.ws.state, WsState::Open | WsState::Closing) {
                 break;
             }
-            // A datagram waits for the peer, or what we answer (echoes,
-            // pongs) waits for the client: a client that does not read
-            // cannot make the queue grow.
-            if self.raw.msg_done || self.pending_out() >= OUT_HIGH {
+            // A datagram waits for the peer, or echoes wait for the client.
+            // (Other peers' output never stops the upload: a client that
+            // writes before it reads would deadlock against a peer that
+            // writes while it reads. Pongs are bounded on their own.)
+            if self.raw.msg_done || (self.raw.mirror.is_some() && self.pending_out() >= OUT_HIGH) {
                 stalled = true;
                 break;
             }
@@ -244,6 +248,7 @@ impl Session {
                 // what is accepted may still be written until the close deadline.
                 debug!("conn {} client hung up while the peer stalls", self.id);
                 self.begin_close(cx.now);
+                self.hung_up = Some(cx.now);
             }
         }
         self.release_win(cx);
@@ -263,9 +268,16 @@ impl Session {
             Event::Ping(p) => {
                 // After our close frame only the client's close may follow.
                 if self.ws.state == WsState::Open {
-                    self.ws
-                        .out
-                        .encode(OpCode::Control(Control::Pong), p.as_slice());
+                    if self.pending_out() >= OUT_HIGH {
+                        // The client is not reading: answer only the latest
+                        // ping once it does (RFC 6455 5.5.3), so pings cannot
+                        // grow the queue.
+                        self.ws.deferred_pong = Some(p);
+                    } else {
+                        self.ws
+                            .out
+                            .encode(OpCode::Control(Control::Pong), p.as_slice());
+                    }
                 }
             }
             Event::Close(code, reason) => {
@@ -416,7 +428,16 @@ impl Session {
             self.ws.rd.clear_w();
         }
         match r {
-            Ok(n) => n > 0,
+            Ok(n) => {
+                if self.pending_out() < OUT_HIGH && self.ws.state == WsState::Open {
+                    if let Some(p) = self.ws.deferred_pong.take() {
+                        self.ws
+                            .out
+                            .encode(OpCode::Control(Control::Pong), p.as_slice());
+                    }
+                }
+                n > 0
+            }
             Err(_) => {
                 self.client_failed(cx.now);
                 true
