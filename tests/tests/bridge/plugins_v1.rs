@@ -150,6 +150,23 @@ fn read_frames(s: &mut TcpStream, n: usize) -> Vec<(u8, Vec<u8>)> {
         .collect()
 }
 
+/// The peer sends `reads` one write each; the client must receive exactly
+/// `want` as binary messages, in order.
+fn expect_binary_frames(
+    c: &mut TcpStream,
+    p: &mut TcpStream,
+    reads: &[&[u8]],
+    want: &[&[u8]],
+    what: &str,
+) {
+    for r in reads {
+        p.write_all(r).unwrap();
+    }
+    let got = read_frames(c, want.len());
+    let want: Vec<(u8, Vec<u8>)> = want.iter().map(|w| frame(2, w)).collect();
+    assert_eq!(got, want, "{what}");
+}
+
 fn close_code(s: &mut TcpStream) -> Option<u16> {
     let (_, close): (Vec<Frame>, Frame) = ws::read_until_close(s).expect("read until close");
     close.close_code()
@@ -302,15 +319,13 @@ fn v1_framing_registered_by_constructor_with_the_default_backend() {
         ws::upgrade(&mut c, "/", &[]);
         let mut p = peer.accept();
         p.set_nodelay(true).unwrap();
-        let mut got = Vec::new();
-        for r in reads {
-            p.write_all(r).unwrap();
-        }
-        while got.len() < want.len() {
-            got.push(read_frames(&mut c, 1).remove(0));
-        }
-        let want: Vec<(u8, Vec<u8>)> = want.iter().map(|w| frame(2, w)).collect();
-        assert_eq!(got, want, "fixedlength {config}");
+        expect_binary_frames(
+            &mut c,
+            &mut p,
+            reads,
+            want,
+            &format!("fixedlength {config}"),
+        );
     }
 }
 

@@ -9,7 +9,7 @@ use websocksy_tests::peers::TcpPeer;
 use websocksy_tests::ws;
 use websocksy_tests::{temp_dir, Bridge};
 
-use super::{frame, opts, plugin_dir, read_frames, s, start};
+use super::{expect_binary_frames, frame, opts, plugin_dir, read_frames, s, start};
 
 /// One upgraded client and its peer connection.
 fn pair(b: &Bridge, peer: &TcpPeer, path: &str, extra: &[&str]) -> (TcpStream, TcpStream) {
@@ -85,15 +85,13 @@ fn original_fixedlength_and_json_frame_as_they_did() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let b = start(&dir, &opts(&args));
         let (mut c, mut p) = pair(&b, &peer, "/", &[]);
-        let mut got = Vec::new();
-        for r in reads {
-            p.write_all(r).unwrap();
-        }
-        while got.len() < want.len() {
-            got.push(read_frames(&mut c, 1).remove(0));
-        }
-        let want: Vec<(u8, Vec<u8>)> = want.iter().map(|w| frame(2, w)).collect();
-        assert_eq!(got, want, "fixedlength {config:?}");
+        expect_binary_frames(
+            &mut c,
+            &mut p,
+            reads,
+            want,
+            &format!("fixedlength {config:?}"),
+        );
         drop((c, p));
         assert_serving(&b);
     }
