@@ -25,8 +25,26 @@ pub struct Request {
     /// Offered subprotocols: split on commas, trimmed, duplicates dropped,
     /// in the order offered across all `Sec-WebSocket-Protocol` headers.
     pub protocols: Vec<String>,
+    /// The client's address: the direct peer, or the address a trusted
+    /// proxy reported (PROXY header, `Forwarded`, `X-Forwarded-For`,
+    /// `X-Real-IP`).
     pub client: SocketAddr,
+    /// The client came over TLS (`wss://`).
     pub tls: bool,
+    /// The verified client certificate, when the listener asked for one
+    /// and the client sent one.
+    pub tls_client: Option<TlsIdentity>,
+    /// The user name HTTP Basic authentication accepted.
+    pub user: Option<String>,
+}
+
+/// What a verified client certificate says of its holder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsIdentity {
+    /// The subject as one line, `CN=alice,O=Example` (RFC 2253 order).
+    pub subject: String,
+    /// Subject alternative names: `DNS:name`, `IP:addr`, `email:addr`, `URI:uri`.
+    pub sans: Vec<String>,
 }
 
 impl Request {

@@ -336,6 +336,8 @@ mod tests {
             protocols: vec!["chat".into()],
             client: "127.0.0.1:1".parse().unwrap(),
             tls: false,
+            tls_client: None,
+            user: None,
         }
     }
 

@@ -23,6 +23,8 @@ impl Session {
             protocols: u.protocols.clone(),
             client: self.client_addr,
             tls: false,
+            tls_client: None,
+            user: None,
         };
         self.ws.upgrade = Some(Box::new(u));
         let backend = cx.shared.backend.clone();

@@ -169,6 +169,8 @@ mod tests {
             protocols: vec!["p1".into(), "p2".into()],
             client: "[::1]:4000".parse().unwrap(),
             tls: false,
+            tls_client: None,
+            user: None,
         }
     }
 

@@ -150,6 +150,8 @@ fn request(headers: &[(&str, &str)], protocols: &[&str]) -> Request {
         protocols: protocols.iter().map(|p| p.to_string()).collect(),
         client: "127.0.0.1:1".parse().unwrap(),
         tls: false,
+        tls_client: None,
+        user: None,
     }
 }
 
