@@ -4,6 +4,7 @@
 //! Readiness is never waited for with sleeps: the bridge prints
 //! `listening on ADDR` and tests wait for log lines or connects.
 
+pub mod fronts;
 pub mod pattern;
 pub mod peers;
 pub mod ws;
