@@ -298,7 +298,7 @@ fn startup_errors_name_the_file_and_exit_2() {
     startup_error(
         &args(&["--plugin-dir", &e, "--plugin", &s(&major)]),
         &s(&major),
-        "built for ABI 1.0, host supports 2.0",
+        "built for ABI 1.0, host supports 2.1",
     );
     let minor = build(
         "badversion",
@@ -308,7 +308,7 @@ fn startup_errors_name_the_file_and_exit_2() {
     startup_error(
         &args(&["--plugin-dir", &e, "--plugin", &s(&minor)]),
         &s(&minor),
-        "built for ABI 2.99, host supports 2.0",
+        "built for ABI 2.99, host supports 2.1",
     );
 
     // Configure failing: the config file's line, or the argument.
