@@ -8,6 +8,8 @@
  *   X-User         [user], (absent), or (no field) on an older host
  *   X-TLS-Subject  [subject], (absent), or (no field)
  *   X-TLS-SANs     [san][san]..., (none), or (no field)
+ * Built and queried through the real loader by the unit tests of
+ * core/src/plugin/backend.rs.
  */
 #include <stdio.h>
 #include <string.h>
