@@ -259,8 +259,15 @@ impl Loop {
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
                     let id = self.shared.next_id();
-                    let mut s =
-                        Session::new(id, key, Stream::Tcp(stream), addr, &self.shared, self.now);
+                    let mut s = Session::new(
+                        id,
+                        key,
+                        Stream::Tcp(stream),
+                        addr,
+                        &self.shared,
+                        self.now,
+                        self.shared.proxy_protocol,
+                    );
                     if let Err(e) = s.register(self.poll.registry()) {
                         warn!("cannot register connection from {addr}: {e}");
                         self.shared.release();

@@ -18,13 +18,16 @@
 //!   `workers` (blocking calls off the loop), `pool` (buffers lent while
 //!   they hold data), `config` (one table of keys for the command line and
 //!   the file), `plugin` (shared-object backends and framings).
+pub mod admission;
 pub mod backend;
 pub mod config;
 pub mod event_loop;
+pub mod forwarded;
 pub mod framing;
 pub mod peer;
 pub mod plugin;
 mod pool;
+pub mod proxy_protocol;
 pub mod server;
 pub mod session;
 pub mod shared;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use log::{info, warn};
 use socket2::{Domain, Socket, Type};
 
+use crate::admission::Admission;
 use crate::backend::Backend;
 use crate::config::Settings;
 use crate::event_loop::Loop;
@@ -45,7 +46,11 @@ fn descriptor_limit() -> u64 {
 }
 
 impl Server {
-    pub fn bind(settings: &Settings, backend: Arc<dyn Backend>) -> Result<Server, String> {
+    pub fn bind(
+        settings: &Settings,
+        backend: Arc<dyn Backend>,
+        admission: Admission,
+    ) -> Result<Server, String> {
         let addrs: Vec<SocketAddr> = (settings.listen.as_str(), settings.port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve listen address '{}': {e}", settings.listen))?
@@ -75,7 +80,9 @@ impl Server {
                 .unwrap_or(usize::MAX)
                 .max(1)
         });
-        let shared = Arc::new(Shared::new(settings, backend, max_connections)?);
+        let mut shared = Shared::new(settings, backend, max_connections)?;
+        shared.admission = admission;
+        let shared = Arc::new(shared);
         let main = Loop::new(shared, mio::net::TcpListener::from_std(listener), true)?;
         info!("listening on {local_addr} (max {max_connections} connections)");
         Ok(Server { local_addr, main })

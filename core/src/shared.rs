@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admission::Admission;
 use crate::backend::Backend;
 use crate::config::Settings;
 use crate::workers::Workers;
@@ -29,6 +30,10 @@ pub struct Shared {
     pub limits: Limits,
     pub backend: Arc<dyn Backend>,
     pub workers: Workers,
+    /// The checks at the door: origins, per-address cap, users, trusted proxies.
+    pub admission: Admission,
+    /// The `-l`/`-p` listener requires a PROXY header on each connection.
+    pub proxy_protocol: bool,
     /// Open connections in all loops, and the most there may be.
     open: AtomicUsize,
     pub max_connections: usize,
@@ -56,6 +61,8 @@ impl Shared {
             },
             backend,
             workers,
+            admission: Admission::default(),
+            proxy_protocol: settings.proxy_protocol,
             open: AtomicUsize::new(0),
             max_connections,
             next_id: AtomicU64::new(1),

@@ -22,11 +22,18 @@ pub enum Job {
         backend: Arc<dyn Backend>,
         request: Box<Request>,
     },
+    /// A bcrypt check for HTTP Basic authentication: tens of milliseconds
+    /// on purpose, so never on a loop.
+    Verify {
+        password: String,
+        hash: String,
+    },
 }
 
 pub enum Outcome {
     Resolved(io::Result<Vec<SocketAddr>>),
     Queried(Decision),
+    Verified(bool),
 }
 
 /// A finished job for session `key`/`id` (the id guards against a slot
@@ -127,6 +134,9 @@ fn run(job: Job) -> Outcome {
     match job {
         Job::Resolve { host, port } => {
             Outcome::Resolved((host.as_str(), port).to_socket_addrs().map(|a| a.collect()))
+        }
+        Job::Verify { password, hash } => {
+            Outcome::Verified(crate::admission::auth::verify(&password, &hash))
         }
         Job::Query { backend, request } => {
             let b = Arc::clone(&backend);

@@ -6,6 +6,7 @@ use super::{Backend, Decision, PeerChoice, Request};
 use crate::config::BackendOption;
 use crate::framing::{Framing, Registry};
 use crate::peer::PeerAddress;
+use crate::proxy_protocol::Version as ProxyVersion;
 
 pub struct DefaultPeer {
     address: PeerAddress,
@@ -13,18 +14,22 @@ pub struct DefaultPeer {
     framing_name: String,
     framing_config: Option<String>,
     protocol: Option<String>,
+    proxy_protocol: Option<ProxyVersion>,
 }
 
 impl DefaultPeer {
     /// Options: `host` (default `tcp://localhost`), `port` (default 5900,
     /// used when `host` has none), `framing` (default `auto`),
-    /// `framing-config`, `protocol` (`*` = the first offered).
+    /// `framing-config`, `protocol` (`*` = the first offered),
+    /// `proxy-protocol` (`v1`/`v2`: a PROXY header to the peer; also as a
+    /// `?proxy-protocol=` suffix on `host`).
     pub fn configure(options: &[BackendOption], framings: &Registry) -> Result<Self, String> {
         let mut host = ("tcp://localhost".to_string(), None);
         let mut port = ("5900".to_string(), None);
         let mut framing = ("auto".to_string(), None);
         let mut framing_config = (None, None);
         let mut protocol = None;
+        let mut proxy = None;
         for opt in options {
             let origin = Some(&opt.origin);
             match opt.key.as_str() {
@@ -33,9 +38,16 @@ impl DefaultPeer {
                 "framing" => framing = (opt.value.clone(), origin),
                 "framing-config" => framing_config = (Some(opt.value.clone()), origin),
                 "protocol" => protocol = Some(opt.value.clone()),
+                "proxy-protocol" => {
+                    proxy = Some((
+                        ProxyVersion::parse(&opt.value)
+                            .map_err(|e| format!("{}: {e}", opt.origin))?,
+                        &opt.origin,
+                    ))
+                }
                 _ => {
                     return Err(format!(
-                        "{}: unknown defaultpeer option '{}' (expected host, port, framing, framing-config, protocol)",
+                        "{}: unknown defaultpeer option '{}' (expected host, port, framing, framing-config, protocol, proxy-protocol)",
                         opt.origin, opt.key
                     ))
                 }
@@ -43,8 +55,16 @@ impl DefaultPeer {
         }
         let at =
             |o: Option<&crate::config::Origin>| o.map(|o| format!("{o}: ")).unwrap_or_default();
-        let address = PeerAddress::parse(&host.0, Some(&port.0))
+        let (address, suffix) = PeerAddress::parse_with_options(&host.0, Some(&port.0))
             .map_err(|e| format!("{}invalid peer: {e}", at(host.1.or(port.1))))?;
+        let proxy_protocol = proxy.map(|(v, _)| v).or(suffix);
+        if proxy_protocol.is_some() && !address.is_stream() {
+            let origin = proxy.map(|(_, o)| o).or(host.1);
+            return Err(format!(
+                "{}proxy-protocol needs a stream peer (tcp:// or unix://), not {address}",
+                at(origin)
+            ));
+        }
         let f = framings.get(&framing.0).ok_or_else(|| {
             format!(
                 "{}unknown framing '{}' (available: {})",
@@ -67,6 +87,7 @@ impl DefaultPeer {
             framing_name: framing.0,
             framing_config: framing_config.0,
             protocol,
+            proxy_protocol,
         })
     }
 
@@ -93,6 +114,7 @@ impl Backend for DefaultPeer {
             framing_config: self.framing_config.clone(),
             protocol: select_protocol(self.protocol.as_deref(), &request.protocols),
             headers: Vec::new(),
+            proxy_protocol: self.proxy_protocol,
         })
     }
 

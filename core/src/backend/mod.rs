@@ -68,6 +68,9 @@ pub struct PeerChoice {
     pub protocol: Option<usize>,
     /// Extra response headers for the 101.
     pub headers: Vec<(String, String)>,
+    /// Send a PROXY header of this version to the peer before anything
+    /// else (stream peers only).
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 /// A backend's answer.

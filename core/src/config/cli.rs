@@ -144,6 +144,13 @@ fn key_arg(key: &'static Key) -> Arg {
         // Kept as text: the key applies it after the file, with the same
         // parser the file uses.
         .value_parser(move |v: &str| key.check(v).map(|()| v.to_string()));
+    let arg = if key.flag {
+        arg.num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+    } else {
+        arg
+    };
     match key.short {
         Some(c) => arg.short(c),
         None => arg,
@@ -203,7 +210,8 @@ Configuration file:
   [core] takes the long option names without dashes (port, listen, ping,
   backend, connect-timeout, handshake-timeout, idle-timeout, pong-timeout,
   max-message-size, max-connections, drain-timeout, plugin-dir, plugin,
-  busy-poll);
+  busy-poll, auth, origin, max-connections-per-ip, trusted-proxy,
+  proxy-protocol); origin, trusted-proxy and plugin may be repeated;
   unknown [core] keys are ignored with a warning. [backend] lines go to the backend in order,
   like -c options. [framing:NAME] lines are library-level options of the framing NAME
   (the name 'framing =' selects), like --framing-option NAME:KEY=VALUE; a connection's

@@ -8,8 +8,8 @@
 use std::fmt;
 
 use super::values::{
-    backend_value, count_value, listen_value, micros_value, path_value, port_value, seconds,
-    seconds_or_off, size_value,
+    auth_value, backend_value, bool_value, cidr_value, count_value, listen_value, micros_value,
+    origin_value, path_value, port_value, seconds, seconds_or_off, size_value,
 };
 use super::{Settings, LOG_TARGET};
 
@@ -29,6 +29,10 @@ pub(super) struct Key {
     /// Every occurrence applies, in order (`plugin`); otherwise the last
     /// one wins.
     pub repeatable: bool,
+    /// A switch: on the command line the value may be left out (`--NAME`
+    /// means `true`) and is otherwise attached (`--NAME=false`), so the
+    /// word after it is never taken for its value.
+    pub flag: bool,
     value: &'static dyn Value,
 }
 
@@ -88,6 +92,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Listen port for WebSocket clients, 0-65535; 0 picks a free port [default: 8001]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: port_value,
             store: |s, v, _| s.port = v,
@@ -101,6 +106,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: ::]",
         numeric: false,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: listen_value,
             store: |s, v, _| s.listen = v,
@@ -114,6 +120,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: 30]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds_or_off,
             store: |s, v, _| s.ping = v,
@@ -126,6 +133,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Peer discovery backend [default: defaultpeer]",
         numeric: false,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: backend_value,
             store: set_backend,
@@ -138,6 +146,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Give up connecting to a peer after SECS [default: 10]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds,
             store: |s, v, _| s.connect_timeout = v,
@@ -151,6 +160,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: 10]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds,
             store: |s, v, _| s.handshake_timeout = v,
@@ -163,6 +173,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Close a connection with no traffic either way for SECS; 0 disables [default: 0]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds_or_off,
             store: |s, v, _| s.idle_timeout = v,
@@ -175,6 +186,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Close a client that sends nothing within SECS of a keep-alive ping [default: 10]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds,
             store: |s, v, _| s.pong_timeout = v,
@@ -188,6 +200,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: 64M]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: size_value,
             store: |s, v, _| s.max_message_size = v,
@@ -200,6 +213,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Stop accepting beyond N open connections [default: from the file descriptor limit]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: count_value,
             store: |s, v, _| s.max_connections = Some(v),
@@ -212,6 +226,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "On SIGINT/SIGTERM, give open connections SECS to finish closing [default: 5]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds,
             store: |s, v, _| s.drain_timeout = v,
@@ -225,6 +240,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: <exe dir>/plugins, ...]",
         numeric: false,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: path_value,
             store: |s, v, _| s.plugin_dir = Some(v),
@@ -238,6 +254,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: 0]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: micros_value,
             store: |s, v, _| s.busy_poll = v,
@@ -250,9 +267,79 @@ pub(super) static KEYS: &[Key] = &[
         help: "Load this plugin library (.so) too; repeatable",
         numeric: false,
         repeatable: true,
+        flag: false,
         value: &Field {
             parse: path_value,
             store: |s, v, _| s.plugins.push(v),
+        },
+    },
+    Key {
+        name: "auth",
+        short: None,
+        value_name: "SPEC",
+        help: "Require HTTP Basic auth: $NAME (holding user:password) or a users file",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: auth_value,
+            store: |s, v, _| s.auth = Some(v),
+        },
+    },
+    Key {
+        name: "origin",
+        short: None,
+        value_name: "ORIGIN",
+        help: "Accept only this Origin (https://a.example, https://*.example, null); \
+               repeatable",
+        numeric: false,
+        repeatable: true,
+        flag: false,
+        value: &Field {
+            parse: origin_value,
+            store: |s, v, _| s.origins.push(v),
+        },
+    },
+    Key {
+        name: "max-connections-per-ip",
+        short: None,
+        value_name: "N",
+        help: "Refuse (429) a client address's connections beyond N open ones \
+               [default: unlimited]",
+        numeric: true,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: count_value,
+            store: |s, v, _| s.max_connections_per_ip = Some(v),
+        },
+    },
+    Key {
+        name: "trusted-proxy",
+        short: None,
+        value_name: "CIDR",
+        help: "Believe Forwarded, X-Forwarded-For and X-Real-IP from these addresses; \
+               repeatable",
+        numeric: false,
+        repeatable: true,
+        flag: false,
+        value: &Field {
+            parse: cidr_value,
+            store: |s, v, _| s.trusted_proxies.push(v),
+        },
+    },
+    Key {
+        name: "proxy-protocol",
+        short: None,
+        value_name: "BOOL",
+        help: "Require a PROXY protocol header (v1 or v2) on every connection of the \
+               -l/-p listener",
+        numeric: false,
+        repeatable: false,
+        flag: true,
+        value: &Field {
+            parse: bool_value,
+            store: |s, v, _| s.proxy_protocol = v,
         },
     },
 ];
@@ -291,6 +378,11 @@ mod tests {
             "plugin-dir" => "/a",
             "busy-poll" => "50",
             "plugin" => "x.so",
+            "auth" => "$WEBSOCKSY_USERS",
+            "origin" => "https://*.example.com",
+            "max-connections-per-ip" => "3",
+            "trusted-proxy" => "10.0.0.0/8",
+            "proxy-protocol" => "true",
             _ => "2.5",
         }
     }
@@ -300,7 +392,8 @@ mod tests {
         for key in KEYS {
             let value = sample(key.name);
             let option = format!("--{}", key.name);
-            let from_cli = run(&[&option, value]);
+            // Attached, the one form every key takes (a flag's value must be).
+            let from_cli = run(&[&format!("{option}={value}")]);
             assert_ne!(from_cli, Settings::default(), "{option} {value}");
             let file = TempFile::new(format!("[core]\n{} = {value}\n", key.name).as_bytes());
             let from_file = run(&[&file.path()]);
@@ -315,10 +408,12 @@ mod tests {
             );
             if let Some(c) = key.short {
                 assert_eq!(run(&[&format!("-{c}"), value]), from_cli);
+            } else if !key.flag {
+                assert_eq!(run(&[&option, value]), from_cli);
             }
             // The same reason both ways, each with its own prefix; no key
             // takes an empty value.
-            let msg = fail(&[&option, ""]);
+            let msg = fail(&[&format!("{option}=")]);
             let why = msg
                 .rsplit_once("': ")
                 .map(|(_, why)| why)
@@ -350,7 +445,11 @@ mod tests {
         listed_sorted.sort_unstable();
         assert_eq!(listed_sorted, names, "{text}");
         for key in KEYS {
-            let option = format!("--{} <{}>", key.name, key.value_name);
+            let option = if key.flag {
+                format!("--{}[=<{}>]", key.name, key.value_name)
+            } else {
+                format!("--{} <{}>", key.name, key.value_name)
+            };
             assert_eq!(text.matches(&option).count(), 1, "{option}: {text}");
             assert!(text.contains(key.help), "{}: {text}", key.help);
         }

@@ -134,6 +134,17 @@ pub struct Settings {
     /// After events, keep polling without sleeping this long before blocking
     /// (`--busy-poll`, microseconds). Zero (default) = off.
     pub busy_poll: Duration,
+    /// HTTP Basic authentication (`--auth`): `$NAME` or a credentials file,
+    /// loaded at start-up; `None` = no authentication.
+    pub auth: Option<String>,
+    /// Allowed `Origin`s (`--origin`, repeatable), normalised; empty = any.
+    pub origins: Vec<String>,
+    /// Open connections one client address may hold; `None` = unlimited.
+    pub max_connections_per_ip: Option<usize>,
+    /// Proxies whose `Forwarded`/`X-Forwarded-For`/`X-Real-IP` are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Every connection of the `-l`/`-p` listener starts with a PROXY header.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Settings {
@@ -156,6 +167,11 @@ impl Default for Settings {
             plugin_dir: None,
             plugins: Vec::new(),
             busy_poll: Duration::ZERO,
+            auth: None,
+            origins: Vec::new(),
+            max_connections_per_ip: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }

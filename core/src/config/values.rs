@@ -204,6 +204,55 @@ pub(super) fn count_value(v: &str) -> Result<usize, String> {
     }
 }
 
+/// `--auth SPEC`: `$NAME` (an environment variable holding `user:password`)
+/// or a credentials file. Read at start-up, not here, so the settings stay a
+/// plain description; what can be told from the text alone is refused now.
+pub(super) fn auth_value(v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        return Err("expected $NAME (an environment variable) or a credentials file".into());
+    }
+    if let Some(name) = v.strip_prefix('$') {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(format!("'{v}' is not an environment variable name"));
+        }
+        return Ok(v.to_string());
+    }
+    // Credentials in clear on a command line end up in `ps` and shell
+    // histories: refuse what looks like them rather than guess.
+    if v.contains(':') && !std::path::Path::new(v).exists() {
+        return Err(
+            "this looks like user:password and is not a file; credentials never go \
+                    on the command line: put them in an environment variable and give \
+                    $NAME, or in a file"
+                .into(),
+        );
+    }
+    Ok(v.to_string())
+}
+
+/// `--origin`: checked (and normalised) by the allow-list's own parser.
+pub(super) fn origin_value(v: &str) -> Result<String, String> {
+    crate::admission::origin::Pattern::parse(v).map(|p| p.to_string())
+}
+
+/// `--trusted-proxy`: a CIDR block, or one address (/32 or /128).
+pub(super) fn cidr_value(v: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(net) = v.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    v.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| "expected an IP address or a CIDR block such as 10.0.0.0/8".to_string())
+}
+
+pub(super) fn bool_value(v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

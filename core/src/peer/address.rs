@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::proxy_protocol::Version as ProxyVersion;
+
 /// Where a connection's peer is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerAddress {
@@ -57,6 +59,30 @@ impl fmt::Display for PeerAddress {
 }
 
 impl PeerAddress {
+    /// [`parse`](Self::parse), plus the `?proxy-protocol=v1|v2` suffix any
+    /// backend may put after the address to have a PROXY header sent to
+    /// the peer before anything else. Whether the peer can take one (a
+    /// stream) is the caller's to decide: a start-up error for a
+    /// configured peer, a 502 for a backend's answer.
+    pub fn parse_with_options(
+        host: &str,
+        port: Option<&str>,
+    ) -> Result<(PeerAddress, Option<ProxyVersion>), String> {
+        let host = host.trim();
+        match host.rsplit_once("?proxy-protocol=") {
+            Some((address, version)) => Ok((
+                PeerAddress::parse(address, port)?,
+                Some(ProxyVersion::parse(version)?),
+            )),
+            None => Ok((PeerAddress::parse(host, port)?, None)),
+        }
+    }
+
+    /// A byte stream, which a PROXY header can precede.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, PeerAddress::Tcp(_) | PeerAddress::Unix(_))
+    }
+
     /// Parse `host` as a backend gives it, with `port` as the fallback port
     /// when the host carries none. A port inside `host` wins: the original
     /// could not use `tcp://h:7000` at all because its separate port always
@@ -213,6 +239,31 @@ mod tests {
             .unwrap_err()
             .contains("unknown scheme"));
         assert!(PeerAddress::parse("unix://", None).is_err());
+    }
+
+    #[test]
+    fn proxy_protocol_suffix() {
+        assert_eq!(
+            PeerAddress::parse_with_options("tcp://127.0.0.1:5000?proxy-protocol=v2", None),
+            Ok((
+                PeerAddress::Tcp(hp("127.0.0.1", 5000)),
+                Some(ProxyVersion::V2)
+            ))
+        );
+        assert_eq!(
+            PeerAddress::parse_with_options("unix:///tmp/s?proxy-protocol=v1", None),
+            Ok((PeerAddress::Unix("/tmp/s".into()), Some(ProxyVersion::V1)))
+        );
+        assert_eq!(
+            PeerAddress::parse_with_options("tcp://h", Some("1")),
+            Ok((PeerAddress::Tcp(hp("h", 1)), None))
+        );
+        assert!(
+            PeerAddress::parse_with_options("tcp://h:1?proxy-protocol=v3", None)
+                .unwrap_err()
+                .contains("expected v1 or v2")
+        );
+        assert!(!PeerAddress::Udp(hp("h", 1)).is_stream());
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl PluginBackend {
         if let Some((status, reason)) = answer.reject {
             return Decision::Reject { status, reason };
         }
-        let Some(address) = answer.peer else {
+        let Some((address, proxy_protocol)) = answer.peer else {
             return Decision::Reject {
                 status: 404,
                 reason: "no peer for this request".into(),
@@ -143,6 +143,7 @@ impl PluginBackend {
             framing_config,
             protocol: answer.protocol,
             headers: answer.headers,
+            proxy_protocol,
         })
     }
 

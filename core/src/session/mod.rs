@@ -23,7 +23,7 @@ mod raw_end;
 mod ws_end;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
@@ -66,7 +66,22 @@ pub struct Ctx<'a> {
 pub struct Session {
     pub id: u64,
     key: usize,
+    /// The client: the socket's peer at first, then what a PROXY header
+    /// and a trusted proxy's headers say (`open.rs`). Logs, the per-address
+    /// cap, the backend and a PROXY header to the peer all use this one.
     client_addr: SocketAddr,
+    /// Where the client connected to: our socket's address, or the
+    /// destination a PROXY header gave. `None` for a Unix-socket listener.
+    local_addr: Option<SocketAddr>,
+    /// This connection must start with a PROXY header (its listener's setting).
+    proxy_protocol: bool,
+    /// The address counted by the per-address cap, released at `close`.
+    ip_slot: Option<IpAddr>,
+    /// The user HTTP Basic authentication accepted.
+    user: Option<String>,
+    /// A bcrypt check runs on the worker pool for this user (`None`
+    /// inside: an unknown user, refused whatever the result).
+    verifying: Option<Option<String>>,
     ws: WsEnd,
     raw: RawEnd,
     choice: Option<Box<Chosen>>,
@@ -109,13 +124,19 @@ impl Session {
         client_addr: SocketAddr,
         shared: &Shared,
         now: Instant,
+        proxy_protocol: bool,
     ) -> Session {
         let limits = &shared.limits;
         Session {
             id,
             key,
             client_addr,
-            ws: WsEnd::server(stream, limits.max_message_size),
+            local_addr: stream.local_addr(),
+            proxy_protocol,
+            ip_slot: None,
+            user: None,
+            verifying: None,
+            ws: WsEnd::server(stream, limits.max_message_size, proxy_protocol),
             raw: RawEnd::default(),
             choice: None,
             accepted: now,
@@ -233,12 +254,21 @@ impl Session {
             return;
         }
         match self.ws.state {
+            WsState::Proxy if now >= self.deadline => {
+                info!(
+                    "conn {} {} closed: no PROXY header in time",
+                    self.id, self.client_addr
+                );
+                self.client_gone();
+            }
             WsState::Http if now >= self.deadline => {
                 self.refuse(408, "request not received in time", cx);
             }
             WsState::Waiting if now >= self.deadline => {
                 let label = self.peer_label();
-                let what = if self.raw.state == RawState::Querying {
+                let what = if self.verifying.is_some() {
+                    "authentication"
+                } else if self.raw.state == RawState::Querying {
                     "backend query"
                 } else {
                     "peer connect"
@@ -282,7 +312,7 @@ impl Session {
             (a, b) => a.or(b),
         };
         let phase = match self.ws.state {
-            WsState::Http | WsState::Waiting => Some(self.deadline),
+            WsState::Proxy | WsState::Http | WsState::Waiting => Some(self.deadline),
             WsState::Open => {
                 let ping = match (self.ping_sent, limits.ping) {
                     (Some(sent), _) => Some(sent + limits.pong_timeout),
@@ -299,6 +329,7 @@ impl Session {
     /// SIGINT/SIGTERM: answer what is pending, close what is open with 1001.
     pub fn shutdown(&mut self, cx: &mut Ctx) {
         match self.ws.state {
+            WsState::Proxy => self.client_gone(),
             WsState::Http | WsState::Waiting => self.refuse(503, "server shutting down", cx),
             WsState::Open => {
                 self.flush_unframed(cx);
@@ -311,6 +342,10 @@ impl Session {
 
     /// Release the sockets and log the outcome.
     pub fn close(&mut self, cx: &mut Ctx) {
+        // Taken, so the slot is released exactly once whatever calls this.
+        if let (Some(ip), Some(p)) = (self.ip_slot.take(), &cx.shared.admission.per_ip) {
+            p.release(ip);
+        }
         self.drop_peer(cx);
         self.ws.stream.deregister(cx.registry);
         for b in [self.raw.input.take(), self.ws.input.take()]

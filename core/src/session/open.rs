@@ -1,22 +1,173 @@
-//! The server role's way in: read the upgrade request, ask the backend
-//! for a peer, resolve and connect it, and only then answer 101. A client
+//! The server role's way in: read the PROXY header where the listener
+//! requires one, read the upgrade request, let the door decide
+//! (`admission`: real client address, origin, per-address cap, Basic
+//! authentication), ask the backend for a peer, resolve and connect it,
+//! and only then answer 101. A client
 //! role (dialling a `ws://` server) will be a second way in beside this
 //! one; from `Open` on, both share the same pump.
 
-use log::info;
+use std::io;
+
+use log::{debug, info};
 
 use super::{Chosen, Ctx, RawState, Session, WsState};
+use crate::admission::auth::Verdict;
 use crate::backend::{Decision, PeerChoice, Request};
 use crate::peer::mirror::Mirror;
 use crate::peer::{self, PeerAddress};
+use crate::proxy_protocol::{self, Received};
 use crate::transport::{Ready, Started};
 use crate::workers::{Job, Outcome};
 use crate::ws::upgrade_server::{self, Upgrade};
 
 impl Session {
+    /// `WsState::Proxy`: the header is peeked, then exactly its bytes are
+    /// read, so what follows (the request, or a TLS ClientHello for a TLS
+    /// stream) stays in the socket for the next state.
+    pub(super) fn read_proxy_header(&mut self) -> bool {
+        if !self.proxy_protocol {
+            self.ws.state = WsState::Http;
+            return true;
+        }
+        if !self.ws.rd.r() {
+            return false;
+        }
+        let mut buf = [0u8; proxy_protocol::MAX_HEADER];
+        let n = match self.ws.stream.peek(&mut buf) {
+            Ok(0) => {
+                self.proxy_failed("closed before its PROXY header");
+                return true;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.ws.rd.clear_r();
+                return false;
+            }
+            Err(e) => {
+                self.proxy_failed(&format!("reading the PROXY header: {e}"));
+                return true;
+            }
+        };
+        let (len, source, destination) = match proxy_protocol::parse(&buf[..n]) {
+            // A peek never returns WouldBlock while bytes wait: the next
+            // bytes will raise a new edge, so wait for it.
+            Received::Incomplete => {
+                self.ws.rd.clear_r();
+                return false;
+            }
+            Received::Invalid(why) => {
+                self.proxy_failed(&why);
+                return true;
+            }
+            Received::Header {
+                len,
+                source,
+                destination,
+            } => (len, source, destination),
+        };
+        let mut got = 0;
+        while got < len {
+            match self.ws.stream.read(&mut buf[got..len]) {
+                Ok(0) => {
+                    self.proxy_failed("closed inside its PROXY header");
+                    return true;
+                }
+                Ok(k) => got += k,
+                Err(e) => {
+                    // The bytes were peeked: they are there to read.
+                    self.proxy_failed(&format!("reading the PROXY header: {e}"));
+                    return true;
+                }
+            }
+        }
+        if let Some(s) = source {
+            debug!(
+                "conn {} {} PROXY header: client {s}",
+                self.id, self.client_addr
+            );
+            self.client_addr = s;
+            self.local_addr = destination.or(self.local_addr);
+        }
+        self.ws.state = WsState::Http;
+        true
+    }
+
+    /// A connection without a valid PROXY header: nobody to answer in HTTP
+    /// (the proxy in front speaks for the client), so just close.
+    fn proxy_failed(&mut self, why: &str) {
+        info!("conn {} {} closed: {why}", self.id, self.client_addr);
+        self.client_gone();
+    }
+
+    /// The upgrade request is complete: the door's checks, in order, then
+    /// the backend.
     pub(super) fn on_request(&mut self, u: Upgrade, cx: &mut Ctx) {
         self.ws.state = WsState::Waiting;
         self.deadline = cx.now + cx.shared.limits.connect_timeout;
+        let adm = &cx.shared.admission;
+        let direct = self.client_addr;
+        self.client_addr = adm.trusted.client(direct, &u.headers);
+        if self.client_addr != direct {
+            debug!(
+                "conn {} {direct} forwards for {}",
+                self.id, self.client_addr
+            );
+        }
+        let header = |name: &str| {
+            u.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        if let Some(why) = adm.origins.check(header("origin")) {
+            return self.refuse(403, &why, cx);
+        }
+        if let Some(p) = &adm.per_ip {
+            match p.admit(self.client_addr.ip()) {
+                Some(ip) => self.ip_slot = Some(ip),
+                None => {
+                    return self.refuse(429, "too many connections from this address", cx);
+                }
+            }
+        }
+        let verdict = adm.users.as_ref().map(|u| u.check(header("authorization")));
+        self.ws.upgrade = Some(Box::new(u));
+        match verdict {
+            None => self.ask_backend(cx),
+            Some(Verdict::Accepted(user)) => {
+                self.user = Some(user);
+                self.ask_backend(cx);
+            }
+            Some(Verdict::Denied(why)) => self.refuse_unauthorized(why, cx),
+            Some(Verdict::Verify {
+                user,
+                password,
+                hash,
+            }) => {
+                self.verifying = Some(user);
+                cx.shared.workers.submit(
+                    cx.inbox,
+                    self.key,
+                    self.id,
+                    Job::Verify { password, hash },
+                );
+            }
+        }
+    }
+
+    fn refuse_unauthorized(&mut self, why: &str, cx: &mut Ctx) {
+        self.refuse_with(
+            401,
+            why,
+            &[("WWW-Authenticate", "Basic realm=\"websocksy\"")],
+            cx,
+        );
+    }
+
+    fn ask_backend(&mut self, cx: &mut Ctx) {
+        let Some(u) = self.ws.upgrade.as_ref() else {
+            return;
+        };
         let request = Request {
             target: u.target.clone(),
             headers: u.headers.clone(),
@@ -24,9 +175,8 @@ impl Session {
             client: self.client_addr,
             tls: false,
             tls_client: None,
-            user: None,
+            user: self.user.clone(),
         };
-        self.ws.upgrade = Some(Box::new(u));
         let backend = cx.shared.backend.clone();
         if backend.blocking() {
             self.raw.state = RawState::Querying;
@@ -48,6 +198,17 @@ impl Session {
     /// A worker finished a job for this session.
     pub fn on_outcome(&mut self, outcome: Outcome, cx: &mut Ctx) {
         match (outcome, self.raw.state) {
+            (Outcome::Verified(ok), RawState::None)
+                if self.ws.state == WsState::Waiting && self.verifying.is_some() =>
+            {
+                match self.verifying.take().flatten() {
+                    Some(user) if ok => {
+                        self.user = Some(user);
+                        self.ask_backend(cx);
+                    }
+                    _ => self.refuse_unauthorized("wrong credentials", cx),
+                }
+            }
             (Outcome::Queried(d), RawState::Querying) => self.on_decision(d, cx),
             (Outcome::Resolved(Ok(addrs)), RawState::Resolving) if !addrs.is_empty() => {
                 self.raw.addrs = addrs;
@@ -86,6 +247,19 @@ impl Session {
             (Some(i), Some(u)) => u.protocols.get(i).cloned(),
             _ => None,
         };
+        if let Some(v) = choice.proxy_protocol {
+            if !choice.address.is_stream() {
+                return self.refuse(
+                    502,
+                    &format!(
+                        "proxy-protocol needs a stream peer (tcp:// or unix://), not {}",
+                        choice.address
+                    ),
+                    cx,
+                );
+            }
+            self.raw.preface = proxy_protocol::encode(v, self.client_addr, self.local_addr);
+        }
         self.choice = Some(Box::new(Chosen {
             address: choice.address.clone(),
             protocol,
@@ -239,12 +413,16 @@ impl Session {
         self.last_activity = cx.now;
         self.opened = true;
         info!(
-            "conn {} {} -> {} open{}",
+            "conn {} {} -> {} open{}{}",
             self.id,
             self.client_addr,
             self.peer_label(),
             match protocol {
                 Some(p) => format!(" (protocol {p})"),
+                None => String::new(),
+            },
+            match &self.user {
+                Some(u) => format!(" user {u}"),
                 None => String::new(),
             }
         );

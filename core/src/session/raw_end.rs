@@ -54,6 +54,8 @@ pub(super) struct RawEnd {
     pub(super) msg: Vec<u8>,
     /// `msg` is complete and waits to be sent as one datagram.
     pub(super) msg_done: bool,
+    /// Bytes the peer gets before any client byte: a PROXY header.
+    pub(super) preface: Vec<u8>,
 }
 
 impl Session {
@@ -92,6 +94,22 @@ impl Session {
             self.discard_peer_queue();
             return;
         };
+        // Written to the raw socket first, so whatever a transport does
+        // after the connect (a TLS handshake) comes after it.
+        while !self.raw.preface.is_empty() {
+            match peer.write(&self.raw.preface) {
+                Ok(0) => return self.peer_failed(io::ErrorKind::WriteZero.into(), cx),
+                Ok(n) => {
+                    self.raw.preface.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.raw.rd.clear_w();
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.peer_failed(e, cx),
+            }
+        }
         if self.ws.pend.0 < self.ws.pend.1 {
             let Some(buf) = self.ws.input.as_ref() else {
                 self.ws.pend = (0, 0);
@@ -393,6 +411,7 @@ impl Session {
     }
 
     pub(super) fn discard_peer_queue(&mut self) {
+        self.raw.preface = Vec::new();
         self.ws.pend = (0, 0);
         self.raw.msg.clear();
         self.raw.msg_done = false;

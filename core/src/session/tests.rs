@@ -86,6 +86,7 @@ impl Rig {
             "127.0.0.1:1".parse().unwrap(),
             &shared,
             now,
+            false,
         );
         s.register(poll.registry()).unwrap();
         let mut raw = Stream::Unix(raw);

@@ -22,6 +22,8 @@ const MAX_DATAGRAM: usize = 65_507;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum WsState {
+    /// Reading the PROXY header its listener requires (`--proxy-protocol`).
+    Proxy,
     /// Reading the upgrade request.
     Http,
     /// Request complete; waiting for the backend and the peer connect.
@@ -66,11 +68,15 @@ pub(super) struct WsEnd {
 impl WsEnd {
     /// The end of an accepted connection: the server role reads an upgrade
     /// request first, and expects masked frames.
-    pub(super) fn server(stream: Stream, max_message: usize) -> WsEnd {
+    pub(super) fn server(stream: Stream, max_message: usize, proxy_protocol: bool) -> WsEnd {
         WsEnd {
             stream,
             rd: Ready::default(),
-            state: WsState::Http,
+            state: if proxy_protocol {
+                WsState::Proxy
+            } else {
+                WsState::Http
+            },
             http: Vec::new(),
             upgrade: None,
             reader: FrameReader::new(Role::Server, max_message),
@@ -86,6 +92,7 @@ impl WsEnd {
 impl Session {
     pub(super) fn client_read(&mut self, cx: &mut Ctx) -> bool {
         match self.ws.state {
+            WsState::Proxy => self.read_proxy_header(),
             WsState::Http => self.read_request(cx),
             WsState::Open | WsState::Closing => self.read_frames(cx),
             WsState::Lingering => {
@@ -406,12 +413,12 @@ impl Session {
         } else {
             0
         };
-        self.ws.pend.1 - self.ws.pend.0 + dgram
+        self.ws.pend.1 - self.ws.pend.0 + dgram + self.raw.preface.len()
     }
 
     /// Anything queued for the peer (an empty datagram counts).
     pub(super) fn peer_pending(&self) -> bool {
-        self.ws.pend.0 < self.ws.pend.1 || self.raw.msg_done
+        self.ws.pend.0 < self.ws.pend.1 || self.raw.msg_done || !self.raw.preface.is_empty()
     }
 
     pub(super) fn pending_out(&self) -> usize {

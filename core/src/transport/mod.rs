@@ -63,6 +63,27 @@ impl Stream {
         false
     }
 
+    /// Look at what waits to be read without taking it (a PROXY header
+    /// must be read without a byte of what follows, which may belong to a
+    /// TLS handshake). TCP only for now.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        again(|| match self {
+            Stream::Tcp(s) => s.peek(buf),
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "peek is only implemented for TCP",
+            )),
+        })
+    }
+
+    /// Our end's address, for TCP.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().ok(),
+            _ => None,
+        }
+    }
+
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         let both = Interest::READABLE | Interest::WRITABLE;
         match self {

@@ -266,6 +266,7 @@ pub fn error_response(status: u16, reason: &str, headers: &[(&str, &str)], out: 
         404 => "Not Found",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         502 => "Bad Gateway",

@@ -21,7 +21,7 @@ pub(crate) struct Answer {
     backend: String,
     registry: Arc<Registry>,
     protocol_count: usize,
-    pub peer: Option<PeerAddress>,
+    pub peer: Option<(PeerAddress, Option<crate::proxy_protocol::Version>)>,
     pub framing: Option<(String, Arc<dyn Framing>, Option<String>)>,
     pub protocol: Option<usize>,
     pub headers: Vec<(String, String)>,
@@ -119,7 +119,7 @@ pub(super) unsafe extern "C" fn answer_peer(answer: *mut wsy_answer, peer: wsy_s
                 Ok(u) => u,
                 Err(e) => return a.refuse("answer_peer", &e),
             };
-            match PeerAddress::parse(url, None) {
+            match PeerAddress::parse_with_options(url, None) {
                 Ok(p) => {
                     a.peer = Some(p);
                     WSY_OK
@@ -302,7 +302,7 @@ mod tests {
         }
         let got = h.close().unwrap();
         assert_eq!(
-            got.peer.as_ref().map(ToString::to_string),
+            got.peer.as_ref().map(|(p, _)| p.to_string()),
             Some("tcp://[::1]:80".to_string())
         );
         let (name, _, config) = got.framing.as_ref().unwrap();

@@ -380,10 +380,11 @@ impl Answer {
             }
             t => return reject(&format!("unknown peer transport {t}")),
         };
-        let address = match PeerAddress::parse(&text, self.port.as_deref()) {
-            Ok(a) => a,
-            Err(e) => return reject(&format!("invalid peer address: {e}")),
-        };
+        let (address, proxy_protocol) =
+            match PeerAddress::parse_with_options(&text, self.port.as_deref()) {
+                Ok(a) => a,
+                Err(e) => return reject(&format!("invalid peer address: {e}")),
+            };
         let (framing_name, framing) = state().framing_for_c(self.framing);
         Decision::Peer(PeerChoice {
             address,
@@ -392,6 +393,7 @@ impl Answer {
             framing_config: self.framing_config,
             protocol: (self.protocol < request.protocols.len()).then_some(self.protocol),
             headers: Vec::new(),
+            proxy_protocol,
         })
     }
 }

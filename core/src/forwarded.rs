@@ -1,0 +1,179 @@
+//! The real client address behind trusted proxies (`--trusted-proxy`).
+//!
+//! Only when the direct peer is a trusted proxy are its headers believed,
+//! in this order: `Forwarded` (RFC 7239, the standard one, whose `for=`
+//! can say `unknown` or an obfuscated name: those are skipped), then
+//! `X-Forwarded-For`, then `X-Real-IP`. In a list, the rightmost address
+//! that is not itself a trusted proxy wins: each proxy appends what it saw,
+//! so everything left of the first untrusted hop could be forged by the
+//! client. A forwarded address without a port gets port 0.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+
+#[derive(Debug, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, what a dual-stack listener reports
+/// for IPv4 clients) is the IPv4 address.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl TrustedProxies {
+    pub fn new(nets: &[IpNet]) -> TrustedProxies {
+        TrustedProxies(nets.to_vec())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether headers from `direct` are believed.
+    pub fn trusted(&self, direct: SocketAddr) -> bool {
+        self.contains(direct.ip())
+    }
+
+    /// The client address for a request from `direct` with these headers.
+    pub fn client(&self, direct: SocketAddr, headers: &[(String, String)]) -> SocketAddr {
+        if !self.trusted(direct) {
+            return direct;
+        }
+        let all = |name: &'static str| {
+            headers
+                .iter()
+                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        // Several headers of one name are one list, in order (RFC 9110 5.3).
+        let forwarded: Vec<SocketAddr> = all("forwarded")
+            .flat_map(|v| v.split(','))
+            .filter_map(forwarded_for)
+            .collect();
+        if let Some(a) = self.rightmost_untrusted(&forwarded) {
+            return a;
+        }
+        let xff: Vec<SocketAddr> = all("x-forwarded-for")
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| node(n.trim()))
+            .collect();
+        if let Some(a) = self.rightmost_untrusted(&xff) {
+            return a;
+        }
+        if let Some(a) = all("x-real-ip").next().and_then(|v| node(v.trim())) {
+            return a;
+        }
+        direct
+    }
+
+    /// The rightmost hop not itself a trusted proxy; if all of them are,
+    /// the leftmost (the furthest the chain of trust reaches).
+    fn rightmost_untrusted(&self, hops: &[SocketAddr]) -> Option<SocketAddr> {
+        hops.iter()
+            .rev()
+            .find(|a| !self.contains(a.ip()))
+            .or(hops.first())
+            .copied()
+    }
+}
+
+/// The `for=` of one `Forwarded` element (`for=1.2.3.4;proto=https`).
+fn forwarded_for(element: &str) -> Option<SocketAddr> {
+    element.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("for") {
+            return None;
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        node(v)
+    })
+}
+
+/// `1.2.3.4`, `1.2.3.4:5`, `[v6]`, `[v6]:5` or a bare v6; `unknown`,
+/// obfuscated names (`_hidden`) and obfuscated ports give `None` or port 0.
+fn node(v: &str) -> Option<SocketAddr> {
+    if let Ok(ip) = v.parse::<IpAddr>() {
+        return Some(SocketAddr::new(canonical(ip), 0));
+    }
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Some(SocketAddr::new(canonical(a.ip()), a.port()));
+    }
+    // `[v6]` or `[v6]:_obf` / `1.2.3.4:_obf`: keep the address, port 0.
+    let host = match v.strip_prefix('[') {
+        Some(r) => r.split_once(']')?.0,
+        None => v.split_once(':').map_or(v, |(h, _)| h),
+    };
+    host.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(canonical(ip), 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn proxies() -> TrustedProxies {
+        TrustedProxies::new(&["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()])
+    }
+
+    #[test]
+    fn untrusted_headers_are_ignored() {
+        let p = proxies();
+        let hs = h(&[("X-Forwarded-For", "1.2.3.4")]);
+        assert_eq!(p.client(a("192.0.2.1:5"), &hs), a("192.0.2.1:5"));
+    }
+
+    #[test]
+    fn precedence_and_lists() {
+        let p = proxies();
+        let d = a("10.1.1.1:9");
+        let hs = h(&[
+            ("X-Real-IP", "9.9.9.9"),
+            ("X-Forwarded-For", "6.6.6.6, 7.7.7.7, 10.2.2.2"),
+            (
+                "Forwarded",
+                "for=unknown, for=\"[2001:db8::1]:4711\";proto=https",
+            ),
+        ]);
+        assert_eq!(p.client(d, &hs), a("[2001:db8::1]:4711"));
+        assert_eq!(p.client(d, &hs[..2]), a("7.7.7.7:0"));
+        assert_eq!(p.client(d, &hs[..1]), a("9.9.9.9:0"));
+        assert_eq!(p.client(d, &h(&[("Forwarded", "for=_hidden")])), d);
+        assert_eq!(
+            p.client(
+                a("[::ffff:10.0.0.1]:1"),
+                &h(&[("x-forwarded-for", "5.5.5.5:80")])
+            ),
+            a("5.5.5.5:80")
+        );
+        // All hops trusted: the furthest one.
+        assert_eq!(
+            p.client(d, &h(&[("X-Forwarded-For", "10.3.3.3, 10.4.4.4")])),
+            a("10.3.3.3:0")
+        );
+    }
+}
