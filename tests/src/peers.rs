@@ -224,3 +224,137 @@ impl Default for UnansweringPeer {
 pub fn echo_on(s: TcpStream) -> thread::JoinHandle<()> {
     thread::spawn(move || echo_stream(s))
 }
+
+/// What a [`ProxyPeer`] read before the data: the PROXY header, as `ppp`
+/// parses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySeen {
+    /// 1 or 2.
+    pub version: u8,
+    /// The client the header speaks for; `None` for v1 `UNKNOWN` and v2 `LOCAL`.
+    pub source: Option<SocketAddr>,
+    pub destination: Option<SocketAddr>,
+    /// The header's bytes.
+    pub header: Vec<u8>,
+}
+
+/// A TCP peer that requires a PROXY header first: each connection's
+/// header is parsed with `ppp` (an implementation independent of the
+/// bridge's use of it: only the parser is shared) and reported; the bytes
+/// after it are echoed. A connection without a valid header is reported
+/// as `Err` with what arrived.
+pub struct ProxyPeer {
+    pub addr: SocketAddr,
+    rx: Receiver<Result<ProxySeen, Vec<u8>>>,
+}
+
+impl ProxyPeer {
+    pub fn new() -> ProxyPeer {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy peer");
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = channel();
+        thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let tx = tx.clone();
+                thread::spawn(move || serve_proxied(s, tx));
+            }
+        });
+        ProxyPeer { addr, rx }
+    }
+
+    /// The header of the next connection (panics after [`WAIT`]).
+    pub fn seen(&self) -> Result<ProxySeen, Vec<u8>> {
+        self.rx
+            .recv_timeout(WAIT)
+            .expect("bridge did not connect to the PROXY peer")
+    }
+}
+
+impl Default for ProxyPeer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn serve_proxied(mut s: TcpStream, tx: std::sync::mpsc::Sender<Result<ProxySeen, Vec<u8>>>) {
+    use ppp::{v1, v2, HeaderResult, PartialResult};
+    let _ = s.set_read_timeout(Some(WAIT));
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let (seen, len) = loop {
+        let header = HeaderResult::parse(&got);
+        if !header.is_incomplete() {
+            let seen = match header {
+                HeaderResult::V1(Ok(h)) => {
+                    let (source, destination) = match h.addresses {
+                        v1::Addresses::Tcp4(a) => (
+                            Some(SocketAddr::from((a.source_address, a.source_port))),
+                            Some(SocketAddr::from((
+                                a.destination_address,
+                                a.destination_port,
+                            ))),
+                        ),
+                        v1::Addresses::Tcp6(a) => (
+                            Some(SocketAddr::from((a.source_address, a.source_port))),
+                            Some(SocketAddr::from((
+                                a.destination_address,
+                                a.destination_port,
+                            ))),
+                        ),
+                        v1::Addresses::Unknown => (None, None),
+                    };
+                    Ok(ProxySeen {
+                        version: 1,
+                        source,
+                        destination,
+                        header: h.header.as_bytes().to_vec(),
+                    })
+                }
+                HeaderResult::V2(Ok(h)) => {
+                    let (source, destination) = match (h.command, h.addresses) {
+                        (v2::Command::Proxy, v2::Addresses::IPv4(a)) => (
+                            Some(SocketAddr::from((a.source_address, a.source_port))),
+                            Some(SocketAddr::from((
+                                a.destination_address,
+                                a.destination_port,
+                            ))),
+                        ),
+                        (v2::Command::Proxy, v2::Addresses::IPv6(a)) => (
+                            Some(SocketAddr::from((a.source_address, a.source_port))),
+                            Some(SocketAddr::from((
+                                a.destination_address,
+                                a.destination_port,
+                            ))),
+                        ),
+                        _ => (None, None),
+                    };
+                    Ok(ProxySeen {
+                        version: 2,
+                        source,
+                        destination,
+                        header: h.as_bytes().to_vec(),
+                    })
+                }
+                _ => Err(got.clone()),
+            };
+            let len = seen.as_ref().map_or(0, |h| h.header.len());
+            break (seen, len);
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = tx.send(Err(got));
+                return;
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    };
+    let ok = seen.is_ok();
+    let _ = tx.send(seen);
+    if !ok {
+        return;
+    }
+    if s.write_all(&got[len..]).is_err() {
+        return;
+    }
+    echo_stream(s);
+}

@@ -51,7 +51,8 @@ impl CommandLine {
                 // panic all the same.
                 key.apply(s, &v, &at).map_err(|why| {
                     ConfigError(format!(
-                        "invalid value '{v}' for '{at} <{}>': {why}",
+                        "invalid value '{}' for '{at} <{}>': {why}",
+                        key.shown(&v),
                         key.value_name
                     ))
                 })?;
@@ -143,7 +144,14 @@ fn key_arg(key: &'static Key) -> Arg {
         })
         // Kept as text: the key applies it after the file, with the same
         // parser the file uses.
-        .value_parser(move |v: &str| key.check(v).map(|()| v.to_string()));
+        .value_parser(move |v: &str| {
+            // clap's message would quote the value: a key that must not
+            // echo it is checked when applied instead, in our words.
+            if key.shown(v) != v {
+                return Ok(v.to_string());
+            }
+            key.check(v).map(|()| v.to_string())
+        });
     let arg = if key.flag {
         arg.num_args(0..=1)
             .require_equals(true)

@@ -145,7 +145,8 @@ fn apply_text(s: &mut Settings, name: &str, bytes: &[u8]) -> Result<(), ConfigEr
             Section::Core => match keys::find(key) {
                 Some(k) => k.apply(s, value, &at).map_err(|reason| {
                     ConfigError(format!(
-                        "{at}: invalid value '{value}' for '{key}': {reason}"
+                        "{at}: invalid value '{}' for '{key}': {reason}",
+                        k.shown(value)
                     ))
                 })?,
                 None => log::warn!(

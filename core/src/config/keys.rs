@@ -43,6 +43,17 @@ impl Key {
         self.value.check(value)
     }
 
+    /// The value as error messages show it: a key that may hold
+    /// credentials (`auth` given `user:password` by mistake) never echoes
+    /// them to a terminal or a log.
+    pub fn shown<'a>(&self, value: &'a str) -> &'a str {
+        if self.name == "auth" {
+            "<hidden>"
+        } else {
+            value
+        }
+    }
+
     /// Parses `value` and applies it to `s`; `at` (the file and line, or
     /// the option) names it in warnings. The error is the reason only.
     pub fn apply(
@@ -423,8 +434,9 @@ mod tests {
             assert_eq!(
                 fail(&[&file.path()]),
                 format!(
-                    "{}:1: invalid value '' for '{}': {why}",
+                    "{}:1: invalid value '{}' for '{}': {why}",
                     file.path(),
+                    key.shown(""),
                     key.name
                 )
             );

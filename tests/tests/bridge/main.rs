@@ -1,9 +1,11 @@
 //! End-to-end tests: the real binary, real sockets, real peers.
 
+mod admission;
 mod cli;
 mod flow;
 mod framing;
 mod handshake;
+mod identity;
 mod liveness;
 mod memory;
 mod peers;
