@@ -1,12 +1,15 @@
 //! The real client address behind trusted proxies (`--trusted-proxy`).
 //!
 //! Only when the direct peer is a trusted proxy are its headers believed,
-//! in this order: `Forwarded` (RFC 7239, the standard one, whose `for=`
-//! can say `unknown` or an obfuscated name: those are skipped), then
-//! `X-Forwarded-For`, then `X-Real-IP`. In a list, the rightmost address
-//! that is not itself a trusted proxy wins: each proxy appends what it saw,
-//! so everything left of the first untrusted hop could be forged by the
-//! client. A forwarded address without a port gets port 0.
+//! in this order: `Forwarded` (RFC 7239, the standard one), then
+//! `X-Forwarded-For`, then `X-Real-IP`; a header that names no usable
+//! address leaves the choice to the next one. In a list, walking from the
+//! right past the hops that are themselves trusted proxies, the first
+//! other hop is the client: each proxy appends what it saw, so anything
+//! left of it could be forged by the client. If that hop is not an address
+//! (`for=unknown`, an obfuscated `for=_name`, garbage), the header gives
+//! none: looking further left would believe the client. A forwarded
+//! address without a port gets port 0.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -55,16 +58,18 @@ impl TrustedProxies {
                 .map(|(_, v)| v.as_str())
         };
         // Several headers of one name are one list, in order (RFC 9110 5.3).
-        let forwarded: Vec<SocketAddr> = all("forwarded")
+        let forwarded: Vec<Option<SocketAddr>> = all("forwarded")
             .flat_map(|v| v.split(','))
             .filter_map(forwarded_for)
             .collect();
         if let Some(a) = self.rightmost_untrusted(&forwarded) {
             return a;
         }
-        let xff: Vec<SocketAddr> = all("x-forwarded-for")
+        let xff: Vec<Option<SocketAddr>> = all("x-forwarded-for")
             .flat_map(|v| v.split(','))
-            .filter_map(|n| node(n.trim()))
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .map(node)
             .collect();
         if let Some(a) = self.rightmost_untrusted(&xff) {
             return a;
@@ -75,19 +80,24 @@ impl TrustedProxies {
         direct
     }
 
-    /// The rightmost hop not itself a trusted proxy; if all of them are,
-    /// the leftmost (the furthest the chain of trust reaches).
-    fn rightmost_untrusted(&self, hops: &[SocketAddr]) -> Option<SocketAddr> {
-        hops.iter()
+    /// The rightmost hop not itself a trusted proxy, if it is an address;
+    /// if all of them are trusted, the leftmost (the furthest the chain of
+    /// trust reaches).
+    fn rightmost_untrusted(&self, hops: &[Option<SocketAddr>]) -> Option<SocketAddr> {
+        match hops
+            .iter()
             .rev()
-            .find(|a| !self.contains(a.ip()))
-            .or(hops.first())
-            .copied()
+            .find(|a| a.is_none_or(|a| !self.contains(a.ip())))
+        {
+            Some(hop) => *hop,
+            None => hops.first().copied().flatten(),
+        }
     }
 }
 
-/// The `for=` of one `Forwarded` element (`for=1.2.3.4;proto=https`).
-fn forwarded_for(element: &str) -> Option<SocketAddr> {
+/// The `for=` of one `Forwarded` element (`for=1.2.3.4;proto=https`):
+/// `None` if it has none, `Some(None)` if it names no address.
+fn forwarded_for(element: &str) -> Option<Option<SocketAddr>> {
     element.split(';').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         if !k.trim().eq_ignore_ascii_case("for") {
@@ -98,7 +108,7 @@ fn forwarded_for(element: &str) -> Option<SocketAddr> {
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
             .unwrap_or(v);
-        node(v)
+        Some(node(v))
     })
 }
 
@@ -163,6 +173,21 @@ mod tests {
         assert_eq!(p.client(d, &hs[..2]), a("7.7.7.7:0"));
         assert_eq!(p.client(d, &hs[..1]), a("9.9.9.9:0"));
         assert_eq!(p.client(d, &h(&[("Forwarded", "for=_hidden")])), d);
+        // An unusable rightmost hop: nothing to its left is believed.
+        assert_eq!(
+            p.client(d, &h(&[("X-Forwarded-For", "6.6.6.6, unknown")])),
+            d
+        );
+        assert_eq!(
+            p.client(
+                d,
+                &h(&[
+                    ("Forwarded", "for=6.6.6.6, for=unknown"),
+                    ("X-Real-IP", "9.9.9.9")
+                ])
+            ),
+            a("9.9.9.9:0")
+        );
         assert_eq!(
             p.client(
                 a("[::ffff:10.0.0.1]:1"),

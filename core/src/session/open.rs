@@ -168,9 +168,17 @@ impl Session {
         let Some(u) = self.ws.upgrade.as_ref() else {
             return;
         };
+        // Credentials the bridge checked itself are its own: backends get
+        // the user name, never the password.
+        let consumed = cx.shared.admission.users.is_some();
         let request = Request {
             target: u.target.clone(),
-            headers: u.headers.clone(),
+            headers: u
+                .headers
+                .iter()
+                .filter(|(n, _)| !(consumed && n.eq_ignore_ascii_case("authorization")))
+                .cloned()
+                .collect(),
             protocols: u.protocols.clone(),
             client: self.client_addr,
             tls: false,

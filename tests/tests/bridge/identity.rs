@@ -301,6 +301,56 @@ fn proxy_protocol_suffix_from_a_plugin_backend() {
     );
 }
 
+/// With `--auth`, backends see the user, never the credentials: the file
+/// backend cannot route on an `Authorization` header the bridge consumed.
+#[test]
+fn backends_never_see_checked_credentials() {
+    let by_header = ProxyPeer::new();
+    let fallback = ProxyPeer::new();
+    let dir = temp_dir("identity-auth-files");
+    // The header value `Basic dTpw` (u:p) with '/' unchanged: no '/' in it.
+    std::fs::write(
+        dir.join("Basic dTpw.txt"),
+        format!("tcp://{}?proxy-protocol=v1\n", by_header.addr),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("default.txt"),
+        format!("tcp://{}?proxy-protocol=v1\n", fallback.addr),
+    )
+    .unwrap();
+    let path = format!("path={}", dir.display());
+    let args = [
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--plugin-dir",
+        plugin_dir(),
+        "-b",
+        "file",
+        "-c",
+        &path,
+        "-c",
+        "expression=%header:Authorization%.txt",
+        "-c",
+        "expression=default.txt",
+    ];
+    // Without --auth the header reaches the backend (the control case)...
+    let b = Bridge::spawn(&args);
+    let mut s = b.connect();
+    ws::upgrade(&mut s, "/", &["Authorization: Basic dTpw"]);
+    by_header.seen().expect("routed by the header");
+    // ...with it, the backend never sees it.
+    let mut with_auth = args.to_vec();
+    with_auth.extend(["--auth", "$WSY_TEST_USERS"]);
+    let b = Bridge::spawn_env(&with_auth, &[("WSY_TEST_USERS", "u:p")]);
+    let mut s = b.connect();
+    ws::upgrade(&mut s, "/", &["Authorization: Basic dTpw"]);
+    fallback.seen().expect("routed without the header");
+    b.wait_log("open user u");
+}
+
 #[test]
 fn proxy_protocol_to_a_datagram_peer_stops_the_start() {
     let (code, _, err) = run_cli(&[
