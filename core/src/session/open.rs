@@ -49,6 +49,12 @@ impl Session {
             }
         };
         let (len, source, destination) = match proxy_protocol::parse(&buf[..n]) {
+            // The peek keeps showing the same bytes after a FIN: no more
+            // will come, so do not wait for the deadline.
+            Received::Incomplete if self.ws.rd.hup() => {
+                self.proxy_failed("closed inside its PROXY header");
+                return true;
+            }
             // A peek never returns WouldBlock while bytes wait: the next
             // bytes will raise a new edge, so wait for it.
             Received::Incomplete => {

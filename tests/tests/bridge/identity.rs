@@ -230,6 +230,14 @@ fn missing_or_malformed_proxy_header_closes_with_a_log_line() {
         .unwrap();
     assert!(ws::closes_within(&mut s, Duration::from_secs(3)));
 
+    // Half a header, then EOF: closed at once, not at the deadline.
+    let mut s = b.connect();
+    s.write_all(b"PROXY TCP4 192.0").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let direct = s.local_addr().unwrap();
+    assert!(ws::closes_within(&mut s, Duration::from_secs(3)));
+    b.wait_log(&format!("{direct} closed: closed inside its PROXY header"));
+
     // Half a header, then silence: closed at the handshake timeout.
     let mut s = b.connect();
     s.write_all(b"PROXY TCP4 192.0").unwrap();
