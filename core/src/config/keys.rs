@@ -468,6 +468,47 @@ mod tests {
     }
 
     #[test]
+    fn admission_keys() {
+        assert!(run(&["--proxy-protocol"]).proxy_protocol);
+        assert!(!run(&["--proxy-protocol=false"]).proxy_protocol);
+        // A switch never takes the next word: here, the config file.
+        let file = TempFile::new(b"[core]\nport = 7\n");
+        let s = run(&["--proxy-protocol", &file.path()]);
+        assert_eq!((s.proxy_protocol, s.port), (true, 7));
+        let s = run(&[
+            "--origin",
+            "HTTPS://A.example:443",
+            "--origin=null",
+            "--trusted-proxy",
+            "10.1.2.3/8",
+            "--trusted-proxy",
+            "::1",
+        ]);
+        assert_eq!(s.origins, ["https://a.example", "null"]);
+        assert_eq!(
+            s.trusted_proxies,
+            [
+                "10.0.0.0/8".parse::<ipnet::IpNet>().unwrap(),
+                "::1/128".parse().unwrap()
+            ]
+        );
+        // Credentials typed in clear are refused and never echoed.
+        let msg = fail(&["--auth", "alice:s3cret"]);
+        assert!(msg.contains("$NAME") && !msg.contains("s3cret"), "{msg}");
+        let file = TempFile::new(b"[core]\nauth = alice:s3cret\n");
+        let msg = fail(&[&file.path()]);
+        assert!(
+            msg.starts_with(&format!(
+                "{}:2: invalid value '<hidden>' for 'auth'",
+                file.path()
+            )) && !msg.contains("s3cret"),
+            "{msg}"
+        );
+        assert!(fail(&["--max-connections-per-ip", "0"]).contains("at least 1"));
+        assert!(fail(&["--trusted-proxy", "10.0.0.0/33"]).contains("CIDR"));
+    }
+
+    #[test]
     fn unknown_core_key_is_ignored() {
         let file = TempFile::new(b"[core]\nbogus = 1\nPort = 5\nport = 7\n");
         let s = run(&[&file.path()]);
