@@ -16,7 +16,12 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 #[derive(Debug, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    /// `--trusted-proxy unix`: a Unix-socket client is a proxy (a local
+    /// nginx); its address says nothing, so the listener's kind decides.
+    unix: bool,
+}
 
 /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, what a dual-stack listener reports
 /// for IPv4 clients) is the IPv4 address.
@@ -28,17 +33,16 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 impl TrustedProxies {
-    pub fn new(nets: &[IpNet]) -> TrustedProxies {
-        TrustedProxies(nets.to_vec())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    pub fn new(nets: &[IpNet], unix: bool) -> TrustedProxies {
+        TrustedProxies {
+            nets: nets.to_vec(),
+            unix,
+        }
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|n| n.contains(&ip))
+        self.nets.iter().any(|n| n.contains(&ip))
     }
 
     /// Whether headers from `direct` are believed.
@@ -47,8 +51,20 @@ impl TrustedProxies {
     }
 
     /// The client address for a request from `direct` with these headers.
-    pub fn client(&self, direct: SocketAddr, headers: &[(String, String)]) -> SocketAddr {
-        if !self.trusted(direct) {
+    /// `via_unix`: `direct` is the placeholder of a Unix-socket client,
+    /// trusted by `--trusted-proxy unix` rather than by address.
+    pub fn client(
+        &self,
+        direct: SocketAddr,
+        via_unix: bool,
+        headers: &[(String, String)],
+    ) -> SocketAddr {
+        let trusted = if via_unix {
+            self.unix
+        } else {
+            self.trusted(direct)
+        };
+        if !trusted {
             return direct;
         }
         let all = |name: &'static str| {
@@ -147,14 +163,27 @@ mod tests {
     }
 
     fn proxies() -> TrustedProxies {
-        TrustedProxies::new(&["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()])
+        TrustedProxies::new(
+            &["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            false,
+        )
     }
 
     #[test]
     fn untrusted_headers_are_ignored() {
         let p = proxies();
         let hs = h(&[("X-Forwarded-For", "1.2.3.4")]);
-        assert_eq!(p.client(a("192.0.2.1:5"), &hs), a("192.0.2.1:5"));
+        assert_eq!(p.client(a("192.0.2.1:5"), false, &hs), a("192.0.2.1:5"));
+    }
+
+    #[test]
+    fn unix_clients_are_trusted_only_when_listed() {
+        let hs = h(&[("X-Forwarded-For", "1.2.3.4")]);
+        let placeholder = a("127.0.0.1:0");
+        assert_eq!(proxies().client(placeholder, true, &hs), placeholder);
+        let p = TrustedProxies::new(&[], true);
+        assert_eq!(p.client(placeholder, true, &hs), a("1.2.3.4:0"));
+        assert_eq!(p.client(placeholder, false, &hs), placeholder);
     }
 
     #[test]
@@ -169,18 +198,19 @@ mod tests {
                 "for=unknown, for=\"[2001:db8::1]:4711\";proto=https",
             ),
         ]);
-        assert_eq!(p.client(d, &hs), a("[2001:db8::1]:4711"));
-        assert_eq!(p.client(d, &hs[..2]), a("7.7.7.7:0"));
-        assert_eq!(p.client(d, &hs[..1]), a("9.9.9.9:0"));
-        assert_eq!(p.client(d, &h(&[("Forwarded", "for=_hidden")])), d);
+        assert_eq!(p.client(d, false, &hs), a("[2001:db8::1]:4711"));
+        assert_eq!(p.client(d, false, &hs[..2]), a("7.7.7.7:0"));
+        assert_eq!(p.client(d, false, &hs[..1]), a("9.9.9.9:0"));
+        assert_eq!(p.client(d, false, &h(&[("Forwarded", "for=_hidden")])), d);
         // An unusable rightmost hop: nothing to its left is believed.
         assert_eq!(
-            p.client(d, &h(&[("X-Forwarded-For", "6.6.6.6, unknown")])),
+            p.client(d, false, &h(&[("X-Forwarded-For", "6.6.6.6, unknown")])),
             d
         );
         assert_eq!(
             p.client(
                 d,
+                false,
                 &h(&[
                     ("Forwarded", "for=6.6.6.6, for=unknown"),
                     ("X-Real-IP", "9.9.9.9")
@@ -191,13 +221,14 @@ mod tests {
         assert_eq!(
             p.client(
                 a("[::ffff:10.0.0.1]:1"),
+                false,
                 &h(&[("x-forwarded-for", "5.5.5.5:80")])
             ),
             a("5.5.5.5:80")
         );
         // All hops trusted: the furthest one.
         assert_eq!(
-            p.client(d, &h(&[("X-Forwarded-For", "10.3.3.3, 10.4.4.4")])),
+            p.client(d, false, &h(&[("X-Forwarded-For", "10.3.3.3, 10.4.4.4")])),
             a("10.3.3.3:0")
         );
     }

@@ -32,7 +32,7 @@ impl Admission {
             origins: origin::Origins::new(&s.origins)?,
             per_ip: s.max_connections_per_ip.map(per_ip::PerIp::new),
             users: s.auth.as_deref().map(auth::Users::load).transpose()?,
-            trusted: TrustedProxies::new(&s.trusted_proxies),
+            trusted: TrustedProxies::new(&s.trusted_proxies, s.trusted_unix),
         })
     }
 }

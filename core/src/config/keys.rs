@@ -8,8 +8,8 @@
 use std::fmt;
 
 use super::values::{
-    auth_value, backend_value, bool_value, cidr_value, count_value, listen_value, micros_value,
-    origin_value, path_value, port_value, seconds, seconds_or_off, size_value,
+    auth_value, backend_value, bool_value, count_value, listen_value, micros_value, origin_value,
+    path_value, port_value, seconds, seconds_or_off, size_value, trusted_proxy_value,
 };
 use super::{Settings, LOG_TARGET};
 
@@ -329,14 +329,17 @@ pub(super) static KEYS: &[Key] = &[
         name: "trusted-proxy",
         short: None,
         value_name: "CIDR",
-        help: "Believe Forwarded, X-Forwarded-For and X-Real-IP from these addresses; \
-               repeatable",
+        help: "Believe Forwarded, X-Forwarded-For, X-Real-IP from these addresses \
+               or unix; repeatable",
         numeric: false,
         repeatable: true,
         flag: false,
         value: &Field {
-            parse: cidr_value,
-            store: |s, v, _| s.trusted_proxies.push(v),
+            parse: trusted_proxy_value,
+            store: |s, v, _| match v {
+                Some(net) => s.trusted_proxies.push(net),
+                None => s.trusted_unix = true,
+            },
         },
     },
     Key {
@@ -483,7 +486,10 @@ mod tests {
             "10.1.2.3/8",
             "--trusted-proxy",
             "::1",
+            "--trusted-proxy=unix",
         ]);
+        assert!(s.trusted_unix);
+        assert!(!run(&[]).trusted_unix);
         assert_eq!(s.origins, ["https://a.example", "null"]);
         assert_eq!(
             s.trusted_proxies,

@@ -143,6 +143,8 @@ pub struct Settings {
     pub max_connections_per_ip: Option<usize>,
     /// Proxies whose `Forwarded`/`X-Forwarded-For`/`X-Real-IP` are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `--trusted-proxy unix`: clients of Unix-socket listeners are proxies too.
+    pub trusted_unix: bool,
     /// Every connection of the `-l`/`-p` listener starts with a PROXY header.
     pub proxy_protocol: bool,
 }
@@ -171,6 +173,7 @@ impl Default for Settings {
             origins: Vec::new(),
             max_connections_per_ip: None,
             trusted_proxies: Vec::new(),
+            trusted_unix: false,
             proxy_protocol: false,
         }
     }

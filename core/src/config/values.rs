@@ -235,14 +235,18 @@ pub(super) fn origin_value(v: &str) -> Result<String, String> {
     crate::admission::origin::Pattern::parse(v).map(|p| p.to_string())
 }
 
-/// `--trusted-proxy`: a CIDR block, or one address (/32 or /128).
-pub(super) fn cidr_value(v: &str) -> Result<ipnet::IpNet, String> {
+/// `--trusted-proxy`: a CIDR block, one address (/32 or /128), or `unix`
+/// (`None`: the clients of Unix-socket listeners, such as a local nginx).
+pub(super) fn trusted_proxy_value(v: &str) -> Result<Option<ipnet::IpNet>, String> {
+    if v == "unix" {
+        return Ok(None);
+    }
     if let Ok(net) = v.parse::<ipnet::IpNet>() {
-        return Ok(net.trunc());
+        return Ok(Some(net.trunc()));
     }
     v.parse::<std::net::IpAddr>()
-        .map(ipnet::IpNet::from)
-        .map_err(|_| "expected an IP address or a CIDR block such as 10.0.0.0/8".to_string())
+        .map(|ip| Some(ipnet::IpNet::from(ip)))
+        .map_err(|_| "expected an IP address, a CIDR block such as 10.0.0.0/8, or unix".to_string())
 }
 
 pub(super) fn bool_value(v: &str) -> Result<bool, String> {

@@ -75,6 +75,8 @@ pub struct Session {
     local_addr: Option<SocketAddr>,
     /// This connection must start with a PROXY header (its listener's setting).
     proxy_protocol: bool,
+    /// `client_addr` came from a PROXY header.
+    proxied: bool,
     /// The address counted by the per-address cap, released at `close`.
     ip_slot: Option<IpAddr>,
     /// The user HTTP Basic authentication accepted.
@@ -133,6 +135,7 @@ impl Session {
             client_addr,
             local_addr: stream.local_addr(),
             proxy_protocol,
+            proxied: false,
             ip_slot: None,
             user: None,
             verifying: None,

@@ -16,7 +16,7 @@ use crate::backend::{Decision, PeerChoice, Request};
 use crate::peer::mirror::Mirror;
 use crate::peer::{self, PeerAddress};
 use crate::proxy_protocol::{self, Received};
-use crate::transport::{Ready, Started};
+use crate::transport::{Ready, Started, Stream};
 use crate::workers::{Job, Outcome};
 use crate::ws::upgrade_server::{self, Upgrade};
 
@@ -93,6 +93,7 @@ impl Session {
             );
             self.client_addr = s;
             self.local_addr = destination.or(self.local_addr);
+            self.proxied = true;
         }
         self.ws.state = WsState::Http;
         true
@@ -112,7 +113,10 @@ impl Session {
         self.deadline = cx.now + cx.shared.limits.connect_timeout;
         let adm = &cx.shared.admission;
         let direct = self.client_addr;
-        self.client_addr = adm.trusted.client(direct, &u.headers);
+        // A Unix-socket client's address is a placeholder: `--trusted-proxy
+        // unix` decides for it, unless a PROXY header gave a real one.
+        let via_unix = matches!(self.ws.stream, Stream::Unix(_)) && !self.proxied;
+        self.client_addr = adm.trusted.client(direct, via_unix, &u.headers);
         if self.client_addr != direct {
             debug!(
                 "conn {} {direct} forwards for {}",
