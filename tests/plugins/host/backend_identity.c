@@ -8,6 +8,7 @@
  *   X-User         [user], (absent), or (no field) on an older host
  *   X-TLS-Subject  [subject], (absent), or (no field)
  *   X-TLS-SANs     [san][san]..., (none), or (no field)
+ *   X-Client       [client_address] (a 2.0 field: always there)
  * Built and queried through the real loader by the unit tests of
  * core/src/plugin/backend.rs.
  */
@@ -74,6 +75,9 @@ static wsy_status query(void *userdata, const wsy_request *req, wsy_answer *answ
         }
     }
     if (st == WSY_OK) st = header(answer, "X-TLS-SANs", buf);
+
+    show(buf, sizeof buf, req->client_address);
+    if (st == WSY_OK) st = header(answer, "X-Client", buf);
     return st;
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use websocksy_tests::peers::{self, ProxyPeer, ProxySeen};
 use websocksy_tests::ws;
-use websocksy_tests::{binary, run_cli, temp_dir, Bridge};
+use websocksy_tests::{binary, compile_plugin, run_cli, temp_dir, Bridge};
 
 fn a(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -357,6 +357,52 @@ fn backends_never_see_checked_credentials() {
     ws::upgrade(&mut s, "/", &["Authorization: Basic dTpw"]);
     fallback.seen().expect("routed without the header");
     b.wait_log("open user u");
+}
+
+/// A plugin backend (ABI 2.1) gets the user Basic authentication accepted
+/// and the client address a trusted proxy reported: the identity test
+/// backend echoes both on the 101.
+#[test]
+fn plugin_backends_get_the_user_and_the_real_client() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = temp_dir("identity-c");
+    let so = dir.join("backend_identity.so");
+    compile_plugin(
+        &root.join("tests/plugins/host/backend_identity.c"),
+        &root.join("include"),
+        &so,
+        &[],
+    );
+    let so = so.display().to_string();
+    let b = Bridge::spawn_env(
+        &[
+            "-l",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "--plugin",
+            &so,
+            "-b",
+            "identity",
+            "--auth",
+            "$WSY_TEST_USERS",
+            "--trusted-proxy",
+            "127.0.0.1",
+        ],
+        &[("WSY_TEST_USERS", "alice:pw")],
+    );
+    let mut s = b.connect();
+    let r = ws::upgrade(
+        &mut s,
+        "/",
+        &[
+            "Authorization: Basic YWxpY2U6cHc=",
+            "X-Forwarded-For: 198.51.100.7",
+        ],
+    );
+    assert_eq!(r.header("X-User"), Some("[alice]"), "{}", r.head);
+    assert_eq!(r.header("X-Client"), Some("[198.51.100.7:0]"), "{}", r.head);
+    b.wait_log("conn 1 198.51.100.7:0 -> mirror:// open user alice");
 }
 
 #[test]
