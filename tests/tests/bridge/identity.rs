@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use websocksy_tests::fronts;
 use websocksy_tests::peers::{self, ProxyPeer, ProxySeen};
 use websocksy_tests::ws;
 use websocksy_tests::{binary, compile_plugin, run_cli, temp_dir, Bridge};
@@ -205,6 +206,49 @@ fn proxy_protocol_v1_and_v2_accepted() {
     .unwrap();
     let seen = through_proxy_header(&b, &peer, &local);
     assert_eq!(seen.source.map(|s| s.ip()), Some(a("127.0.0.1:0").ip()));
+}
+
+/// The shipped haproxy example (TCP mode, `send-proxy-v2`) in front of a
+/// `--proxy-protocol` listener: the bridge, and the peer it passes the
+/// address on to, see the test's own socket, not haproxy's.
+#[test]
+fn haproxy_example_with_send_proxy_v2_in_front() {
+    let peer = ProxyPeer::new();
+    let b = to_proxy_peer(&peer, "v1", &["--proxy-protocol"]);
+    let port = fronts::free_port();
+    let cfg = fronts::example(
+        "haproxy/websocksy.cfg",
+        &[
+            ("bind 0.0.0.0:80", format!("bind 127.0.0.1:{port}")),
+            // haproxy needs 2 x maxconn descriptors and will not start
+            // below that: a test machine's hard limit may be lower.
+            ("maxconn 20000", "maxconn 1000".to_string()),
+            // The TLS front needs a certificate; the plain one is the test.
+            (
+                "frontend websocksy_tls\n    bind 0.0.0.0:443 ssl crt \
+                 /etc/haproxy/certs/ws.example.com.pem alpn http/1.1\n    \
+                 default_backend websocksy\n",
+                String::new(),
+            ),
+            (
+                "127.0.0.1:8081 send-proxy-v2",
+                format!("{} send-proxy-v2", b.addr),
+            ),
+        ],
+    );
+    let dir = temp_dir("haproxy-front");
+    let front = fronts::haproxy(&dir, &cfg, port);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to haproxy");
+    s.set_read_timeout(Some(websocksy_tests::WAIT)).unwrap();
+    s.write_all(ws::request("/", &[]).as_bytes()).unwrap();
+    let r = ws::read_response(&mut s).expect("response through haproxy");
+    assert_eq!(r.status, 101, "{}\n{}\n{}", r.head, b.logs(), front.logs());
+    let me = s.local_addr().unwrap();
+    let seen = peer.seen().expect("PROXY header to the peer");
+    assert_eq!(seen.source, Some(me));
+    b.wait_log(&format!("{me} -> tcp://{} open", peer.addr));
+    s.write_all(&ws::text("through haproxy")).unwrap();
+    assert_eq!(ws::read_frame(&mut s).unwrap().payload, b"through haproxy");
 }
 
 #[test]
