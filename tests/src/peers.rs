@@ -255,11 +255,28 @@ impl ProxyPeer {
         let (tx, rx) = channel();
         thread::spawn(move || {
             for s in l.incoming().flatten() {
+                let _ = s.set_read_timeout(Some(WAIT));
                 let tx = tx.clone();
                 thread::spawn(move || serve_proxied(s, tx));
             }
         });
         ProxyPeer { addr, rx }
+    }
+
+    /// The same on a Unix stream socket at `dir/name`; `addr` is unused.
+    pub fn unix(dir: &Path, name: &str) -> (ProxyPeer, PathBuf) {
+        let path = dir.join(name);
+        let l = UnixListener::bind(&path).expect("bind unix proxy peer");
+        let (tx, rx) = channel();
+        thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let _ = s.set_read_timeout(Some(WAIT));
+                let tx = tx.clone();
+                thread::spawn(move || serve_proxied(s, tx));
+            }
+        });
+        let addr = "0.0.0.0:0".parse().expect("placeholder address");
+        (ProxyPeer { addr, rx }, path)
     }
 
     /// The header of the next connection (panics after [`WAIT`]).
@@ -276,9 +293,11 @@ impl Default for ProxyPeer {
     }
 }
 
-fn serve_proxied(mut s: TcpStream, tx: std::sync::mpsc::Sender<Result<ProxySeen, Vec<u8>>>) {
+fn serve_proxied<S: Read + Write>(
+    mut s: S,
+    tx: std::sync::mpsc::Sender<Result<ProxySeen, Vec<u8>>>,
+) {
     use ppp::{v1, v2, HeaderResult, PartialResult};
-    let _ = s.set_read_timeout(Some(WAIT));
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let (seen, len) = loop {

@@ -74,6 +74,18 @@ fn proxy_header_to_the_peer_carries_the_client_v1_and_v2() {
 }
 
 #[test]
+fn proxy_header_to_a_unix_stream_peer() {
+    let dir = temp_dir("identity-unix");
+    let (peer, path) = ProxyPeer::unix(&dir, "peer.sock");
+    let host = format!("host=unix://{}?proxy-protocol=v2", path.display());
+    let b = Bridge::start(&["-c", &host]);
+    let (s, seen) = seen_through(&b, &peer, &[]);
+    assert_eq!(seen.version, 2);
+    assert_eq!(seen.source, Some(s.local_addr().unwrap()));
+    assert_eq!(seen.destination, Some(b.addr));
+}
+
+#[test]
 fn untrusted_forwarding_headers_are_ignored() {
     let peer = ProxyPeer::new();
     // Only 10/8 is trusted; the test connects from 127.0.0.1.
