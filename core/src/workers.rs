@@ -27,6 +27,8 @@ pub enum Job {
     Verify {
         password: String,
         hash: String,
+        /// Counts the check until the job is over.
+        ticket: crate::admission::auth::Ticket,
     },
 }
 
@@ -135,8 +137,14 @@ fn run(job: Job) -> Outcome {
         Job::Resolve { host, port } => {
             Outcome::Resolved((host.as_str(), port).to_socket_addrs().map(|a| a.collect()))
         }
-        Job::Verify { password, hash } => {
-            Outcome::Verified(crate::admission::auth::verify(&password, &hash))
+        Job::Verify {
+            password,
+            hash,
+            ticket,
+        } => {
+            let ok = crate::admission::auth::verify(&password, &hash);
+            drop(ticket);
+            Outcome::Verified(ok)
         }
         Job::Query { backend, request } => {
             let b = Arc::clone(&backend);

@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use base64::Engine as _;
 
@@ -23,9 +25,28 @@ enum Secret {
     Bcrypt(String),
 }
 
+/// bcrypt checks queued or running at once, for the whole process. The
+/// worker pool also resolves names and runs slow backends: without a bound,
+/// a flood of guessed passwords (from many addresses, so the per-address
+/// cap does not stop it) would queue ahead of them and time out every
+/// other connection. Beyond it, 503 at once; a few seconds of checks at
+/// bcrypt's usual cost.
+const MAX_CHECKS: usize = 64;
+
 pub struct Users {
     users: HashMap<String, Secret>,
     any_bcrypt: bool,
+    checks: Arc<AtomicUsize>,
+}
+
+/// One admitted bcrypt check; dropped (by the worker, whatever happens to
+/// the session that asked) when it is over.
+pub struct Ticket(Arc<AtomicUsize>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl fmt::Debug for Users {
@@ -90,7 +111,18 @@ impl Users {
         Users {
             users: HashMap::new(),
             any_bcrypt: false,
+            checks: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Room for one more bcrypt check, or `None` while [`MAX_CHECKS`] run.
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.checks
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CHECKS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Ticket(Arc::clone(&self.checks)))
     }
 
     fn add_line(&mut self, line: &str) -> Result<(), String> {
@@ -238,6 +270,16 @@ mod tests {
             panic!("expected a dummy verification");
         };
         assert!(!verify(&password, &hash));
+    }
+
+    #[test]
+    fn bcrypt_checks_are_bounded() {
+        let u = users(&[]);
+        let tickets: Vec<_> = (0..MAX_CHECKS).map_while(|_| u.ticket()).collect();
+        assert_eq!(tickets.len(), MAX_CHECKS);
+        assert!(u.ticket().is_none());
+        drop(tickets);
+        assert!(u.ticket().is_some());
     }
 
     #[test]

@@ -111,7 +111,9 @@ impl Session {
     pub(super) fn on_request(&mut self, u: Upgrade, cx: &mut Ctx) {
         self.ws.state = WsState::Waiting;
         self.deadline = cx.now + cx.shared.limits.connect_timeout;
-        let adm = &cx.shared.admission;
+        // A copy of the reference: the checks below may refuse (`&mut cx`).
+        let shared = cx.shared;
+        let adm = &shared.admission;
         let direct = self.client_addr;
         // A Unix-socket client's address is a placeholder: `--trusted-proxy
         // unix` decides for it, unless a PROXY header gave a real one.
@@ -140,26 +142,36 @@ impl Session {
                 }
             }
         }
-        let verdict = adm.users.as_ref().map(|u| u.check(header("authorization")));
+        let Some(users) = &adm.users else {
+            self.ws.upgrade = Some(Box::new(u));
+            return self.ask_backend(cx);
+        };
+        let verdict = users.check(header("authorization"));
         self.ws.upgrade = Some(Box::new(u));
         match verdict {
-            None => self.ask_backend(cx),
-            Some(Verdict::Accepted(user)) => {
+            Verdict::Accepted(user) => {
                 self.user = Some(user);
                 self.ask_backend(cx);
             }
-            Some(Verdict::Denied(why)) => self.refuse_unauthorized(why, cx),
-            Some(Verdict::Verify {
+            Verdict::Denied(why) => self.refuse_unauthorized(why, cx),
+            Verdict::Verify {
                 user,
                 password,
                 hash,
-            }) => {
+            } => {
+                let Some(ticket) = users.ticket() else {
+                    return self.refuse(503, "too many password checks in progress", cx);
+                };
                 self.verifying = Some(user);
                 cx.shared.workers.submit(
                     cx.inbox,
                     self.key,
                     self.id,
-                    Job::Verify { password, hash },
+                    Job::Verify {
+                        password,
+                        hash,
+                        ticket,
+                    },
                 );
             }
         }
