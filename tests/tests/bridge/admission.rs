@@ -291,7 +291,7 @@ fn admission_keys_in_the_config_file() {
     let path = cfg.display().to_string();
     let b = Bridge::spawn_env(&[&path], &[("WSY_TEST_USERS", "u:p")]);
     let auth = basic("u:p");
-    open(&b, &["Origin: https://b.example", &auth]);
+    let mut kept = open(&b, &["Origin: https://b.example", &auth]);
     refused(
         &b,
         &mut b.connect(),
@@ -299,6 +299,7 @@ fn admission_keys_in_the_config_file() {
         403,
     );
     refused(&b, &mut b.connect(), &["Origin: https://a.example"], 401);
+    assert_echo(&mut kept, "still here");
 
     std::fs::write(
         &cfg,

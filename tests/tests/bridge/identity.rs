@@ -162,6 +162,10 @@ fn per_address_cap_counts_the_forwarded_address() {
     let r = ws::read_response(&mut three).unwrap();
     assert_eq!(r.status, 429, "{}", r.head);
     b.wait_log("conn 3 192.0.2.1:0 -> - refused: 429");
+    for s in [&mut one, &mut two] {
+        s.write_all(&ws::text("still")).unwrap();
+        assert_eq!(ws::read_frame(s).unwrap().payload, b"still");
+    }
 }
 
 fn proxied_bridge(peer: &ProxyPeer) -> Bridge {
@@ -421,14 +425,14 @@ fn proxy_protocol_suffix_from_a_plugin_backend() {
         "-c",
         "expression=%endpoint%.txt",
     ]);
-    let mut s = b.connect();
-    ws::upgrade(&mut s, "/pp", &[]);
+    let mut kept = b.connect();
+    ws::upgrade(&mut kept, "/pp", &[]);
     let seen = peer
         .seen()
         .expect("PROXY header from the file backend's peer");
     assert_eq!(
         (seen.version, seen.source),
-        (2, Some(s.local_addr().unwrap()))
+        (2, Some(kept.local_addr().unwrap()))
     );
 
     // The same suffix on a datagram peer: 502 with the reason.
@@ -441,6 +445,9 @@ fn proxy_protocol_suffix_from_a_plugin_backend() {
         body.contains("proxy-protocol needs a stream peer"),
         "{body}"
     );
+    // The first connection never noticed.
+    kept.write_all(&ws::text("still")).unwrap();
+    assert_eq!(ws::read_frame(&mut kept).unwrap().payload, b"still");
 }
 
 /// With `--auth`, backends see the user, never the credentials: the file
