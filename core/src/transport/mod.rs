@@ -65,13 +65,14 @@ impl Stream {
 
     /// Look at what waits to be read without taking it (a PROXY header
     /// must be read without a byte of what follows, which may belong to a
-    /// TLS handshake). TCP only for now.
+    /// TLS handshake). Stream sockets only.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         again(|| match self {
             Stream::Tcp(s) => s.peek(buf),
-            _ => Err(io::Error::new(
+            Stream::Unix(s) => unix::peek(s, buf),
+            Stream::Udp(_) | Stream::UnixDgram(_) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "peek is only implemented for TCP",
+                "no peek on a datagram socket",
             )),
         })
     }
