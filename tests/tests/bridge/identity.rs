@@ -236,9 +236,6 @@ fn haproxy_example_with_send_proxy_v2_in_front() {
         "haproxy/websocksy.cfg",
         &[
             ("bind 0.0.0.0:80", format!("bind 127.0.0.1:{port}")),
-            // haproxy needs 2 x maxconn descriptors and will not start
-            // below that: a test machine's hard limit may be lower.
-            ("maxconn 20000", "maxconn 1000".to_string()),
             // The TLS front needs a certificate; the plain one is the test.
             (
                 "frontend websocksy_tls\n    bind 0.0.0.0:443 ssl crt \
