@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use websocksy::config::{self, Parsed};
-use websocksy::{backend, framing, plugin, server};
+use websocksy::{backend, framing, plugin, server, tls_context};
 
 fn main() -> ExitCode {
     // Before parsing: config warnings go through the logger.
@@ -13,6 +13,11 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
         Err(e) => return startup_error(&e.to_string()),
+    };
+    // Certificate files are read now, so a bad one is a start-up error.
+    let tls = match tls_context::ServerTls::load(&settings) {
+        Ok(t) => t,
+        Err(e) => return startup_error(&e),
     };
     // Built-ins first, then plugins (which may replace them by name).
     plugin::v1::keep_exports();
@@ -37,7 +42,7 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(e) => return startup_error(&e),
     };
-    let mut server = match server::Server::bind(&settings, backend.clone()) {
+    let mut server = match server::Server::bind(&settings, backend.clone(), tls) {
         Ok(s) => s,
         Err(e) => {
             backend.shutdown();

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::config::Settings;
+use crate::tls_context::ServerTls;
 use crate::workers::Workers;
 
 /// Threads for blocking calls (DNS, blocking backends), for all loops.
@@ -36,6 +37,8 @@ pub struct Shared {
     /// How long open connections get to close after SIGINT/SIGTERM.
     pub drain: Duration,
     pub busy_poll: Duration,
+    /// The TLS listeners' context, swapped on SIGHUP; read at accept only.
+    pub tls: Option<ServerTls>,
 }
 
 impl Shared {
@@ -61,6 +64,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             drain: settings.drain_timeout,
             busy_poll: settings.busy_poll,
+            tls: None,
         })
     }
 

@@ -8,10 +8,17 @@
 use std::fmt;
 
 use super::values::{
-    backend_value, count_value, listen_value, micros_value, path_value, port_value, seconds,
-    seconds_or_off, size_value,
+    backend_value, bind_value, client_cert_value, count_value, listen_value, micros_value,
+    path_value, port_value, seconds, seconds_or_off, size_value,
 };
-use super::{Settings, LOG_TARGET};
+use super::{Located, Settings, LOG_TARGET};
+
+fn located<T>(value: T, at: &dyn fmt::Display) -> Option<Located<T>> {
+    Some(Located {
+        value,
+        at: at.to_string(),
+    })
+}
 
 /// One `[core]` key, which is also the long option `--NAME`.
 pub(super) struct Key {
@@ -90,7 +97,10 @@ pub(super) static KEYS: &[Key] = &[
         repeatable: false,
         value: &Field {
             parse: port_value,
-            store: |s, v, _| s.port = v,
+            store: |s, v, _| {
+                s.port = v;
+                s.listen_given = true;
+            },
         },
     },
     Key {
@@ -103,7 +113,10 @@ pub(super) static KEYS: &[Key] = &[
         repeatable: false,
         value: &Field {
             parse: listen_value,
-            store: |s, v, _| s.listen = v,
+            store: |s, v, _| {
+                s.listen = v;
+                s.listen_given = true;
+            },
         },
     },
     Key {
@@ -255,6 +268,72 @@ pub(super) static KEYS: &[Key] = &[
             store: |s, v, _| s.plugins.push(v),
         },
     },
+    Key {
+        name: "bind",
+        short: None,
+        value_name: "SPEC",
+        help: "Also listen on SPEC (ws://ADDR:PORT, wss://ADDR:PORT, unix:/PATH; see below); \
+               repeatable",
+        numeric: false,
+        repeatable: true,
+        value: &Field {
+            parse: bind_value,
+            store: |s, v, at| {
+                s.binds.push(Located {
+                    value: v,
+                    at: at.to_string(),
+                })
+            },
+        },
+    },
+    Key {
+        name: "cert",
+        short: None,
+        value_name: "FILE",
+        help: "TLS certificate chain (PEM) for -l/-p and wss:// binds; reloaded on SIGHUP",
+        numeric: false,
+        repeatable: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.cert = located(v, at),
+        },
+    },
+    Key {
+        name: "key",
+        short: None,
+        value_name: "FILE",
+        help: "Private key (PEM) of --cert",
+        numeric: false,
+        repeatable: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.key = located(v, at),
+        },
+    },
+    Key {
+        name: "client-ca",
+        short: None,
+        value_name: "FILE",
+        help: "Ask TLS clients for a certificate signed by these CAs (PEM)",
+        numeric: false,
+        repeatable: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.client_ca = located(v, at),
+        },
+    },
+    Key {
+        name: "client-cert",
+        short: None,
+        value_name: "MODE",
+        help: "With --client-ca: 'require' or 'optional' [default: require]",
+        numeric: false,
+        repeatable: false,
+        value: &Field {
+            parse: client_cert_value,
+            store: |s, v, at| s.client_cert = located(v, at),
+        },
+    },
 ];
 
 /// Sets the backend name, warning where the original would have silently
@@ -291,6 +370,9 @@ mod tests {
             "plugin-dir" => "/a",
             "busy-poll" => "50",
             "plugin" => "x.so",
+            "bind" => "wss://[::1]:0?proxy-protocol",
+            "cert" | "key" | "client-ca" => "/a.pem",
+            "client-cert" => "optional",
             _ => "2.5",
         }
     }
@@ -364,6 +446,7 @@ mod tests {
             s,
             Settings {
                 port: 7,
+                listen_given: true,
                 config_file: Some(file.path()),
                 ..Settings::default()
             }
@@ -389,6 +472,7 @@ mod tests {
                 max_connections: Some(9),
                 drain_timeout: Duration::from_millis(100),
                 listen: "::1".into(),
+                listen_given: true,
                 backend: "other".into(),
                 config_file: Some(file.path()),
                 ..Settings::default()

@@ -6,10 +6,10 @@
 use log::info;
 
 use super::{Chosen, Ctx, RawState, Session, WsState};
-use crate::backend::{Decision, PeerChoice, Request};
+use crate::backend::{Decision, PeerChoice, Request, TlsIdentity};
 use crate::peer::mirror::Mirror;
 use crate::peer::{self, PeerAddress};
-use crate::transport::{Ready, Started};
+use crate::transport::{tls, Ready, Started, Stream};
 use crate::workers::{Job, Outcome};
 use crate::ws::upgrade_server::{self, Upgrade};
 
@@ -22,8 +22,8 @@ impl Session {
             headers: u.headers.clone(),
             protocols: u.protocols.clone(),
             client: self.client_addr,
-            tls: false,
-            tls_client: None,
+            tls: self.ws.stream.is_tls(),
+            tls_client: self.tls_identity(),
             user: None,
         };
         self.ws.upgrade = Some(Box::new(u));
@@ -43,6 +43,19 @@ impl Session {
             let decision = backend.query(&request);
             self.on_decision(decision, cx);
         }
+    }
+
+    /// The client certificate the TLS handshake verified (a listener
+    /// with `--client-ca`; with `optional`, the client may have sent none).
+    fn tls_identity(&self) -> Option<TlsIdentity> {
+        let Stream::Tls(t) = &self.ws.stream else {
+            return None;
+        };
+        let cert = t.peer_certificate()?;
+        Some(TlsIdentity {
+            subject: tls::subject_line(&cert),
+            sans: tls::sans(&cert),
+        })
     }
 
     /// A worker finished a job for this session.
@@ -238,8 +251,12 @@ impl Session {
         self.last_rx = cx.now;
         self.last_activity = cx.now;
         self.opened = true;
+        let identity = match self.tls_identity() {
+            Some(c) => format!(" (client cert {})", c.subject),
+            None => String::new(),
+        };
         info!(
-            "conn {} {} -> {} open{}",
+            "conn {} {} -> {} open{}{identity}",
             self.id,
             self.client_addr,
             self.peer_label(),

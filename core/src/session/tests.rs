@@ -84,6 +84,7 @@ impl Rig {
             0,
             Stream::Unix(ws),
             "127.0.0.1:1".parse().unwrap(),
+            false,
             &shared,
             now,
         );

@@ -61,13 +61,18 @@ pub(super) struct WsEnd {
     pub(super) out: OutQueue,
     /// The latest ping, answered once the queue drains below `OUT_HIGH`.
     pub(super) deferred_pong: Option<Control125>,
+    /// The listener expects a PROXY protocol header before the request
+    /// (read by the PROXY header's reader, which comes next).
+    #[allow(dead_code)]
+    pub(super) proxy_protocol: bool,
 }
 
 impl WsEnd {
     /// The end of an accepted connection: the server role reads an upgrade
     /// request first, and expects masked frames.
-    pub(super) fn server(stream: Stream, max_message: usize) -> WsEnd {
+    pub(super) fn server(stream: Stream, max_message: usize, proxy_protocol: bool) -> WsEnd {
         WsEnd {
+            proxy_protocol,
             stream,
             rd: Ready::default(),
             state: WsState::Http,
@@ -135,7 +140,10 @@ impl Session {
                     return false;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
+                Err(e) => {
+                    if self.ws.stream.handshaking() {
+                        self.tls_failed(&e.to_string(), e.kind() == io::ErrorKind::UnexpectedEof);
+                    }
                     self.client_gone();
                     return true;
                 }
@@ -369,6 +377,23 @@ impl Session {
                 buf.raw_mut().copy_within(at..at + len, self.ws.pend.1);
             }
             self.ws.pend.1 += len;
+        }
+    }
+
+    /// A TLS client that never finished its handshake: one line, at
+    /// info unless it just left (port scanners, health checks).
+    pub(super) fn tls_failed(&self, why: &str, left: bool) {
+        if left {
+            debug!(
+                "conn {} {} TLS handshake failed: {why}",
+                self.id, self.client_addr
+            );
+        } else {
+            log::info!(
+                "conn {} {} TLS handshake failed: {why}",
+                self.id,
+                self.client_addr
+            );
         }
     }
 
