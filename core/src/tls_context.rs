@@ -74,16 +74,21 @@ fn build(files: &ServerFiles) -> Result<SslContext, String> {
         )
     })?;
     readable(key, "key")?;
-    b.set_private_key_file(&key.value, SslFiletype::PEM)
-        .map_err(|e| format!("{}: bad key '{}': {}", key.at, name(&key.value), reason(&e)))?;
-    b.check_private_key().map_err(|_| {
+    let mismatch = || {
         format!(
             "{}: key '{}' does not match certificate '{}'",
             key.at,
             name(&key.value),
             name(&cert.value)
         )
-    })?;
+    };
+    b.set_private_key_file(&key.value, SslFiletype::PEM)
+        .map_err(|e| match reason(&e) {
+            // OpenSSL 3 checks the pair as it loads the key.
+            r if r.contains("mismatch") => mismatch(),
+            r => format!("{}: bad key '{}': {r}", key.at, name(&key.value)),
+        })?;
+    b.check_private_key().map_err(|_| mismatch())?;
     b.set_alpn_select_callback(|_, offered| {
         select_next_proto(b"\x08http/1.1", offered).ok_or(AlpnError::NOACK)
     });

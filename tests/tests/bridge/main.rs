@@ -16,3 +16,4 @@ mod readme;
 mod shutdown;
 mod smoke;
 mod stall;
+mod tls;
