@@ -19,6 +19,10 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return startup_error(&e),
     };
+    let peer_tls = match tls_context::PeerTls::load(&settings, backend_peer_ca(&settings)) {
+        Ok(t) => t,
+        Err(e) => return startup_error(&e),
+    };
     // Built-ins first, then plugins (which may replace them by name).
     plugin::v1::keep_exports();
     let mut framings = framing::Registry::with_builtins();
@@ -42,7 +46,7 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(e) => return startup_error(&e),
     };
-    let mut server = match server::Server::bind(&settings, backend.clone(), tls) {
+    let mut server = match server::Server::bind(&settings, backend.clone(), tls, peer_tls) {
         Ok(s) => s,
         Err(e) => {
             backend.shutdown();
@@ -61,6 +65,22 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The default backend's `peer-ca` option (the last one given): the same
+/// as `--peer-ca`, which wins.
+fn backend_peer_ca(s: &config::Settings) -> Option<config::Located<std::path::PathBuf>> {
+    if s.backend != "defaultpeer" {
+        return None;
+    }
+    s.backend_options
+        .iter()
+        .rev()
+        .find(|o| o.key == "peer-ca")
+        .map(|o| config::Located {
+            value: o.value.clone().into(),
+            at: o.origin.to_string(),
+        })
 }
 
 /// A start-up error: one line, exit status 2.

@@ -15,7 +15,7 @@ use crate::config::{BindAddr, Settings};
 use crate::event_loop::{Loop, MAX_LISTENERS};
 use crate::listener::{self, bind_unix, Listener};
 use crate::shared::Shared;
-use crate::tls_context::ServerTls;
+use crate::tls_context::{PeerTls, ServerTls};
 
 pub struct Server {
     local_addr: SocketAddr,
@@ -85,6 +85,7 @@ impl Server {
         settings: &Settings,
         backend: Arc<dyn Backend>,
         tls: Option<ServerTls>,
+        peer_tls: PeerTls,
     ) -> Result<Server, String> {
         let mut listeners = Vec::new();
         let mut local_addr = None;
@@ -127,6 +128,7 @@ impl Server {
         });
         let mut shared = Shared::new(settings, backend, max_connections)?;
         shared.tls = tls;
+        shared.peer_tls = Some(peer_tls);
         let labels: Vec<String> = listeners.iter().map(ToString::to_string).collect();
         let main = Loop::new(Arc::new(shared), listeners, true)?;
         match local_addr {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::config::Settings;
-use crate::tls_context::ServerTls;
+use crate::tls_context::{PeerTls, ServerTls};
 use crate::workers::Workers;
 
 /// Threads for blocking calls (DNS, blocking backends), for all loops.
@@ -39,6 +39,8 @@ pub struct Shared {
     pub busy_poll: Duration,
     /// The TLS listeners' context, swapped on SIGHUP; read at accept only.
     pub tls: Option<ServerTls>,
+    /// The context of `tls://` peers (always set by the server).
+    pub peer_tls: Option<PeerTls>,
 }
 
 impl Shared {
@@ -65,6 +67,7 @@ impl Shared {
             drain: settings.drain_timeout,
             busy_poll: settings.busy_poll,
             tls: None,
+            peer_tls: None,
         })
     }
 

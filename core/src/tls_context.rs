@@ -12,8 +12,8 @@ use std::sync::RwLock;
 
 use openssl::error::ErrorStack;
 use openssl::ssl::{
-    select_next_proto, AlpnError, SslAcceptor, SslContext, SslFiletype, SslMethod, SslMode,
-    SslVerifyMode,
+    select_next_proto, AlpnError, Ssl, SslAcceptor, SslConnector, SslContext, SslFiletype,
+    SslMethod, SslMode, SslVerifyMode,
 };
 use openssl::x509::X509Name;
 
@@ -173,5 +173,84 @@ impl ServerTls {
             Err(poisoned) => *poisoned.into_inner() = ctx,
         }
         Ok(())
+    }
+}
+
+/// The context of `tls://` peers, built once at start-up: the system's
+/// CAs or `--peer-ca`, hostname checks unless `--peer-insecure`, and an
+/// optional client certificate.
+pub struct PeerTls {
+    connector: SslConnector,
+    insecure: bool,
+}
+
+impl PeerTls {
+    /// `backend_ca`: a `peer-ca` option of the default backend, used when
+    /// `--peer-ca` is not given.
+    pub fn load(s: &Settings, backend_ca: Option<Located<PathBuf>>) -> Result<PeerTls, String> {
+        let mut b = SslConnector::builder(SslMethod::tls_client())
+            .map_err(|e| format!("cannot create a TLS context: {}", reason(&e)))?;
+        let name = |p: &Path| p.display().to_string();
+        if let Some(ca) = s.peer_ca.clone().or(backend_ca) {
+            readable(&ca, "peer CA")?;
+            b.set_ca_file(&ca.value).map_err(|e| {
+                format!(
+                    "{}: bad peer CA '{}': {}",
+                    ca.at,
+                    name(&ca.value),
+                    reason(&e)
+                )
+            })?;
+        }
+        match (&s.peer_cert, &s.peer_key) {
+            (Some(cert), Some(key)) => {
+                readable(cert, "certificate")?;
+                b.set_certificate_chain_file(&cert.value).map_err(|e| {
+                    format!(
+                        "{}: bad certificate '{}': {}",
+                        cert.at,
+                        name(&cert.value),
+                        reason(&e)
+                    )
+                })?;
+                readable(key, "key")?;
+                b.set_private_key_file(&key.value, SslFiletype::PEM)
+                    .map_err(|e| {
+                        format!("{}: bad key '{}': {}", key.at, name(&key.value), reason(&e))
+                    })?;
+                b.check_private_key().map_err(|_| {
+                    format!(
+                        "{}: key '{}' does not match certificate '{}'",
+                        key.at,
+                        name(&key.value),
+                        name(&cert.value)
+                    )
+                })?;
+            }
+            (Some(c), None) => return Err(format!("{}: peer-cert needs peer-key", c.at)),
+            (None, Some(k)) => return Err(format!("{}: peer-key needs peer-cert", k.at)),
+            (None, None) => {}
+        }
+        if s.peer_insecure {
+            b.set_verify(SslVerifyMode::NONE);
+            log::warn!("peer TLS certificates are not verified (peer-insecure)");
+        }
+        b.set_mode(SslMode::ACCEPT_MOVING_WRITE_BUFFER | SslMode::ENABLE_PARTIAL_WRITE);
+        Ok(PeerTls {
+            connector: b.build(),
+            insecure: s.peer_insecure,
+        })
+    }
+
+    /// A client-side `Ssl` for `host`: SNI (unless an IP literal) and,
+    /// unless insecure, the certificate must name `host`.
+    pub fn ssl(&self, host: &str) -> std::io::Result<Ssl> {
+        let mut ssl = self
+            .connector
+            .configure()
+            .and_then(|c| c.verify_hostname(!self.insecure).into_ssl(host))
+            .map_err(std::io::Error::other)?;
+        ssl.set_connect_state();
+        Ok(ssl)
     }
 }

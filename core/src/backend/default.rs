@@ -18,7 +18,8 @@ pub struct DefaultPeer {
 impl DefaultPeer {
     /// Options: `host` (default `tcp://localhost`), `port` (default 5900,
     /// used when `host` has none), `framing` (default `auto`),
-    /// `framing-config`, `protocol` (`*` = the first offered).
+    /// `framing-config`, `protocol` (`*` = the first offered), `peer-ca`
+    /// (CAs for a `tls://` peer, read with the TLS settings).
     pub fn configure(options: &[BackendOption], framings: &Registry) -> Result<Self, String> {
         let mut host = ("tcp://localhost".to_string(), None);
         let mut port = ("5900".to_string(), None);
@@ -33,9 +34,11 @@ impl DefaultPeer {
                 "framing" => framing = (opt.value.clone(), origin),
                 "framing-config" => framing_config = (Some(opt.value.clone()), origin),
                 "protocol" => protocol = Some(opt.value.clone()),
+                // Read with the TLS settings (`--peer-ca`'s twin).
+                "peer-ca" => {}
                 _ => {
                     return Err(format!(
-                        "{}: unknown defaultpeer option '{}' (expected host, port, framing, framing-config, protocol)",
+                        "{}: unknown defaultpeer option '{}' (expected host, port, framing, framing-config, protocol, peer-ca)",
                         opt.origin, opt.key
                     ))
                 }

@@ -141,6 +141,9 @@ fn key_arg(key: &'static Key) -> Arg {
         } else {
             ArgAction::Set
         })
+        .num_args(if key.flag { 0..=1 } else { 1..=1 })
+        .require_equals(key.flag)
+        .default_missing_value(if key.flag { Some("true") } else { None })
         // Kept as text: the key applies it after the file, with the same
         // parser the file uses.
         .value_parser(move |v: &str| key.check(v).map(|()| v.to_string()));
@@ -203,7 +206,8 @@ Configuration file:
   [core] takes the long option names without dashes (port, listen, ping,
   backend, connect-timeout, handshake-timeout, idle-timeout, pong-timeout,
   max-message-size, max-connections, drain-timeout, plugin-dir, plugin,
-  busy-poll, bind, cert, key, client-ca, client-cert);
+  busy-poll, bind, cert, key, client-ca, client-cert, peer-ca, peer-cert,
+  peer-key, peer-insecure);
   unknown [core] keys are ignored with a warning. [backend] lines go to the backend in order,
   like -c options. [framing:NAME] lines are library-level options of the framing NAME
   (the name 'framing =' selects), like --framing-option NAME:KEY=VALUE; a connection's

@@ -8,8 +8,8 @@
 use std::fmt;
 
 use super::values::{
-    backend_value, bind_value, client_cert_value, count_value, listen_value, micros_value,
-    path_value, port_value, seconds, seconds_or_off, size_value,
+    backend_value, bind_value, bool_value, client_cert_value, count_value, listen_value,
+    micros_value, path_value, port_value, seconds, seconds_or_off, size_value,
 };
 use super::{Located, Settings, LOG_TARGET};
 
@@ -36,6 +36,9 @@ pub(super) struct Key {
     /// Every occurrence applies, in order (`plugin`); otherwise the last
     /// one wins.
     pub repeatable: bool,
+    /// A switch: `--NAME` alone means `true` (`--NAME=false` also works);
+    /// in the file it takes a value like any key.
+    pub flag: bool,
     value: &'static dyn Value,
 }
 
@@ -95,6 +98,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Listen port for WebSocket clients, 0-65535; 0 picks a free port [default: 8001]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: port_value,
             store: |s, v, _| {
@@ -111,6 +115,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: ::]",
         numeric: false,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: listen_value,
             store: |s, v, _| {
@@ -127,6 +132,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: 30]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds_or_off,
             store: |s, v, _| s.ping = v,
@@ -139,6 +145,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Peer discovery backend [default: defaultpeer]",
         numeric: false,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: backend_value,
             store: set_backend,
@@ -151,6 +158,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Give up connecting to a peer after SECS [default: 10]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds,
             store: |s, v, _| s.connect_timeout = v,
@@ -164,6 +172,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: 10]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds,
             store: |s, v, _| s.handshake_timeout = v,
@@ -176,6 +185,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Close a connection with no traffic either way for SECS; 0 disables [default: 0]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds_or_off,
             store: |s, v, _| s.idle_timeout = v,
@@ -188,6 +198,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Close a client that sends nothing within SECS of a keep-alive ping [default: 10]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds,
             store: |s, v, _| s.pong_timeout = v,
@@ -201,6 +212,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: 64M]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: size_value,
             store: |s, v, _| s.max_message_size = v,
@@ -213,6 +225,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Stop accepting beyond N open connections [default: from the file descriptor limit]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: count_value,
             store: |s, v, _| s.max_connections = Some(v),
@@ -225,6 +238,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "On SIGINT/SIGTERM, give open connections SECS to finish closing [default: 5]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: seconds,
             store: |s, v, _| s.drain_timeout = v,
@@ -238,6 +252,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: <exe dir>/plugins, ...]",
         numeric: false,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: path_value,
             store: |s, v, _| s.plugin_dir = Some(v),
@@ -251,6 +266,7 @@ pub(super) static KEYS: &[Key] = &[
                [default: 0]",
         numeric: true,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: micros_value,
             store: |s, v, _| s.busy_poll = v,
@@ -263,6 +279,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Load this plugin library (.so) too; repeatable",
         numeric: false,
         repeatable: true,
+        flag: false,
         value: &Field {
             parse: path_value,
             store: |s, v, _| s.plugins.push(v),
@@ -276,6 +293,7 @@ pub(super) static KEYS: &[Key] = &[
                repeatable",
         numeric: false,
         repeatable: true,
+        flag: false,
         value: &Field {
             parse: bind_value,
             store: |s, v, at| {
@@ -293,6 +311,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "TLS certificate chain (PEM) for -l/-p and wss:// binds; reloaded on SIGHUP",
         numeric: false,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: path_value,
             store: |s, v, at| s.cert = located(v, at),
@@ -305,6 +324,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Private key (PEM) of --cert",
         numeric: false,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: path_value,
             store: |s, v, at| s.key = located(v, at),
@@ -317,6 +337,7 @@ pub(super) static KEYS: &[Key] = &[
         help: "Ask TLS clients for a certificate signed by these CAs (PEM)",
         numeric: false,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: path_value,
             store: |s, v, at| s.client_ca = located(v, at),
@@ -329,9 +350,62 @@ pub(super) static KEYS: &[Key] = &[
         help: "With --client-ca: 'require' or 'optional' [default: require]",
         numeric: false,
         repeatable: false,
+        flag: false,
         value: &Field {
             parse: client_cert_value,
             store: |s, v, at| s.client_cert = located(v, at),
+        },
+    },
+    Key {
+        name: "peer-ca",
+        short: None,
+        value_name: "FILE",
+        help: "Verify tls:// peers with these CAs (PEM) instead of the system's",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.peer_ca = located(v, at),
+        },
+    },
+    Key {
+        name: "peer-cert",
+        short: None,
+        value_name: "FILE",
+        help: "Client certificate chain (PEM) shown to tls:// peers; needs --peer-key",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.peer_cert = located(v, at),
+        },
+    },
+    Key {
+        name: "peer-key",
+        short: None,
+        value_name: "FILE",
+        help: "Private key (PEM) of --peer-cert",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.peer_key = located(v, at),
+        },
+    },
+    Key {
+        name: "peer-insecure",
+        short: None,
+        value_name: "BOOL",
+        help: "Do not verify tls:// peers' certificates (logs a warning)",
+        numeric: false,
+        repeatable: false,
+        flag: true,
+        value: &Field {
+            parse: bool_value,
+            store: |s, v, _| s.peer_insecure = v,
         },
     },
 ];
@@ -373,6 +447,8 @@ mod tests {
             "bind" => "wss://[::1]:0?proxy-protocol",
             "cert" | "key" | "client-ca" => "/a.pem",
             "client-cert" => "optional",
+            "peer-ca" | "peer-cert" | "peer-key" => "/b.pem",
+            "peer-insecure" => "true",
             _ => "2.5",
         }
     }
@@ -382,7 +458,8 @@ mod tests {
         for key in KEYS {
             let value = sample(key.name);
             let option = format!("--{}", key.name);
-            let from_cli = run(&[&option, value]);
+            // A switch takes its value only after '='.
+            let from_cli = run(&[&format!("{option}={value}")]);
             assert_ne!(from_cli, Settings::default(), "{option} {value}");
             let file = TempFile::new(format!("[core]\n{} = {value}\n", key.name).as_bytes());
             let from_file = run(&[&file.path()]);
@@ -400,7 +477,7 @@ mod tests {
             }
             // The same reason both ways, each with its own prefix; no key
             // takes an empty value.
-            let msg = fail(&[&option, ""]);
+            let msg = fail(&[&format!("{option}=")]);
             let why = msg
                 .rsplit_once("': ")
                 .map(|(_, why)| why)
@@ -432,7 +509,11 @@ mod tests {
         listed_sorted.sort_unstable();
         assert_eq!(listed_sorted, names, "{text}");
         for key in KEYS {
-            let option = format!("--{} <{}>", key.name, key.value_name);
+            let option = if key.flag {
+                format!("--{}[=<{}>]", key.name, key.value_name)
+            } else {
+                format!("--{} <{}>", key.name, key.value_name)
+            };
             assert_eq!(text.matches(&option).count(), 1, "{option}: {text}");
             assert!(text.contains(key.help), "{}: {text}", key.help);
         }

@@ -211,6 +211,13 @@ pub struct Settings {
     /// Whether a client certificate is required; default `require` when
     /// `client_ca` is set.
     pub client_cert: Option<Located<ClientCertMode>>,
+    /// CAs `tls://` peers are verified with, instead of the system's.
+    pub peer_ca: Option<Located<PathBuf>>,
+    /// A client certificate and key for `tls://` peers.
+    pub peer_cert: Option<Located<PathBuf>>,
+    pub peer_key: Option<Located<PathBuf>>,
+    /// Do not verify `tls://` peers' certificates.
+    pub peer_insecure: bool,
 }
 
 impl Default for Settings {
@@ -239,6 +246,10 @@ impl Default for Settings {
             key: None,
             client_ca: None,
             client_cert: None,
+            peer_ca: None,
+            peer_cert: None,
+            peer_key: None,
+            peer_insecure: false,
         }
     }
 }

@@ -206,6 +206,15 @@ pub(super) fn count_value(v: &str) -> Result<usize, String> {
     }
 }
 
+/// A switch's value.
+pub(super) fn bool_value(v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
 /// `require` or `optional`.
 pub(super) fn client_cert_value(v: &str) -> Result<ClientCertMode, String> {
     match v {

@@ -1,5 +1,6 @@
-//! Peer addresses as backends write them: `tcp://host:port`, `udp://host`,
-//! `unix:///path`, `unix-dgram:///path`, `mirror://`.
+//! Peer addresses as backends write them: `tcp://host:port`,
+//! `tls://host:port`, `udp://host`, `unix:///path`, `unix-dgram:///path`,
+//! `mirror://`.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -9,6 +10,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerAddress {
     Tcp(HostPort),
+    /// TCP, then a TLS handshake (SNI and verification against `host`).
+    Tls(HostPort),
     Udp(HostPort),
     Unix(PathBuf),
     UnixDgram(PathBuf),
@@ -48,6 +51,7 @@ impl fmt::Display for PeerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerAddress::Tcp(hp) => write!(f, "tcp://{hp}"),
+            PeerAddress::Tls(hp) => write!(f, "tls://{hp}"),
             PeerAddress::Udp(hp) => write!(f, "udp://{hp}"),
             PeerAddress::Unix(p) => write!(f, "unix://{}", p.display()),
             PeerAddress::UnixDgram(p) => write!(f, "unix-dgram://{}", p.display()),
@@ -71,6 +75,7 @@ impl PeerAddress {
         };
         match scheme.as_str() {
             "tcp" => Ok(PeerAddress::Tcp(parse_host_port(rest, port)?)),
+            "tls" => Ok(PeerAddress::Tls(parse_host_port(rest, port)?)),
             "udp" => Ok(PeerAddress::Udp(parse_host_port(rest, port)?)),
             "unix" => Ok(PeerAddress::Unix(parse_path(rest)?)),
             "unix-dgram" => Ok(PeerAddress::UnixDgram(parse_path(rest)?)),
@@ -78,7 +83,7 @@ impl PeerAddress {
             "mirror" => Err(format!("'{host}': mirror:// takes no address")),
             "fifotx" | "fiforx" => Err(format!("'{host}': FIFO peers are not supported")),
             _ => Err(format!(
-                "'{host}': unknown scheme '{scheme}://' (expected tcp, udp, unix, unix-dgram or mirror)"
+                "'{host}': unknown scheme '{scheme}://' (expected tcp, tls, udp, unix, unix-dgram or mirror)"
             )),
         }
     }
@@ -193,6 +198,9 @@ mod tests {
             PeerAddress::parse("mirror://", None),
             Ok(PeerAddress::Mirror)
         );
+        let tls = PeerAddress::parse("tls://example.com", Some("443"));
+        assert_eq!(tls, Ok(PeerAddress::Tls(hp("example.com", 443))));
+        assert_eq!(tls.unwrap().to_string(), "tls://example.com:443");
     }
 
     #[test]

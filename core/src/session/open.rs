@@ -110,25 +110,27 @@ impl Session {
                 self.raw.state = RawState::Open;
                 self.open_ws(cx);
             }
-            PeerAddress::Tcp(hp) | PeerAddress::Udp(hp) => match hp.literal() {
-                Some(a) => {
-                    self.raw.addrs = vec![a];
-                    self.connect_next(cx);
+            PeerAddress::Tcp(hp) | PeerAddress::Tls(hp) | PeerAddress::Udp(hp) => {
+                match hp.literal() {
+                    Some(a) => {
+                        self.raw.addrs = vec![a];
+                        self.connect_next(cx);
+                    }
+                    None => {
+                        // getaddrinfo blocks: never on the loop thread.
+                        self.raw.state = RawState::Resolving;
+                        cx.shared.workers.submit(
+                            cx.inbox,
+                            self.key,
+                            self.id,
+                            Job::Resolve {
+                                host: hp.host.clone(),
+                                port: hp.port,
+                            },
+                        );
+                    }
                 }
-                None => {
-                    // getaddrinfo blocks: never on the loop thread.
-                    self.raw.state = RawState::Resolving;
-                    cx.shared.workers.submit(
-                        cx.inbox,
-                        self.key,
-                        self.id,
-                        Job::Resolve {
-                            host: hp.host.clone(),
-                            port: hp.port,
-                        },
-                    );
-                }
-            },
+            }
             PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) => {
                 self.raw.addrs.clear();
                 self.connect_next(cx);
@@ -144,7 +146,7 @@ impl Session {
         loop {
             let target = match address {
                 PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) if self.raw.addr_next == 0 => None,
-                PeerAddress::Tcp(_) | PeerAddress::Udp(_)
+                PeerAddress::Tcp(_) | PeerAddress::Tls(_) | PeerAddress::Udp(_)
                     if self.raw.addr_next < self.raw.addrs.len() =>
                 {
                     Some(self.raw.addrs[self.raw.addr_next])
@@ -164,14 +166,15 @@ impl Session {
                 }
             };
             self.raw.addr_next += 1;
-            let started = peer::start(&address, target).and_then(|s| {
-                let (mut sock, done) = match s {
-                    Started::Connected(s) => (s, true),
-                    Started::InProgress(s) => (s, false),
-                };
-                sock.register(cx.registry, self.raw_token())?;
-                Ok((sock, done))
-            });
+            let started =
+                peer::start(&address, target, cx.shared.peer_tls.as_ref()).and_then(|s| {
+                    let (mut sock, done) = match s {
+                        Started::Connected(s) => (s, true),
+                        Started::InProgress(s) => (s, false),
+                    };
+                    sock.register(cx.registry, self.raw_token())?;
+                    Ok((sock, done))
+                });
             match started {
                 Ok((sock, done)) => {
                     self.raw.stream = Some(sock);
@@ -188,6 +191,8 @@ impl Session {
         }
     }
 
+    /// The TCP connect, then (`tls://`) the TLS handshake: the peer is up
+    /// only when both are done, all within the connect deadline.
     pub(super) fn check_connect(&mut self, cx: &mut Ctx) -> bool {
         if !self.raw.rd.w() {
             return false;
@@ -195,13 +200,18 @@ impl Session {
         let Some(sock) = self.raw.stream.as_mut() else {
             return false;
         };
-        match sock.connect_result() {
+        match sock
+            .connect_result()
+            .and_then(|up| if up { sock.handshake() } else { Ok(false) })
+        {
             Ok(true) => {
                 self.peer_connected(cx);
                 true
             }
             Ok(false) => {
+                // A TLS stream hears again on any event (`Stream::widen`).
                 self.raw.rd.clear_w();
+                self.raw.rd.clear_r();
                 false
             }
             Err(e) => {
@@ -215,6 +225,15 @@ impl Session {
 
     pub(super) fn peer_connected(&mut self, cx: &mut Ctx) {
         self.raw.state = RawState::Open;
+        // Records that came with the end of the handshake raise no event.
+        if self
+            .raw
+            .stream
+            .as_ref()
+            .is_some_and(Stream::has_buffered_input)
+        {
+            self.raw.rd.insert(Ready::readable());
+        }
         self.open_ws(cx);
     }
 

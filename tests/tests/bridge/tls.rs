@@ -457,3 +457,98 @@ fn cert_and_bind_from_the_config_file() {
     let b = Bridge::spawn(&[p(&conf)]);
     wss_echo(b.listener("wss://"), trusting(), b"from the file");
 }
+
+/// Upgrade over plain TCP and check one echo through the peer.
+fn ws_echo(b: &Bridge, msg: &str) {
+    let mut s = b.connect();
+    ws::upgrade(&mut s, "/", &[]);
+    s.write_all(&ws::text(msg)).unwrap();
+    assert_eq!(ws::read_frame(&mut s).unwrap().payload, msg.as_bytes());
+}
+
+#[test]
+fn tls_peer_verified_with_peer_ca_by_name_and_by_address() {
+    let c = certs::shared();
+    let (peer, _) = peers::tls_echo(&c.server_cert, &c.server_key, None);
+    // By name: SNI and the DNS name are checked (resolved off the loop).
+    let b = Bridge::start(&[
+        "-c",
+        &format!("host=tls://localhost:{}", peer.port()),
+        "--peer-ca",
+        p(&c.ca_cert),
+    ]);
+    ws_echo(&b, "by name");
+    b.wait_log(&format!("-> tls://localhost:{} open", peer.port()));
+    // By address, with the default backend's own peer-ca option.
+    let b = Bridge::start(&[
+        "-c",
+        &format!("host=tls://{peer}"),
+        "-c",
+        &format!("peer-ca={}", c.ca_cert.display()),
+    ]);
+    ws_echo(&b, "by address");
+    // A large message both ways through the TLS peer.
+    let mut s = b.connect();
+    ws::upgrade(&mut s, "/", &[]);
+    let big = vec![b'x'; 200_000];
+    s.write_all(&ws::binary(&big)).unwrap();
+    let mut got = 0;
+    while got < big.len() {
+        got += ws::read_frame(&mut s).unwrap().payload.len();
+    }
+    assert_eq!(got, big.len());
+}
+
+#[test]
+fn tls_peer_that_fails_verification_gets_502() {
+    let c = certs::shared();
+    // The system's CAs do not know the test CA.
+    let (peer, _) = peers::tls_echo(&c.server_cert, &c.server_key, None);
+    let b = Bridge::start(&["-c", &format!("host=tls://{peer}")]);
+    let mut s = b.connect();
+    s.write_all(ws::request("/", &[]).as_bytes()).unwrap();
+    assert_eq!(ws::read_response(&mut s).unwrap().status, 502);
+    b.wait_log(&format!(
+        "cannot connect to peer tls://{peer}: certificate verify failed: "
+    ));
+    // An expired certificate, from a trusted CA.
+    let (expired, _) = peers::tls_echo(&c.expired_cert, &c.expired_key, None);
+    let b = Bridge::start(&[
+        "-c",
+        &format!("host=tls://{expired}"),
+        "--peer-ca",
+        p(&c.ca_cert),
+    ]);
+    let mut s = b.connect();
+    s.write_all(ws::request("/", &[]).as_bytes()).unwrap();
+    assert_eq!(ws::read_response(&mut s).unwrap().status, 502);
+    b.wait_log("certificate verify failed: certificate has expired");
+}
+
+#[test]
+fn peer_insecure_accepts_an_expired_certificate_and_says_so() {
+    let c = certs::shared();
+    let (peer, _) = peers::tls_echo(&c.expired_cert, &c.expired_key, None);
+    let b = Bridge::start(&["-c", &format!("host=tls://{peer}"), "--peer-insecure"]);
+    let line = b.wait_log("not verified");
+    assert!(line.contains("WARN"), "{line}");
+    ws_echo(&b, "insecure");
+}
+
+#[test]
+fn tls_peer_gets_our_client_certificate() {
+    let c = certs::shared();
+    let (peer, refused) = peers::tls_echo(&c.server_cert, &c.server_key, Some(&c.ca_cert));
+    let b = Bridge::start(&[
+        "-c",
+        &format!("host=tls://{peer}"),
+        "--peer-ca",
+        p(&c.ca_cert),
+        "--peer-cert",
+        p(&c.client_cert),
+        "--peer-key",
+        p(&c.client_key),
+    ]);
+    ws_echo(&b, "with a client certificate");
+    assert!(refused.try_recv().is_err());
+}
