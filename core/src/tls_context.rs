@@ -29,6 +29,15 @@ fn reason(e: &ErrorStack) -> String {
         .unwrap_or_else(|| e.to_string())
 }
 
+/// How every TLS stream of the bridge writes and keeps memory: the
+/// session's queue hands the same bytes back after a WANT_WRITE, from
+/// wherever they sit by then, and takes partial writes; and OpenSSL may
+/// free its record buffers (about 17 KiB each way) while a connection is
+/// idle, as the bridge does with its own.
+fn io_mode() -> SslMode {
+    SslMode::ACCEPT_MOVING_WRITE_BUFFER | SslMode::ENABLE_PARTIAL_WRITE | SslMode::RELEASE_BUFFERS
+}
+
 /// The files of a TLS listener, with where each was given.
 #[derive(Clone)]
 struct ServerFiles {
@@ -92,9 +101,7 @@ fn build(files: &ServerFiles) -> Result<SslContext, String> {
     b.set_alpn_select_callback(|_, offered| {
         select_next_proto(b"\x08http/1.1", offered).ok_or(AlpnError::NOACK)
     });
-    // The session's queue hands the same bytes back after a WANT_WRITE,
-    // from wherever they sit by then, and takes partial writes.
-    b.set_mode(SslMode::ACCEPT_MOVING_WRITE_BUFFER | SslMode::ENABLE_PARTIAL_WRITE);
+    b.set_mode(io_mode());
     // Resumption (the session cache and tickets are on by default) needs
     // an id context once client certificates are verified.
     b.set_session_id_context(b"websocksy")
@@ -235,7 +242,7 @@ impl PeerTls {
             b.set_verify(SslVerifyMode::NONE);
             log::warn!("peer TLS certificates are not verified (peer-insecure)");
         }
-        b.set_mode(SslMode::ACCEPT_MOVING_WRITE_BUFFER | SslMode::ENABLE_PARTIAL_WRITE);
+        b.set_mode(io_mode());
         Ok(PeerTls {
             connector: b.build(),
             insecure: s.peer_insecure,
