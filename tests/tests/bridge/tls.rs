@@ -639,3 +639,56 @@ fn python_websockets_client_over_wss() {
     assert!(text.contains("python websockets: ok"), "{text}");
     b.wait_log("closed: code 1000 done, 1048581 bytes in, 1048581 bytes out");
 }
+
+#[test]
+fn tls_peer_failures_hold_up_no_other_connection() {
+    let c = certs::shared();
+    // A peer whose certificate the system store does not trust, one that
+    // accepts TCP and never answers the ClientHello, and the mirror, each
+    // chosen per path by the file backend (a backend's answer, not only
+    // the defaultpeer, may name a tls:// peer).
+    let (untrusted, _) = peers::tls_echo(&c.server_cert, &c.server_key, None);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let dir = temp_dir("tls-routes");
+    std::fs::write(dir.join("bad.txt"), format!("tls://{untrusted}\n")).unwrap();
+    std::fs::write(dir.join("stall.txt"), format!("tls://{silent_addr}\n")).unwrap();
+    std::fs::write(dir.join("good.txt"), "mirror://\n").unwrap();
+    let backend = websocksy_tests::binary()
+        .parent()
+        .expect("target dir")
+        .join("libbackend_file.so");
+    let path = format!("path={}", dir.display());
+    let b = Bridge::start(&[
+        "-b",
+        p(&backend),
+        "-c",
+        &path,
+        "-c",
+        "expression=%endpoint%.txt",
+        "--connect-timeout",
+        "1.5",
+    ]);
+    let started = Instant::now();
+    let mut stalled = b.connect();
+    stalled
+        .write_all(ws::request("/stall", &[]).as_bytes())
+        .unwrap();
+    let mut bad = b.connect();
+    bad.write_all(ws::request("/bad", &[]).as_bytes()).unwrap();
+    assert_eq!(ws::read_response(&mut bad).unwrap().status, 502);
+    b.wait_log(&format!(
+        "cannot connect to peer tls://{untrusted}: certificate verify failed: \
+         self-signed certificate in certificate chain"
+    ));
+    let mut good = b.connect();
+    ws::upgrade(&mut good, "/good", &[]);
+    good.write_all(&ws::text("meanwhile")).unwrap();
+    assert_eq!(ws::read_frame(&mut good).unwrap().payload, b"meanwhile");
+    assert!(started.elapsed() < Duration::from_millis(1400));
+    // The silent peer's handshake counts against the connect timeout.
+    assert_eq!(ws::read_response(&mut stalled).unwrap().status, 502);
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    b.wait_log(&format!("peer connect for tls://{silent_addr} timed out"));
+    drop(silent);
+}
