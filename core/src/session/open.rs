@@ -271,7 +271,8 @@ impl Session {
         self.last_activity = cx.now;
         self.opened = true;
         let identity = match self.tls_identity() {
-            Some(c) => format!(" (client cert {})", c.subject),
+            Some(c) if c.sans.is_empty() => format!(" (client cert {})", c.subject),
+            Some(c) => format!(" (client cert {}; {})", c.subject, c.sans.join(", ")),
             None => String::new(),
         };
         info!(

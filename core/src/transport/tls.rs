@@ -268,3 +268,56 @@ pub fn sans(cert: &X509Ref) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use openssl::asn1::Asn1Time;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+
+    use super::{sans, subject_line};
+
+    #[test]
+    fn identity_lines() {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("O", "Example").unwrap();
+        name.append_entry_by_text("CN", "alice").unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        let san = SubjectAlternativeName::new()
+            .dns("alice.example")
+            .ip("127.0.0.1")
+            .ip("::1")
+            .email("alice@example.com")
+            .uri("spiffe://example/alice")
+            .build(&b.x509v3_context(None, None))
+            .unwrap();
+        b.append_extension(san).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let cert = b.build();
+        assert_eq!(subject_line(&cert), "CN=alice,O=Example");
+        assert_eq!(
+            sans(&cert),
+            [
+                "DNS:alice.example",
+                "IP:127.0.0.1",
+                "IP:::1",
+                "email:alice@example.com",
+                "URI:spiffe://example/alice"
+            ]
+        );
+    }
+}

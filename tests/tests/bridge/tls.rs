@@ -286,7 +286,7 @@ fn client_certificate_identity_is_logged_and_required() {
         ..trusting()
     };
     wss_echo(b.addr, alice, b"alice");
-    b.wait_log("open (client cert CN=alice,O=Example)");
+    b.wait_log("open (client cert CN=alice,O=Example; email:alice@example.com)");
 
     // No certificate with 'require' (the default): no upgrade.
     refused_handshake(&b, trusting(), "peer did not return a certificate");
@@ -331,7 +331,7 @@ fn optional_client_certificate() {
         ..trusting()
     };
     wss_echo(b.addr, alice, b"alice");
-    b.wait_log("(client cert CN=alice,O=Example)");
+    b.wait_log("(client cert CN=alice,O=Example; email:alice@example.com)");
 }
 
 /// The certificate a TLS server presents, unverified.
