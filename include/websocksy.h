@@ -1,5 +1,5 @@
 /*
- * websocksy.h - the plugin interface of websocksy, ABI 2.0
+ * websocksy.h - the plugin interface of websocksy, ABI 2.1
  *
  * websocksy bridges WebSocket clients to TCP, UDP and Unix sockets. Two
  * things are pluggable, both written as shared objects in C (this header) or
@@ -25,6 +25,18 @@
  * A MAJOR release may change anything. The host accepts a descriptor when its
  * abi_major equals the host's WSY_ABI_MAJOR and its abi_minor is not greater
  * than the host's WSY_ABI_MINOR.
+ *
+ * A descriptor's abi_minor is the minor the plugin needs from the host.
+ * WSY_ABI_MINOR, the header's, is always right. A plugin that reads every
+ * field newer than some minor N only after checking it (WSY_HAS_FIELD), and
+ * needs no newer descriptor field honoured, may declare N instead, so that
+ * 2.N hosts load it too (the Rust SDK declares 0 this way).
+ *
+ * What each minor added:
+ *   2.0  everything not listed below.
+ *   2.1  wsy_request: user (the HTTP Basic user), tls_subject, tls_sans and
+ *        tls_san_count (the verified TLS client certificate), appended
+ *        after `reserved`.
  *
  * Every struct that crosses the boundary starts with `uint32_t size`, the
  * sizeof() the writer was built with:
@@ -134,7 +146,7 @@ extern "C" {
 #endif
 
 #define WSY_ABI_MAJOR 2
-#define WSY_ABI_MINOR 0
+#define WSY_ABI_MINOR 1
 /* The symbol every plugin library exports, of type wsy_entry_fn. */
 #define WSY_ENTRY_SYMBOL "websocksy_plugin_v2"
 
@@ -144,8 +156,9 @@ extern "C" {
 #define WSY_EXPORT
 #endif
 
-/* Marks a pointer the callee takes ownership of (none in ABI 2.0: the rule
- * is that whoever allocates frees). Kept for documentation of future fields. */
+/* Marks a pointer the callee takes ownership of (none so far, in 2.1: the
+ * rule is that whoever allocates frees). Kept for documentation of future
+ * fields. */
 #define WSY_OWN
 
 /* ------------------------------------------------------------------------ */
@@ -293,8 +306,12 @@ typedef struct wsy_framing {
 /* ------------------------------------------------------------------------ */
 /* Backends                                                                  */
 
-/* The upgrade request a backend decides on. All views are valid during the
- * query call only. */
+/* The upgrade request a backend decides on. The host owns it and everything
+ * it points to (strings, arrays, the strings in them); all of it is valid
+ * during the query call only: copy what you keep. Fields after `reserved`
+ * came in later minors: a host older than the minor that added a field
+ * passes a smaller `size`, and the field is not there. Check
+ * WSY_HAS_FIELD(request, wsy_request, FIELD) before reading it. */
 typedef struct wsy_request {
     uint32_t size;             /* sizeof(wsy_request) as the host was built */
     wsy_str target;            /* request target as sent: path and query, not decoded */
@@ -310,6 +327,25 @@ typedef struct wsy_request {
      * appended by a later minor cannot hide inside the 2.0 sizeof and look
      * present (WSY_HAS_FIELD) to a plugin running on an older host. */
     uint32_t reserved;
+
+    /* ---- 2.1 ----------------------------------------------------------- */
+    /* The user name HTTP Basic authentication accepted; ptr NULL when the
+     * request was not authenticated. Present when
+     * WSY_HAS_FIELD(request, wsy_request, user). */
+    wsy_str user;
+    /* The subject of the TLS client certificate the listener verified, as
+     * one line in RFC 2253 order ("CN=alice,O=Example"); ptr NULL when the
+     * client presented none (or the listener asks for none). A certificate
+     * with an empty subject gives a non-NULL empty view. Present when
+     * WSY_HAS_FIELD(request, wsy_request, tls_subject). */
+    wsy_str tls_subject;
+    /* That certificate's subject alternative names, in its order, each as
+     * "DNS:name", "IP:address", "email:address" or "URI:uri"; NULL and 0
+     * when there is no certificate or it has none. Present when
+     * WSY_HAS_FIELD(request, wsy_request, tls_san_count), which covers
+     * tls_sans too (check the count, the later of the two). */
+    const wsy_str *tls_sans;
+    size_t tls_san_count;
 } wsy_request;
 
 /* The query may block (it runs on a worker thread). Set this when it never

@@ -1,4 +1,4 @@
-//! `#[repr(C)]` mirror of `include/websocksy.h`, the plugin ABI (2.0).
+//! `#[repr(C)]` mirror of `include/websocksy.h`, the plugin ABI (2.1).
 //!
 //! The header is the source of truth; this crate only restates it for Rust.
 //! The host (`websocksy`) and the plugin SDK (`websocksy-plugin`) both use
@@ -9,7 +9,7 @@
 use std::ffi::{c_char, c_void};
 
 pub const WSY_ABI_MAJOR: u16 = 2;
-pub const WSY_ABI_MINOR: u16 = 0;
+pub const WSY_ABI_MINOR: u16 = 1;
 /// The entry symbol, NUL-terminated for dlsym.
 pub const WSY_ENTRY_SYMBOL: &[u8] = b"websocksy_plugin_v2\0";
 
@@ -34,6 +34,13 @@ pub const WSY_LOG_WARN: u32 = 2;
 pub const WSY_LOG_INFO: u32 = 3;
 pub const WSY_LOG_DEBUG: u32 = 4;
 pub const WSY_LOG_TRACE: u32 = 5;
+
+/// `WSY_HAS_FIELD`: a struct whose `size` says `size` holds all of the field
+/// at `offset` of `len` bytes (a field it covers only in part is absent).
+pub const fn has_field(size: u32, offset: usize, len: usize) -> bool {
+    // Widened, so no `offset + len` near usize::MAX can wrap into "present".
+    size as u128 >= offset as u128 + len as u128
+}
 
 /// A borrowed view: not NUL-terminated, valid during the call. `ptr` NULL = absent.
 #[repr(C)]
@@ -154,6 +161,22 @@ pub struct wsy_request {
     pub tls: u32,
     /// Always 0: fills the LP64 tail padding (see the header).
     pub reserved: u32,
+    // ---- 2.1: present only when `size` covers them (`has_field`).
+    /// The HTTP Basic user; NULL: not authenticated.
+    pub user: wsy_str,
+    /// The verified TLS client certificate's subject; NULL: no certificate.
+    pub tls_subject: wsy_str,
+    /// Its subject alternative names; NULL and 0 when none.
+    pub tls_sans: *const wsy_str,
+    pub tls_san_count: usize,
+}
+
+impl wsy_request {
+    /// `sizeof(wsy_request)` in ABI 2.0: the smallest request a 2.x host
+    /// passes, and what a 2.0 host passes.
+    pub const SIZE_2_0: usize = std::mem::offset_of!(wsy_request, user);
+    /// `sizeof(wsy_request)` in ABI 2.1.
+    pub const SIZE_2_1: usize = std::mem::size_of::<wsy_request>();
 }
 
 /// A `wsy_request` viewing a request's strings, with the header and
@@ -171,7 +194,17 @@ pub struct RequestView<'a> {
     _headers: Vec<wsy_header>,
     _protocols: Vec<wsy_str>,
     _client_address: String,
+    _tls_sans: Vec<wsy_str>,
     _borrowed: std::marker::PhantomData<&'a str>,
+}
+
+/// NULL for an empty array, as the header promises ("NULL and 0").
+fn array_ptr<T>(v: &[T]) -> *const T {
+    if v.is_empty() {
+        std::ptr::null()
+    } else {
+        v.as_ptr()
+    }
 }
 
 impl<'a> RequestView<'a> {
@@ -199,30 +232,59 @@ impl<'a> RequestView<'a> {
             target: wsy_str::from_str(target),
             path: wsy_str::from_str(path),
             query: wsy_str::from_opt(query),
-            headers: if headers.is_empty() {
-                std::ptr::null()
-            } else {
-                headers.as_ptr()
-            },
+            headers: array_ptr(&headers),
             header_count: headers.len(),
-            protocols: if protocols.is_empty() {
-                std::ptr::null()
-            } else {
-                protocols.as_ptr()
-            },
+            protocols: array_ptr(&protocols),
             protocol_count: protocols.len(),
             // The String's heap buffer does not move when the String does.
             client_address: wsy_str::from_str(&client_address),
             tls: u32::from(tls),
             reserved: 0,
+            user: wsy_str::NONE,
+            tls_subject: wsy_str::NONE,
+            tls_sans: std::ptr::null(),
+            tls_san_count: 0,
         };
         RequestView {
             raw,
             _headers: headers,
             _protocols: protocols,
             _client_address: client_address,
+            _tls_sans: Vec::new(),
             _borrowed: std::marker::PhantomData,
         }
+    }
+
+    /// The user HTTP Basic authentication accepted (`None`: not
+    /// authenticated).
+    pub fn with_user(mut self, user: Option<&'a str>) -> RequestView<'a> {
+        self.raw.user = wsy_str::from_opt(user);
+        self
+    }
+
+    /// The verified TLS client certificate: its subject and its subject
+    /// alternative names.
+    pub fn with_tls_client(
+        mut self,
+        subject: &'a str,
+        sans: impl IntoIterator<Item = &'a str>,
+    ) -> RequestView<'a> {
+        // The only allocation: one view per name, once per connection.
+        self._tls_sans = sans.into_iter().map(wsy_str::from_str).collect();
+        self.raw.tls_subject = wsy_str::from_str(subject);
+        self.raw.tls_sans = array_ptr(&self._tls_sans);
+        self.raw.tls_san_count = self._tls_sans.len();
+        self
+    }
+
+    /// Declare a smaller `size`, as an older host would pass (for
+    /// example [`wsy_request::SIZE_2_0`]), to test that a plugin checks
+    /// `size` before reading a later field. The later fields stay filled
+    /// in memory, so a plugin that does not check reads them and shows it.
+    /// Clamped to the whole struct.
+    pub fn with_size(mut self, size: usize) -> RequestView<'a> {
+        self.raw.size = size.min(std::mem::size_of::<wsy_request>()) as u32;
+        self
     }
 
     /// The request; every view in it is valid while `self` lives.
@@ -304,6 +366,13 @@ pub struct wsy_host_api {
     >,
 }
 
+impl wsy_host_api {
+    /// `sizeof(wsy_host_api)` in ABI 2.0: it ends with `request_cookie`.
+    /// Every 2.x host's table is at least this long.
+    pub const SIZE_2_0: usize =
+        std::mem::offset_of!(wsy_host_api, request_cookie) + std::mem::size_of::<*const ()>();
+}
+
 pub type wsy_entry_fn = unsafe extern "C" fn(
     plugin: *mut wsy_plugin,
     host: *const wsy_host_api,
@@ -319,7 +388,11 @@ const _: () = {
     assert!(std::mem::size_of::<wsy_framing>() == 64);
     // The first 2.0 framings were built without `configure`.
     assert!(std::mem::offset_of!(wsy_framing, configure) == 56);
-    assert!(std::mem::size_of::<wsy_request>() == 112);
+    assert!(wsy_request::SIZE_2_0 == 112);
+    // 2.1 appended two views, a pointer and a count after `reserved`:
+    // 8-aligned at 112, so no padding before, between or after them.
+    assert!(std::mem::size_of::<wsy_request>() == 160);
     assert!(std::mem::size_of::<wsy_backend>() == 64);
+    assert!(wsy_host_api::SIZE_2_0 == 96);
     assert!(std::mem::size_of::<wsy_host_api>() == 96);
 };

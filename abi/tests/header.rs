@@ -13,7 +13,11 @@
 //! - that the header can be included twice in one unit and in two units
 //!   linked together, in C and in C++ (wasmtime's double-include test);
 //! - that `WSY_STR` and `WSY_HAS_FIELD` compile and work in C and C++;
-//! - that the example backend in the header's own comment compiles.
+//! - that the example backend in the header's own comment compiles;
+//! - that the ABI only grew by appending: the 2.0 header as it shipped
+//!   (`tests/fixtures/abi-2.0/websocksy.h`) compiled, every 2.0 struct's
+//!   fields keep their offsets and sizes, later fields start at or after the
+//!   2.0 sizeof, and every 2.0 constant keeps its value.
 //!
 //! No compiler is a failure, not a skip: the header would go untested.
 
@@ -42,6 +46,11 @@ const STRICT: &[&str] = &[
 
 fn include_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../include")
+}
+
+/// The ABI 2.0 header as it shipped, frozen.
+fn abi20_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/abi-2.0")
 }
 
 fn header_text() -> String {
@@ -102,11 +111,16 @@ fn cxx() -> Vec<String> {
 /// Run `compiler flags... -I include files... -o out`; panic with the
 /// compiler's output (and the sources) on failure.
 fn compile(compiler: &[String], flags: &[&str], files: &[&Path], out: &Path) {
+    compile_with(compiler, flags, &include_dir(), files, out)
+}
+
+/// [`compile`] against the header in `include`.
+fn compile_with(compiler: &[String], flags: &[&str], include: &Path, files: &[&Path], out: &Path) {
     let mut cmd = Command::new(&compiler[0]);
     cmd.args(&compiler[1..])
         .args(flags)
         .arg("-I")
-        .arg(include_dir())
+        .arg(include)
         .args(files)
         .arg("-o")
         .arg(out);
@@ -198,7 +212,7 @@ fn layouts() -> Vec<Layout> {
         }
         wsy_request {
             size, target, path, query, headers, header_count, protocols, protocol_count,
-            client_address, tls, reserved,
+            client_address, tls, reserved, user, tls_subject, tls_sans, tls_san_count,
         }
         wsy_backend { size, abi_major, abi_minor, name, userdata, flags, configure, start, query, cleanup }
         wsy_host_api {
@@ -314,6 +328,21 @@ static void macros(void) {
     check(WSY_HAS_FIELD(&r, wsy_request, client_address), "WSY_HAS_FIELD_older_struct_has_earlier_field");
     r.size = (uint32_t)(offsetof(wsy_request, tls) + 1);
     check(!WSY_HAS_FIELD(&r, wsy_request, tls), "WSY_HAS_FIELD_partial_field_is_absent");
+
+    /* A 2.0 host's request: sizeof ended at `reserved`. */
+    r.size = (uint32_t)sizeof r;
+    check(WSY_HAS_FIELD(&r, wsy_request, user) && WSY_HAS_FIELD(&r, wsy_request, tls_subject)
+              && WSY_HAS_FIELD(&r, wsy_request, tls_sans) && WSY_HAS_FIELD(&r, wsy_request, tls_san_count),
+          "WSY_HAS_FIELD_2_1_request_has_2_1_fields");
+    r.size = (uint32_t)(offsetof(wsy_request, reserved) + sizeof r.reserved);
+    check(WSY_HAS_FIELD(&r, wsy_request, tls) && WSY_HAS_FIELD(&r, wsy_request, reserved),
+          "WSY_HAS_FIELD_2_0_request_has_2_0_fields");
+    check(!WSY_HAS_FIELD(&r, wsy_request, user) && !WSY_HAS_FIELD(&r, wsy_request, tls_subject)
+              && !WSY_HAS_FIELD(&r, wsy_request, tls_sans) && !WSY_HAS_FIELD(&r, wsy_request, tls_san_count),
+          "WSY_HAS_FIELD_2_0_request_lacks_2_1_fields");
+    r.size = (uint32_t)(offsetof(wsy_request, tls_san_count) + sizeof r.tls_san_count - 1);
+    check(WSY_HAS_FIELD(&r, wsy_request, tls_sans) && !WSY_HAS_FIELD(&r, wsy_request, tls_san_count),
+          "WSY_HAS_FIELD_partial_count_is_absent");
 
     memset(&h, 0, sizeof h);
     h.size = (uint32_t)offsetof(wsy_host_api, request_cookie);
@@ -506,7 +535,7 @@ fn strip_comments(text: &str) -> String {
 }
 
 /// `typedef struct NAME { ... } NAME;` bodies: (NAME, field names in order).
-fn header_structs(text: &str) -> Vec<(String, Vec<String>)> {
+fn header_structs(text: &str) -> Structs {
     let code = strip_comments(text);
     let mut out = Vec::new();
     let mut rest = code.as_str();
@@ -667,4 +696,158 @@ fn the_headers_example_backend_compiles() {
     flags.extend_from_slice(&["-shared", "-fPIC"]);
     compile(&cc(), &flags, &[&file], &dir.join("backend_hello.so"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------
+// Appending only: the 2.0 header against today's mirror.
+
+/// Struct names with their field names, in declaration order.
+type Structs = Vec<(String, Vec<String>)>;
+
+/// The 2.0 header's structs, and their offsets, field sizes, struct sizes
+/// and constants as the C compiler sees them: `key -> value` as in
+/// [`expected`].
+fn abi20_layout() -> (Structs, BTreeMap<String, String>) {
+    let text = std::fs::read_to_string(abi20_dir().join("websocksy.h"))
+        .expect("read tests/fixtures/abi-2.0/websocksy.h");
+    let structs = header_structs(&text);
+    let constants = header_constants(&text);
+    let mut src = String::from(
+        "#include <stdio.h>\n#include <stddef.h>\n#include \"websocksy.h\"\nint main(void) {\n",
+    );
+    for (name, fields) in &structs {
+        src += &format!("    printf(\"size {name} %lu\\n\", (unsigned long)sizeof({name}));\n");
+        for f in fields {
+            src += &format!(
+                "    printf(\"offset {name}.{f} %lu\\n\", (unsigned long)offsetof({name}, {f}));\n"
+            );
+            src += &format!(
+                "    printf(\"fieldsize {name}.{f} %lu\\n\", (unsigned long)sizeof((({name} *)0)->{f}));\n"
+            );
+        }
+    }
+    for c in &constants {
+        if c == "WSY_ENTRY_SYMBOL" {
+            src += "    printf(\"const WSY_ENTRY_SYMBOL %s\\n\", WSY_ENTRY_SYMBOL);\n";
+        } else {
+            src += &format!("    printf(\"const {c} %lld\\n\", (long long)({c}));\n");
+        }
+    }
+    src += "    return 0;\n}\n";
+    let dir = scratch("abi20");
+    let file = dir.join("abi20.c");
+    std::fs::write(&file, src).unwrap();
+    let exe = dir.join("abi20");
+    let mut flags = vec!["-std=c99"];
+    flags.extend_from_slice(WARN);
+    compile_with(&cc(), &flags, &abi20_dir(), &[&file], &exe);
+    let out = run(&exe);
+    let _ = std::fs::remove_dir_all(&dir);
+    let values = out
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (structs, values)
+}
+
+#[test]
+fn the_abi_only_grew_by_appending_since_2_0() {
+    let (old_structs, old) = abi20_layout();
+    assert_eq!(
+        old_structs.len(),
+        6,
+        "the 2.0 header's structs: {old_structs:?}"
+    );
+    assert!(
+        old.get("const WSY_ABI_MINOR").map(String::as_str) == Some("0"),
+        "the fixture is not the 2.0 header"
+    );
+    let now = expected();
+    let mut problems = Vec::new();
+    let current = layouts();
+    for (name, old_fields) in &old_structs {
+        let Some(l) = current.iter().find(|l| l.name == name) else {
+            problems.push(format!("struct {name} of 2.0 is gone"));
+            continue;
+        };
+        let names: Vec<&str> = l.fields.iter().map(|f| f.name).collect();
+        if names.len() < old_fields.len() || names[..old_fields.len()] != old_fields[..] {
+            problems.push(format!(
+                "{name}: the 2.0 fields {old_fields:?} are not the start of {names:?}"
+            ));
+            continue;
+        }
+        for key in old_fields.iter().flat_map(|f| {
+            [
+                format!("offset {name}.{f}"),
+                format!("fieldsize {name}.{f}"),
+            ]
+        }) {
+            if old.get(&key) != now.get(&key) {
+                problems.push(format!(
+                    "{key}: 2.0 {:?}, now {:?}",
+                    old[&key],
+                    now.get(&key)
+                ));
+            }
+        }
+        let old_size: usize = old[&format!("size {name}")].parse().unwrap();
+        if old_size > l.size {
+            problems.push(format!("{name} shrank: 2.0 {old_size}, now {}", l.size));
+        }
+        // A field appended inside the old sizeof (its tail padding) would
+        // look present in an old writer's struct.
+        if let Some(first_new) = l.fields.get(old_fields.len()) {
+            if first_new.offset < old_size {
+                problems.push(format!(
+                    "{name}.{} at {} is inside 2.0's sizeof {old_size}",
+                    first_new.name, first_new.offset
+                ));
+            }
+        }
+    }
+    for (key, value) in old.iter().filter(|(k, _)| k.starts_with("const ")) {
+        let v = now.get(key);
+        if key == "const WSY_ABI_MINOR" {
+            let newer = v.and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+            if newer == 0 {
+                problems.push(format!("{key}: still {v:?}"));
+            }
+        } else if v != Some(value) {
+            problems.push(format!("{key}: 2.0 {value}, now {v:?}"));
+        }
+    }
+    assert_eq!(
+        old.get("size wsy_request")
+            .map(|s| s.parse::<usize>().unwrap()),
+        Some(abi::wsy_request::SIZE_2_0),
+        "wsy_request::SIZE_2_0 is not 2.0's sizeof"
+    );
+    assert!(
+        problems.is_empty(),
+        "ABI 2.0 and today's header disagree:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// The fields 2.1 appended follow one another without padding, so
+/// WSY_HAS_FIELD on any of them means exactly "a 2.1 host wrote it".
+#[test]
+fn the_2_1_request_fields_leave_no_holes() {
+    let l = layouts()
+        .into_iter()
+        .find(|l| l.name == "wsy_request")
+        .unwrap();
+    let from = l.fields.iter().position(|f| f.name == "reserved").unwrap();
+    let mut end = l.fields[from].offset;
+    for f in &l.fields[from..] {
+        assert_eq!(f.offset, end, "a hole before wsy_request.{}", f.name);
+        end = f.offset + f.size;
+    }
+    assert_eq!(end, l.size, "wsy_request ends in padding");
+    assert_eq!(
+        offset_of!(abi::wsy_request, user),
+        abi::wsy_request::SIZE_2_0
+    );
 }

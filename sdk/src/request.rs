@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::{offset_of, size_of};
 
 use crate::abi::{self, wsy_answer, wsy_header, wsy_host_api, wsy_request, wsy_status, wsy_str};
 
@@ -11,9 +12,17 @@ use crate::abi::{self, wsy_answer, wsy_header, wsy_host_api, wsy_request, wsy_st
 /// The host only passes UTF-8 (it refuses requests whose headers are not);
 /// should a view still not be UTF-8 it reads as empty, and such a header is
 /// skipped.
+///
+/// Fields added after ABI 2.0 ([`user`](Self::user),
+/// [`tls_subject`](Self::tls_subject), [`tls_sans`](Self::tls_sans)) read as
+/// absent when the host is older than the minor that added them.
 #[derive(Clone, Copy)]
 pub struct Request<'a> {
-    raw: &'a wsy_request,
+    // Not a reference: an older host's struct is smaller than this crate's
+    // `wsy_request`, and a `&wsy_request` must cover all of it. Fields are
+    // read one at a time, later ones only once `size` says they exist.
+    raw: *const wsy_request,
+    _host: PhantomData<&'a wsy_request>,
 }
 
 /// One request header, the name as the client spelled it.
@@ -28,11 +37,48 @@ pub struct Header<'a> {
 impl<'a> Request<'a> {
     /// # Safety
     ///
-    /// Every view in `raw` (strings, the header and protocol arrays and the
-    /// strings they hold) must be NULL or valid for reads for `'a`, and
-    /// `raw.size` must cover the whole ABI 2.0 struct.
-    pub(crate) unsafe fn from_raw(raw: &'a wsy_request) -> Request<'a> {
-        Request { raw }
+    /// `raw` must be non-NULL and valid for reads of its `size` bytes for
+    /// `'a`; `size` must be at least [`wsy_request::SIZE_2_0`]; every view
+    /// in those bytes (strings, the arrays and the strings they hold) must
+    /// be NULL or valid for reads for `'a`.
+    pub(crate) unsafe fn from_raw(raw: *const wsy_request) -> Request<'a> {
+        Request {
+            raw,
+            _host: PhantomData,
+        }
+    }
+
+    /// The 2.0 fields, which every 2.x host passes.
+    fn v20(&self) -> Fields20 {
+        // SAFETY: `from_raw`'s contract: `raw` is readable for `size` bytes,
+        // at least the 2.0 struct, and each place below lies inside it; no
+        // reference to the whole (maybe larger than the host's) struct is
+        // made.
+        unsafe {
+            Fields20 {
+                target: (*self.raw).target,
+                path: (*self.raw).path,
+                query: (*self.raw).query,
+                headers: (*self.raw).headers,
+                header_count: (*self.raw).header_count,
+                protocols: (*self.raw).protocols,
+                protocol_count: (*self.raw).protocol_count,
+                client_address: (*self.raw).client_address,
+                tls: (*self.raw).tls,
+            }
+        }
+    }
+
+    /// The size of the host's struct.
+    fn size(&self) -> u32 {
+        // SAFETY: `size` is the first field of every version (`from_raw`).
+        unsafe { (*self.raw).size }
+    }
+
+    /// `WSY_HAS_FIELD`: the host's struct holds the field at `offset` of
+    /// `len` bytes.
+    fn has(&self, offset: usize, len: usize) -> bool {
+        abi::has_field(self.size(), offset, len)
     }
 
     fn view(s: wsy_str) -> Option<&'a str> {
@@ -43,35 +89,31 @@ impl<'a> Request<'a> {
     }
 
     fn header_slice(&self) -> &'a [wsy_header] {
-        if self.raw.headers.is_null() || self.raw.header_count == 0 {
-            return &[];
-        }
+        let f = self.v20();
         // SAFETY: `from_raw`'s contract: `headers` points at `header_count`
-        // initialised headers valid during 'a (checked non-NULL above).
-        unsafe { std::slice::from_raw_parts(self.raw.headers, self.raw.header_count) }
+        // initialised headers valid during 'a, or is NULL.
+        unsafe { slice(f.headers, f.header_count) }
     }
 
     fn protocol_slice(&self) -> &'a [wsy_str] {
-        if self.raw.protocols.is_null() || self.raw.protocol_count == 0 {
-            return &[];
-        }
+        let f = self.v20();
         // SAFETY: as for `header_slice`, for `protocols`/`protocol_count`.
-        unsafe { std::slice::from_raw_parts(self.raw.protocols, self.raw.protocol_count) }
+        unsafe { slice(f.protocols, f.protocol_count) }
     }
 
     /// The request target as sent: path and query, not percent-decoded.
     pub fn target(&self) -> &'a str {
-        Self::view(self.raw.target).unwrap_or("")
+        Self::view(self.v20().target).unwrap_or("")
     }
 
     /// The target before `?`.
     pub fn path(&self) -> &'a str {
-        Self::view(self.raw.path).unwrap_or("")
+        Self::view(self.v20().path).unwrap_or("")
     }
 
     /// The target after `?`; `None` when there is no `?`.
     pub fn query(&self) -> Option<&'a str> {
-        Self::view(self.raw.query)
+        Self::view(self.v20().query)
     }
 
     /// Every header in order, names as sent.
@@ -125,13 +167,79 @@ impl<'a> Request<'a> {
 
     /// The client's address, `ip:port` (IPv6 as `[ip]:port`).
     pub fn client_address(&self) -> &'a str {
-        Self::view(self.raw.client_address).unwrap_or("")
+        Self::view(self.v20().client_address).unwrap_or("")
     }
 
     /// True when the client came over TLS (`wss://`).
     pub fn tls(&self) -> bool {
-        self.raw.tls != 0
+        self.v20().tls != 0
     }
+
+    /// The user HTTP Basic authentication accepted; `None` when the request
+    /// was not authenticated, or the host is older than ABI 2.1.
+    pub fn user(&self) -> Option<&'a str> {
+        if !self.has(offset_of!(wsy_request, user), size_of::<wsy_str>()) {
+            return None;
+        }
+        // SAFETY: `size` covers the field, and `from_raw`'s contract makes
+        // the host's struct readable for `size` bytes.
+        Self::view(unsafe { (*self.raw).user })
+    }
+
+    /// The subject of the verified TLS client certificate, one line in
+    /// RFC 2253 order (`CN=alice,O=Example`); `None` when the client
+    /// presented none, or the host is older than ABI 2.1. A certificate
+    /// with an empty subject gives `Some("")`.
+    pub fn tls_subject(&self) -> Option<&'a str> {
+        if !self.has(offset_of!(wsy_request, tls_subject), size_of::<wsy_str>()) {
+            return None;
+        }
+        // SAFETY: as in `user`.
+        Self::view(unsafe { (*self.raw).tls_subject })
+    }
+
+    /// That certificate's subject alternative names, in its order:
+    /// `DNS:name`, `IP:address`, `email:address`, `URI:uri`. Empty without a
+    /// certificate, or on a host older than ABI 2.1. A name that is not
+    /// UTF-8 is skipped.
+    pub fn tls_sans(&self) -> impl Iterator<Item = &'a str> + 'a {
+        // The count comes after the pointer: its presence covers both.
+        let sans: &'a [wsy_str] =
+            if self.has(offset_of!(wsy_request, tls_san_count), size_of::<usize>()) {
+                // SAFETY: as in `user` for the two fields; then `from_raw`'s
+                // contract: the array holds `tls_san_count` views valid for 'a,
+                // or is NULL.
+                unsafe { slice((*self.raw).tls_sans, (*self.raw).tls_san_count) }
+            } else {
+                &[]
+            };
+        sans.iter().filter_map(|s| Self::view(*s))
+    }
+}
+
+/// Copies of the 2.0 fields (all `Copy`): read once per accessor.
+struct Fields20 {
+    target: wsy_str,
+    path: wsy_str,
+    query: wsy_str,
+    headers: *const wsy_header,
+    header_count: usize,
+    protocols: *const wsy_str,
+    protocol_count: usize,
+    client_address: wsy_str,
+    tls: u32,
+}
+
+/// The host's array, empty when NULL.
+///
+/// # Safety
+/// `ptr` NULL, or valid for reads of `len` initialised `T`s for `'a`.
+unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if ptr.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: the caller's contract; non-NULL checked above.
+    unsafe { std::slice::from_raw_parts(ptr, len) }
 }
 
 impl fmt::Debug for Request<'_> {
@@ -142,6 +250,9 @@ impl fmt::Debug for Request<'_> {
             .field("protocols", &self.protocols().collect::<Vec<_>>())
             .field("client_address", &self.client_address())
             .field("tls", &self.tls())
+            .field("user", &self.user())
+            .field("tls_subject", &self.tls_subject())
+            .field("tls_sans", &self.tls_sans().collect::<Vec<_>>())
             .finish()
     }
 }

@@ -179,6 +179,9 @@ pub struct TestRequest {
     protocols: Vec<String>,
     client_address: String,
     tls: bool,
+    user: Option<String>,
+    tls_client: Option<(String, Vec<String>)>,
+    host_minor: u16,
     framings: Vec<String>,
 }
 
@@ -191,6 +194,9 @@ impl TestRequest {
             protocols: Vec::new(),
             client_address: "127.0.0.1:40000".to_owned(),
             tls: false,
+            user: None,
+            tls_client: None,
+            host_minor: abi::WSY_ABI_MINOR,
             framings: KNOWN_FRAMINGS.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -219,6 +225,31 @@ impl TestRequest {
         self
     }
 
+    /// The user HTTP Basic authentication accepted ([`Request::user`]).
+    pub fn user(mut self, user: &str) -> TestRequest {
+        self.user = Some(user.to_owned());
+        self
+    }
+
+    /// The verified TLS client certificate: its subject
+    /// ([`Request::tls_subject`]) and subject alternative names
+    /// ([`Request::tls_sans`], e.g. `"DNS:a.example"`). Does not set
+    /// [`tls`](Self::tls).
+    pub fn tls_client(mut self, subject: &str, sans: &[&str]) -> TestRequest {
+        let sans = sans.iter().map(|s| s.to_string()).collect();
+        self.tls_client = Some((subject.to_owned(), sans));
+        self
+    }
+
+    /// Run as on a host of ABI 2.`minor`: the request's `size` is that
+    /// minor's, so fields added later read as absent (even when set here,
+    /// which shows whether the backend relies on them). Default: this
+    /// crate's ABI minor.
+    pub fn host_abi_minor(mut self, minor: u16) -> TestRequest {
+        self.host_minor = minor;
+        self
+    }
+
     /// Also accept this framing name in [`Answer::framing`].
     pub fn known_framing(mut self, name: &str) -> TestRequest {
         self.framings.push(name.to_owned());
@@ -228,16 +259,23 @@ impl TestRequest {
     /// Run `f` on this request's [`Request`] view.
     pub fn with<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
         // The same view the host builds for a query.
-        let view = abi::RequestView::new(
+        let mut view = abi::RequestView::new(
             &self.target,
             self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
             self.protocols.iter().map(String::as_str),
             self.client_address.clone(),
             self.tls,
-        );
+        )
+        .with_user(self.user.as_deref());
+        if let Some((subject, sans)) = &self.tls_client {
+            view = view.with_tls_client(subject, sans.iter().map(String::as_str));
+        }
+        if self.host_minor == 0 {
+            view = view.with_size(abi::wsy_request::SIZE_2_0);
+        }
         // SAFETY: every view in the request points into `self` or `view`,
-        // both alive and unchanged until this function returns, and its
-        // `size` is the full struct.
+        // both alive and unchanged until this function returns; the struct
+        // is whole (its `size` may say less, never more), and at least 2.0.
         let request = unsafe { Request::from_raw(view.raw()) };
         f(&request)
     }

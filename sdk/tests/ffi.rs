@@ -114,6 +114,11 @@ impl Backend for TestBackend {
         match request.path() {
             "/panic" => panic!("query asked to panic"),
             "/err" => Err("query failed on purpose".into()),
+            "/who" => {
+                answer.peer(&self.peer)?;
+                answer.header("X-User", request.user().unwrap_or("(none)"))?;
+                Ok(())
+            }
             _ => {
                 answer.peer(&self.peer)?;
                 let cookie = request.cookie("s").unwrap_or("-");
@@ -557,6 +562,21 @@ fn configure(key: &str, value: &str) -> (wsy_status, String) {
 }
 
 fn query(target: &str, headers: &[(&str, &str)], protocols: &[&str]) -> (wsy_status, MockAnswer) {
+    query_sized(
+        target,
+        headers,
+        protocols,
+        std::mem::size_of::<wsy_request>(),
+    )
+}
+
+/// [`query`] with the request's `size` set as a host of another minor would.
+fn query_sized(
+    target: &str,
+    headers: &[(&str, &str)],
+    protocols: &[&str],
+    size: usize,
+) -> (wsy_status, MockAnswer) {
     let (_, b) = descriptors();
     let hs: Vec<wsy_header> = headers
         .iter()
@@ -570,7 +590,7 @@ fn query(target: &str, headers: &[(&str, &str)], protocols: &[&str]) -> (wsy_sta
         .split_once('?')
         .map_or((target, None), |(p, q)| (p, Some(q)));
     let req = wsy_request {
-        size: std::mem::size_of::<wsy_request>() as u32,
+        size: size as u32,
         target: wsy_str::from_str(target),
         path: wsy_str::from_str(path),
         query: wsy_str::from_opt(q),
@@ -581,12 +601,39 @@ fn query(target: &str, headers: &[(&str, &str)], protocols: &[&str]) -> (wsy_sta
         client_address: wsy_str::from_str("127.0.0.1:1"),
         tls: 0,
         reserved: 0,
+        user: wsy_str::from_str("set but beyond size on older hosts"),
+        tls_subject: wsy_str::NONE,
+        tls_sans: std::ptr::null(),
+        tls_san_count: 0,
     };
     let mut a = MockAnswer::default();
     // SAFETY: a request whose views outlive the call; the answer handle is
     // what the mock answer functions expect.
     let s = unsafe { b.query.unwrap()(b.userdata, &req, (&mut a as *mut MockAnswer).cast()) };
     (s, a)
+}
+
+#[test]
+fn query_runs_on_a_2_0_host_and_refuses_less() {
+    let size_2_0 = wsy_request::SIZE_2_0;
+    // A 2.0 host's request is smaller than this crate's struct: still served.
+    let (s, a) = query_sized("/ok", &[("X-TEST", "h")], &["two"], size_2_0);
+    assert_eq!(s, WSY_OK);
+    assert_eq!(a.protocol, Some(0));
+    // The user view is set in memory past a 2.0 `size`: not read.
+    let (s, a) = query_sized("/who", &[], &[], size_2_0);
+    assert_eq!(s, WSY_OK);
+    assert_eq!(a.headers, [("X-User".to_string(), "(none)".to_string())]);
+    let (_, a) = query("/who", &[], &[]);
+    assert_eq!(
+        a.headers,
+        [(
+            "X-User".to_string(),
+            "set but beyond size on older hosts".to_string()
+        )]
+    );
+    // Less than 2.0 is no 2.x host.
+    assert_eq!(query_sized("/ok", &[], &[], size_2_0 - 1).0, WSY_EVERSION);
 }
 
 #[test]

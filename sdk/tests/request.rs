@@ -106,3 +106,96 @@ fn answers_are_recorded_and_checked() {
         assert!(err.contains("invalid argument"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn user_and_tls_client_on_a_2_1_host() {
+    let t = TestRequest::new("/")
+        .tls(true)
+        .user("alice")
+        .tls_client("CN=alice,O=Example", &["DNS:alice.example", "IP:10.0.0.1"]);
+    t.with(|r| {
+        assert_eq!(r.user(), Some("alice"));
+        assert_eq!(r.tls_subject(), Some("CN=alice,O=Example"));
+        assert_eq!(
+            r.tls_sans().collect::<Vec<_>>(),
+            ["DNS:alice.example", "IP:10.0.0.1"]
+        );
+        let debug = format!("{r:?}");
+        assert!(debug.contains("user: Some(\"alice\")"), "{debug}");
+    });
+    // Nobody authenticated, no certificate.
+    TestRequest::new("/").with(|r| {
+        assert_eq!(r.user(), None);
+        assert_eq!(r.tls_subject(), None);
+        assert_eq!(r.tls_sans().count(), 0);
+    });
+    // A certificate with an empty subject and no SANs is still present.
+    TestRequest::new("/").tls_client("", &[]).with(|r| {
+        assert_eq!(r.tls_subject(), Some(""));
+        assert_eq!(r.tls_sans().count(), 0);
+    });
+}
+
+#[test]
+fn an_older_host_has_no_user_or_tls_client() {
+    // The fields are set in memory, but a 2.0 host's `size` ends before
+    // them: the SDK must not read them.
+    let t = TestRequest::new("/a?b")
+        .header("X-A", "1")
+        .protocol("p")
+        .client_address("10.0.0.9:1")
+        .tls(true)
+        .user("alice")
+        .tls_client("CN=alice", &["DNS:alice.example"])
+        .host_abi_minor(0);
+    t.with(|r| {
+        assert_eq!(r.user(), None);
+        assert_eq!(r.tls_subject(), None);
+        assert_eq!(r.tls_sans().count(), 0);
+        // The 2.0 fields are all there.
+        assert_eq!((r.path(), r.query()), ("/a", Some("b")));
+        assert_eq!(r.header("x-a"), Some("1"));
+        assert_eq!(r.protocols().collect::<Vec<_>>(), ["p"]);
+        assert_eq!(r.client_address(), "10.0.0.9:1");
+        assert!(r.tls());
+    });
+}
+
+/// Routes by identity: the certificate's first SAN, else the user, else 403.
+struct ByIdentity;
+
+impl Backend for ByIdentity {
+    const NAME: &'static str = "by-identity";
+
+    fn query(&self, request: &Request<'_>, answer: &mut Answer<'_>) -> Result<(), String> {
+        let who = request
+            .tls_sans()
+            .next()
+            .or(request.user())
+            .map(str::to_owned);
+        match who {
+            Some(who) => {
+                answer.peer("mirror://")?;
+                answer.header("X-Who", &who)?;
+            }
+            None => answer.reject(403, "who are you?")?,
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_backend_answers_by_identity_and_refuses_on_an_older_host() {
+    let t = TestRequest::new("/").user("bob");
+    let (res, rec) = t.query(&ByIdentity);
+    assert_eq!(res, Ok(()));
+    assert_eq!(rec.headers, [("X-Who".to_string(), "bob".to_string())]);
+    let t = t.tls_client("CN=c", &["email:c@example.org"]);
+    assert_eq!(
+        t.query(&ByIdentity).1.headers,
+        [("X-Who".to_string(), "email:c@example.org".to_string())]
+    );
+    let (res, rec) = t.host_abi_minor(0).query(&ByIdentity);
+    assert_eq!(res, Ok(()));
+    assert_eq!(rec.reject, Some((403, "who are you?".into())));
+}

@@ -5,6 +5,7 @@
 //! `listening on ADDR` and tests wait for log lines or connects.
 
 pub mod certs;
+pub mod fronts;
 pub mod pattern;
 pub mod peers;
 pub mod ws;

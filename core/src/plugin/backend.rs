@@ -341,6 +341,144 @@ mod tests {
         }
     }
 
+    fn repo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// Build a C plugin as `tests/` does: `$CC` (default `cc`), the flags
+    /// every C plugin must pass, `-I include`.
+    fn build_c(src: &std::path::Path, include: &std::path::Path, out: &std::path::Path) {
+        let cc = std::env::var("CC")
+            .ok()
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| "cc".into());
+        let cc: Vec<&str> = cc.split_whitespace().collect();
+        let o = std::process::Command::new(cc[0])
+            .args(&cc[1..])
+            .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+            .args(["-shared", "-fPIC", "-I"])
+            .arg(include)
+            .arg("-o")
+            .arg(out)
+            .arg(src)
+            .output()
+            .expect("run the C compiler ($CC, default cc)");
+        assert!(
+            o.status.success(),
+            "compiling {} failed:\n{}",
+            src.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// `backend_<name>.so` from `dir` through the real loader, configured
+    /// and started.
+    fn load(dir: &std::path::Path, name: &str, options: &[BackendOption]) -> Arc<dyn Backend> {
+        let settings = crate::config::Settings {
+            plugin_dir: Some(dir.to_path_buf()),
+            backend: name.into(),
+            ..Default::default()
+        };
+        let mut registry = Registry::with_builtins();
+        let plugins = crate::plugin::Plugins::load(&settings, &mut registry).unwrap();
+        plugins
+            .create_backend(name, options, &registry)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The 101's extra headers of a peer answer.
+    fn answered(d: Decision) -> Vec<(String, String)> {
+        match d {
+            Decision::Peer(c) => c.headers,
+            Decision::Reject { status, reason } => panic!("{status} {reason}"),
+        }
+    }
+
+    fn get<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} in {headers:?}"))
+    }
+
+    /// C plugins through the real loader: one built against today's header
+    /// sees the user and the TLS client identity the host was given; one
+    /// built against the 2.0 header (tests/fixtures/abi-2.0) is handed the
+    /// same, larger, request and still reads its 2.0 fields right.
+    #[test]
+    fn c_plugins_see_the_identity_and_2_0_plugins_their_fields() {
+        let dir = std::env::temp_dir().join(format!("websocksy-identity-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = repo();
+        build_c(
+            &root.join("tests/plugins/host/backend_identity.c"),
+            &root.join("include"),
+            &dir.join("backend_identity.so"),
+        );
+        let fixture = root.join("tests/fixtures/abi-2.0");
+        build_c(
+            &fixture.join("backend_v20.c"),
+            &fixture,
+            &dir.join("backend_v20.so"),
+        );
+
+        let mut known = request("/who?x=1");
+        known.tls = true;
+        known.user = Some("alice".into());
+        known.tls_client = Some(crate::backend::TlsIdentity {
+            subject: "CN=alice,O=Example".into(),
+            sans: vec![
+                "DNS:alice.example".into(),
+                "IP:10.0.0.1".into(),
+                "email:alice@example.org".into(),
+            ],
+        });
+
+        let b = load(&dir, "identity", &[]);
+        let h = answered(b.query(&known));
+        let size = std::mem::size_of::<websocksy_abi::wsy_request>().to_string();
+        assert_eq!(get(&h, "X-Size"), size);
+        assert_eq!(get(&h, "X-User"), "[alice]");
+        assert_eq!(get(&h, "X-TLS-Subject"), "[CN=alice,O=Example]");
+        assert_eq!(
+            get(&h, "X-TLS-SANs"),
+            "[DNS:alice.example][IP:10.0.0.1][email:alice@example.org]"
+        );
+
+        // Nobody authenticated, no certificate: absent, not empty.
+        let h = answered(b.query(&request("/anon")));
+        assert_eq!(get(&h, "X-User"), "(absent)");
+        assert_eq!(get(&h, "X-TLS-Subject"), "(absent)");
+        assert_eq!(get(&h, "X-TLS-SANs"), "(none)");
+
+        // A certificate with an empty subject and no SANs is still there.
+        let mut bare = request("/bare");
+        bare.tls = true;
+        bare.tls_client = Some(crate::backend::TlsIdentity::default());
+        let h = answered(b.query(&bare));
+        assert_eq!(get(&h, "X-User"), "(absent)");
+        assert_eq!(get(&h, "X-TLS-Subject"), "[]");
+        assert_eq!(get(&h, "X-TLS-SANs"), "(none)");
+
+        let v20 = load(&dir, "v20", &[opt("peer", "mirror://", 1)]);
+        let h = answered(v20.query(&known));
+        assert_eq!(get(&h, "X-V20-Size"), size);
+        assert_eq!(
+            get(&h, "X-V20-Sizeof"),
+            websocksy_abi::wsy_request::SIZE_2_0.to_string()
+        );
+        assert_eq!(get(&h, "X-V20-Target"), "[/who?x=1]");
+        assert_eq!(get(&h, "X-V20-Path"), "[/who]");
+        assert_eq!(get(&h, "X-V20-Query"), "[x=1]");
+        assert_eq!(get(&h, "X-V20-Client"), "[127.0.0.1:1]");
+        assert_eq!(get(&h, "X-V20-TLS"), "1");
+        assert_eq!(get(&h, "X-V20-Header-Count"), "0");
+        assert_eq!(get(&h, "X-V20-Protocols"), "[chat]");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn configure_errors_name_the_origin() {
         let ctx = PluginCtx::leak("unitb", PathBuf::from("/x/backend_unit.so"));

@@ -81,7 +81,9 @@ pub(super) unsafe extern "C" fn query<B: Backend>(
             // SAFETY: `request` is non-NULL; `size` is its first field in every
             // version.
             let size = unsafe { (*request).size };
-            if (size as usize) < std::mem::size_of::<wsy_request>() {
+            // Any 2.x host passes at least the 2.0 struct; later fields are
+            // checked where they are read (Request::user and the like).
+            if (size as usize) < wsy_request::SIZE_2_0 {
                 crate::log(
                     Level::Error,
                     format_args!(
@@ -91,10 +93,10 @@ pub(super) unsafe extern "C" fn query<B: Backend>(
                 );
                 return abi::WSY_EVERSION;
             }
-            // SAFETY: the host passes a request valid during this call, with
-            // every view valid as long (the ABI's rule), and `size` covers the
-            // 2.0 struct.
-            let request = unsafe { Request::from_raw(&*request) };
+            // SAFETY: the host passes a request readable for its `size`
+            // during this call, with every view valid as long (the ABI's
+            // rule), and `size` covers the 2.0 struct.
+            let request = unsafe { Request::from_raw(request) };
             // SAFETY: `answer` is this query's handle, for the host's table.
             let mut answer = unsafe { Answer::from_raw(answer, host.api) };
             // SAFETY: userdata is this backend's leaked lock.

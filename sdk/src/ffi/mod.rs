@@ -25,6 +25,19 @@ mod backend;
 mod framing;
 
 use backend::{cleanup, configure, query, start};
+
+/// The ABI minor the SDK's descriptors declare: the one it needs from the
+/// host, not the one it was built with. Everything newer than 2.0 is read
+/// only after checking the host's `size` (see `Request::user`), so 2.0
+/// hosts may load plugins built with this crate; declaring
+/// `WSY_ABI_MINOR` would make them refuse.
+const SDK_ABI_MINOR: u16 = 0;
+
+// The host table has not grown since 2.0, so every 2.x host's table is a
+// whole `wsy_host_api` and `entry` may hold it by reference. When a minor
+// appends a function this fails: then keep the 2.0 part by reference and
+// read the new functions only after checking the table's `size`.
+const _: () = assert!(std::mem::size_of::<wsy_host_api>() == wsy_host_api::SIZE_2_0);
 use framing::{configure_framing, finish, frame, state_free, state_new, FramingCell};
 
 /// The host as the entry received it.
@@ -220,7 +233,7 @@ impl Registrar {
         let d = wsy_framing {
             size: std::mem::size_of::<wsy_framing>() as u32,
             abi_major: abi::WSY_ABI_MAJOR,
-            abi_minor: abi::WSY_ABI_MINOR,
+            abi_minor: SDK_ABI_MINOR,
             name,
             userdata,
             state_new: Some(state_new::<F>),
@@ -257,7 +270,7 @@ impl Registrar {
         let d = wsy_backend {
             size: std::mem::size_of::<wsy_backend>() as u32,
             abi_major: abi::WSY_ABI_MAJOR,
-            abi_minor: abi::WSY_ABI_MINOR,
+            abi_minor: SDK_ABI_MINOR,
             name,
             userdata,
             flags: if B::NONBLOCKING {
@@ -302,7 +315,7 @@ pub unsafe fn entry(
     // 2.0 prefix (size, abi_major, abi_minor are its first fields in every
     // version); reading these fields does not touch the rest.
     let (size, major, minor) = unsafe { ((*host).size, (*host).abi_major, (*host).abi_minor) };
-    if major != abi::WSY_ABI_MAJOR || (size as usize) < std::mem::size_of::<wsy_host_api>() {
+    if major != abi::WSY_ABI_MAJOR || (size as usize) < wsy_host_api::SIZE_2_0 {
         // Without a table we understand we cannot even call error_set.
         return abi::WSY_EVERSION;
     }

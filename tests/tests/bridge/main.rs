@@ -7,6 +7,7 @@ mod handshake;
 mod liveness;
 mod memory;
 mod peers;
+mod plugin_abi20;
 mod plugin_host;
 mod plugins_c;
 mod plugins_rust;

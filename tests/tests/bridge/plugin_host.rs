@@ -13,7 +13,8 @@
 //! - `framing_old.so`: the same built with `-DTEST_OLD_SIZE`, its
 //!   descriptors as large as the first ABI 2.0 framings (before
 //!   `configure` was appended);
-//! - `badmajor.so` / `badminor.so`: a framing descriptor of ABI 1.0 / 2.99;
+//! - `badmajor.so` / `badminor.so` / `badnextminor.so`: a framing
+//!   descriptor of ABI 1.0 / 2.99 / 2.2;
 //! - `nosym.so`: a shared object without the entry symbol.
 
 use std::collections::HashMap;
@@ -298,7 +299,7 @@ fn startup_errors_name_the_file_and_exit_2() {
     startup_error(
         &args(&["--plugin-dir", &e, "--plugin", &s(&major)]),
         &s(&major),
-        "built for ABI 1.0, host supports 2.0",
+        "built for ABI 1.0, host supports 2.1",
     );
     let minor = build(
         "badversion",
@@ -308,7 +309,18 @@ fn startup_errors_name_the_file_and_exit_2() {
     startup_error(
         &args(&["--plugin-dir", &e, "--plugin", &s(&minor)]),
         &s(&minor),
-        "built for ABI 2.99, host supports 2.0",
+        "built for ABI 2.99, host supports 2.1",
+    );
+    // The next minor: a plugin that needs 2.2 is refused by this 2.1 host.
+    let next = build(
+        "badversion",
+        "badnextminor",
+        &["-DTEST_MAJOR=2", "-DTEST_MINOR=2"],
+    );
+    startup_error(
+        &args(&["--plugin-dir", &e, "--plugin", &s(&next)]),
+        &s(&next),
+        "built for ABI 2.2, host supports 2.1",
     );
 
     // Configure failing: the config file's line, or the argument.

@@ -596,9 +596,9 @@ fn idle_tls_connections_own_no_record_buffers() {
 
 /// An independent client: Python's `websockets` over `wss://`, verifying
 /// the bridge with the test CA. (Without a client certificate: with one,
-/// websockets 15's threaded sync client intermittently times out its own
-/// read after sending its close, while a single-threaded `ssl` client
-/// with the same certificate and traffic does not.)
+/// websockets' threaded sync client (15.0.1 here) intermittently timed out
+/// its own read after sending its close, while a single-threaded `ssl`
+/// client with the same certificate and traffic did not.)
 const PYTHON_CLIENT: &str = r#"
 import ssl, sys
 from websockets.sync.client import connect
@@ -691,4 +691,44 @@ fn tls_peer_failures_hold_up_no_other_connection() {
     assert!(started.elapsed() >= Duration::from_millis(1400));
     b.wait_log(&format!("peer connect for tls://{silent_addr} timed out"));
     drop(silent);
+}
+
+#[test]
+fn client_identity_reaches_a_plugin_backend() {
+    // The ABI 2.1 test backend reports the request's TLS fields on the 101.
+    let c = certs::shared();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let so = temp_dir("identity").join("backend_identity.so");
+    websocksy_tests::compile_plugin(
+        &root.join("tests/plugins/host/backend_identity.c"),
+        &root.join("include"),
+        &so,
+        &[],
+    );
+    let b = tls_bridge(&[
+        "-b",
+        p(&so),
+        "--client-ca",
+        p(&c.ca_cert),
+        "--client-cert",
+        "optional",
+    ]);
+    let alice = TlsClient {
+        cert: Some((&c.client_cert, &c.client_key)),
+        ..trusting()
+    };
+    let mut s = ws::tls_connect(b.addr, alice).expect("TLS handshake");
+    let r = ws::upgrade(&mut s, "/", &[]);
+    assert_eq!(
+        r.header("X-TLS-Subject"),
+        Some("[CN=alice,O=Example]"),
+        "{}",
+        r.head
+    );
+    assert_eq!(r.header("X-TLS-SANs"), Some("[email:alice@example.com]"));
+    // Without a certificate (optional): no identity.
+    let mut s = ws::tls_connect(b.addr, trusting()).expect("TLS handshake");
+    let r = ws::upgrade(&mut s, "/", &[]);
+    assert_eq!(r.header("X-TLS-Subject"), Some("(absent)"), "{}", r.head);
+    assert_eq!(r.header("X-TLS-SANs"), Some("(none)"));
 }

@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn host_table_is_complete() {
         assert_eq!(HOST_API.size as usize, size_of::<wsy_host_api>());
-        assert_eq!((HOST_API.abi_major, HOST_API.abi_minor), (2, 0));
+        assert_eq!((HOST_API.abi_major, HOST_API.abi_minor), (2, 1));
         let t = HOST_API;
         assert!(t.log.is_some() && t.register_backend.is_some() && t.register_framing.is_some());
         assert!(t.error_set.is_some() && t.answer_peer.is_some() && t.answer_framing.is_some());

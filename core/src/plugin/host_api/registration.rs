@@ -29,10 +29,14 @@ const _: () = {
     assert!(size_of::<wsy_framing>() == 64);
 };
 
-/// WSY_HAS_FIELD: a descriptor of `size` bytes holds all of the field at
-/// `offset` of `len` bytes (a field it covers only in part is absent).
-const fn has_field(size: u32, offset: usize, len: usize) -> bool {
-    size as usize >= offset + len
+use websocksy_abi::has_field;
+
+/// The OBS rule: a host of ABI `host` accepts a descriptor of ABI `plugin`
+/// when the majors are equal and the plugin's minor is not newer. A plugin
+/// that declares 2.1 needs a 2.1 host; one that declares 2.0 loads on
+/// every 2.x host.
+const fn supported(host: (u16, u16), plugin: (u16, u16)) -> bool {
+    plugin.0 == host.0 && plugin.1 <= host.1
 }
 
 /// A registered descriptor, copied out of the plugin.
@@ -118,7 +122,7 @@ unsafe fn copy_descriptor<T: Descriptor>(src: *const T) -> Result<T, (wsy_status
             src.add(6).cast::<u16>().read_unaligned(),
         )
     };
-    if major != WSY_ABI_MAJOR || minor > WSY_ABI_MINOR {
+    if !supported((WSY_ABI_MAJOR, WSY_ABI_MINOR), (major, minor)) {
         return Err((
             WSY_EVERSION,
             format!(
@@ -333,6 +337,7 @@ mod tests {
                 assert_eq!(register_framing(p, &good), WSY_EEXIST);
                 assert_eq!(register_framing(p, &framing_desc(64, 1, 0)), WSY_EVERSION);
                 assert_eq!(register_framing(p, &framing_desc(64, 2, 99)), WSY_EVERSION);
+                assert_eq!(register_framing(p, &framing_desc(64, 2, 2)), WSY_EVERSION);
                 assert_eq!(register_framing(p, &framing_desc(40, 2, 0)), WSY_EINVAL);
                 assert_eq!(register_framing(p, std::ptr::null()), WSY_EINVAL);
                 assert_eq!(register_framing(std::ptr::null_mut(), &good), WSY_EINVAL);
@@ -352,13 +357,13 @@ mod tests {
         assert!(
             errors
                 .iter()
-                .any(|e| e == "framing built for ABI 1.0, host supports 2.0"),
+                .any(|e| e == "framing built for ABI 1.0, host supports 2.1"),
             "{errors:?}"
         );
         assert!(
             errors
                 .iter()
-                .any(|e| e == "framing built for ABI 2.99, host supports 2.0"),
+                .any(|e| e == "framing built for ABI 2.99, host supports 2.1"),
             "{errors:?}"
         );
         assert!(
@@ -367,6 +372,39 @@ mod tests {
                 .any(|e| e.contains("smaller than ABI 2.0's 56")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn minors_up_to_the_hosts_are_accepted() {
+        // This host is 2.1: descriptors declaring 2.0 (as the 2.0 plugins
+        // were built, with the 2.0 sizes) and 2.1 both register.
+        assert_eq!((WSY_ABI_MAJOR, WSY_ABI_MINOR), (2, 1));
+        let ctx = PluginCtx::leak("minors", PathBuf::from("minors.so"));
+        let p = ctx.as_ptr();
+        // SAFETY: descriptors on the stack, a leaked context.
+        unsafe {
+            ctx.registering(|| {
+                let mut old = framing_desc(FRAMING_SIZE_2_0 as u32, 2, 0);
+                old.name = c"old".as_ptr();
+                assert_eq!(register_framing(p, &old), WSY_OK);
+                let mut new = framing_desc(size_of::<wsy_framing>() as u32, 2, 1);
+                new.name = c"new".as_ptr();
+                assert_eq!(register_framing(p, &new), WSY_OK);
+            });
+        }
+        let (_, f, errors) = ctx.take();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(f.len(), 2);
+
+        // The rule itself, for hosts other than this one: a plugin built
+        // for 2.1 is refused by a 2.0 host, a 2.0 plugin loads on both.
+        assert!(supported((2, 0), (2, 0)));
+        assert!(!supported((2, 0), (2, 1)));
+        assert!(supported((2, 1), (2, 0)));
+        assert!(supported((2, 1), (2, 1)));
+        assert!(!supported((2, 1), (2, 2)));
+        assert!(!supported((2, 1), (1, 0)));
+        assert!(!supported((2, 1), (3, 0)));
     }
 
     #[test]

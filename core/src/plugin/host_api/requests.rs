@@ -21,14 +21,19 @@ pub(crate) struct RequestView<'a>(websocksy_abi::RequestView<'a>);
 
 impl<'a> RequestView<'a> {
     pub fn new(req: &'a Request) -> Box<RequestView<'a>> {
-        // Boxed: the address of the wsy_request is what REQUESTS holds.
-        let view = Box::new(RequestView(websocksy_abi::RequestView::new(
+        let mut raw = websocksy_abi::RequestView::new(
             &req.target,
             req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
             req.protocols.iter().map(String::as_str),
             req.client.to_string(),
             req.tls,
-        )));
+        )
+        .with_user(req.user.as_deref());
+        if let Some(id) = &req.tls_client {
+            raw = raw.with_tls_client(&id.subject, id.sans.iter().map(String::as_str));
+        }
+        // Boxed: the address of the wsy_request is what REQUESTS holds.
+        let view = Box::new(RequestView(raw));
         lock(&REQUESTS).insert(view.as_ptr() as usize);
         view
     }
@@ -245,6 +250,46 @@ mod tests {
         let raw = unsafe { &*v.as_ptr() };
         assert!(raw.query.ptr.is_null() && raw.headers.is_null());
         assert_eq!(get(request_cookie, v.as_ptr(), "a"), (WSY_ERROR, None));
+    }
+
+    #[test]
+    fn identity_views() {
+        let mut req = request();
+        let v = RequestView::new(&req);
+        // SAFETY: a live view.
+        let raw = unsafe { &*v.as_ptr() };
+        assert_eq!(raw.size as usize, std::mem::size_of::<wsy_request>());
+        assert!(raw.user.ptr.is_null() && raw.tls_subject.ptr.is_null());
+        assert!(raw.tls_sans.is_null() && raw.tls_san_count == 0);
+        drop(v);
+
+        req.user = Some("alice".into());
+        req.tls_client = Some(crate::backend::TlsIdentity {
+            subject: "CN=alice".into(),
+            sans: vec!["DNS:a.example".into(), "IP:10.0.0.1".into()],
+        });
+        let v = RequestView::new(&req);
+        // SAFETY: a live view.
+        let raw = unsafe { &*v.as_ptr() };
+        assert_eq!(raw.tls_san_count, 2);
+        // SAFETY: views into `req` and the view's own array, alive here.
+        unsafe {
+            assert_eq!(raw.user.as_bytes(), Some(&b"alice"[..]));
+            assert_eq!(raw.tls_subject.as_bytes(), Some(&b"CN=alice"[..]));
+            let sans = std::slice::from_raw_parts(raw.tls_sans, raw.tls_san_count);
+            assert_eq!(sans[0].as_bytes(), Some(&b"DNS:a.example"[..]));
+            assert_eq!(sans[1].as_bytes(), Some(&b"IP:10.0.0.1"[..]));
+        }
+        drop(v);
+
+        // A certificate with an empty subject and no SANs: present, empty.
+        req.tls_client = Some(crate::backend::TlsIdentity::default());
+        let v = RequestView::new(&req);
+        // SAFETY: a live view.
+        let raw = unsafe { &*v.as_ptr() };
+        // SAFETY: as above.
+        assert_eq!(unsafe { raw.tls_subject.as_bytes() }, Some(&b""[..]));
+        assert!(raw.tls_sans.is_null() && raw.tls_san_count == 0);
     }
 
     #[test]
