@@ -13,7 +13,7 @@ use std::sync::RwLock;
 use openssl::error::ErrorStack;
 use openssl::ssl::{
     select_next_proto, AlpnError, Ssl, SslAcceptor, SslConnector, SslContext, SslFiletype,
-    SslMethod, SslMode, SslVerifyMode,
+    SslMethod, SslMode, SslOptions, SslVerifyMode,
 };
 use openssl::x509::X509Name;
 
@@ -102,6 +102,9 @@ fn build(files: &ServerFiles) -> Result<SslContext, String> {
         select_next_proto(b"\x08http/1.1", offered).ok_or(AlpnError::NOACK)
     });
     b.set_mode(io_mode());
+    // A TLS 1.2 client asking to renegotiate costs a handshake each time
+    // and buys a browser or a proxy nothing.
+    b.set_options(SslOptions::NO_RENEGOTIATION);
     // Resumption (the session cache and tickets are on by default) needs
     // an id context once client certificates are verified.
     b.set_session_id_context(b"websocksy")

@@ -73,10 +73,6 @@ impl TlsStream {
         })
     }
 
-    pub fn socket(&self) -> &mio::net::TcpStream {
-        self.ssl.get_ref()
-    }
-
     pub fn socket_mut(&mut self) -> &mut mio::net::TcpStream {
         self.ssl.get_mut()
     }
@@ -88,11 +84,6 @@ impl TlsStream {
     /// The client certificate the handshake verified, if any.
     pub fn peer_certificate(&self) -> Option<openssl::x509::X509> {
         self.ssl.ssl().peer_certificate()
-    }
-
-    /// Whether this connection resumed an earlier session.
-    pub fn session_reused(&self) -> bool {
-        self.ssl.ssl().session_reused()
     }
 
     /// Map an OpenSSL outcome: WANT_* is WouldBlock, a clean or abrupt
