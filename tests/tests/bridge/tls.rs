@@ -732,3 +732,78 @@ fn client_identity_reaches_a_plugin_backend() {
     assert_eq!(r.header("X-TLS-Subject"), Some("(absent)"), "{}", r.head);
     assert_eq!(r.header("X-TLS-SANs"), Some("(none)"));
 }
+
+/// A non-reading TLS client makes the bridge's SSL_write say WANT_WRITE
+/// until the peer is paused (the stall proves it); the queue must hand
+/// OpenSSL the same bytes at each retry. Then the client reads everything
+/// and checks it byte for byte, while it uploads a pattern the peer checks.
+#[test]
+fn tls_backpressure_both_ways_loses_and_corrupts_nothing() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use websocksy_tests::pattern::{Check, Pattern};
+
+    const TOTAL: u64 = 24 << 20;
+    let peer = peers::TcpPeer::new();
+    let b = tls_bridge(&["-k", "0", "-c", &peer.host_arg(), "-c", "framing=binary"]);
+    let mut client = ws::tls_connect(b.addr, trusting()).expect("TLS handshake");
+    ws::upgrade(&mut client, "/", &[]);
+    let p = peer.accept();
+    p.set_read_timeout(Some(websocksy_tests::WAIT)).unwrap();
+
+    // The peer writes the pattern as fast as it can; nobody reads yet.
+    let written = Arc::new(AtomicU64::new(0));
+    let w = Arc::clone(&written);
+    let mut pw = p.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let pat = Pattern::new();
+        while w.load(Ordering::SeqCst) < TOTAL {
+            let pos = w.load(Ordering::SeqCst);
+            let n = Pattern::PIECE.min((TOTAL - pos) as usize);
+            match pw.write(pat.at(pos, n)) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    w.fetch_add(n as u64, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let stalled =
+        websocksy_tests::wait_stalled("the peer's writes", Duration::from_secs(20), || {
+            written.load(Ordering::SeqCst)
+        });
+    assert!(stalled < TOTAL, "the peer never stalled");
+
+    // The client's upload, while the peer does not read either.
+    let frame = ws::frame_zero_key(2, &Pattern::new().bytes(251 * 1024));
+    let upload = 40;
+    // One TLS stream cannot be used from two threads: the upload and the
+    // download take turns on it.
+    let mut pr = p.try_clone().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut check = Check::new();
+        let mut buf = vec![0u8; 65536];
+        while check.pos < 251 * 1024 * 40 {
+            let n = pr.read(&mut buf).expect("peer read");
+            assert!(n > 0, "peer got EOF after {} bytes", check.pos);
+            check.feed(&buf[..n]);
+        }
+        check.pos
+    });
+    let mut got = Check::new();
+    let mut sent = 0;
+    while got.pos < TOTAL || sent < upload {
+        if sent < upload {
+            client.write_all(&frame).unwrap();
+            sent += 1;
+        }
+        if got.pos < TOTAL {
+            let f = ws::read_frame(&mut client).unwrap();
+            assert_eq!(f.opcode, 2);
+            got.feed(&f.payload);
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(reader.join().unwrap(), 251 * 1024 * 40);
+    assert_eq!(got.pos, TOTAL);
+}
