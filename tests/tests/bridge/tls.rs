@@ -807,3 +807,32 @@ fn tls_backpressure_both_ways_loses_and_corrupts_nothing() {
     assert_eq!(reader.join().unwrap(), 251 * 1024 * 40);
     assert_eq!(got.pos, TOTAL);
 }
+
+#[test]
+fn sigterm_closes_tls_connections_with_1001_and_close_notify() {
+    let mut b = tls_bridge(&["-c", "host=mirror://"]);
+    let mut open = wss_echo(b.addr, trusting(), b"before");
+    // A client still in its handshake is simply dropped.
+    let mut half = TcpStream::connect(b.addr).unwrap();
+    half.set_read_timeout(Some(websocksy_tests::WAIT)).unwrap();
+    half.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    b.wait_log(&format!("accepted from {}", half.local_addr().unwrap()));
+    b.signal(libc::SIGTERM);
+    let (_, close) = ws::read_until_close(&mut open).unwrap();
+    assert_eq!(close.close_code(), Some(1001));
+    open.write_all(&ws::close(1001, "")).unwrap();
+    assert!(ws::at_eof(&mut open));
+    assert_eq!(
+        open.get_shutdown() & openssl::ssl::ShutdownState::RECEIVED,
+        openssl::ssl::ShutdownState::RECEIVED
+    );
+    closed_silently(&mut half, websocksy_tests::WAIT);
+    // Our close_notify ends the bridge's lingering read at once.
+    open.shutdown().unwrap();
+    assert!(
+        b.wait_exit(Duration::from_secs(3)).success(),
+        "{}",
+        b.logs()
+    );
+    b.wait_log("all connections closed, exiting");
+}
