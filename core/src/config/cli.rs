@@ -221,8 +221,9 @@ Listeners and TLS:
   make the -l/-p listener (and wss:// binds) speak TLS; SIGHUP reloads
   them, and --client-ca. Every listener is logged as 'listening on ...'.
 
-Backend 'defaultpeer' (built in) takes host ([tcp|udp|unix|unix-dgram|
-fifotx|fiforx]://ADDRESS), port, framing, framing-config and protocol, e.g.:
+Backend 'defaultpeer' (built in) takes host ([tcp|tls|udp|unix|unix-dgram|
+fifotx|fiforx]://ADDRESS), port, framing, framing-config, protocol and
+peer-ca (like --peer-ca), e.g.:
   websocksy -p 8001 -c host=tcp://127.0.0.1 -c port=5900 -c framing=newline
 
 Plugins: every *.so in the plugin directory not named backend_* is loaded at
