@@ -143,6 +143,17 @@ fn sessions_resume_with_tickets_and_the_cache() {
 }
 
 #[test]
+fn tls_1_1_is_refused() {
+    let b = tls_bridge(&["-c", "host=mirror://"]);
+    let out = s_client(b.addr, &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]);
+    assert!(!out.contains("HTTP/1.1"), "{out}");
+    b.wait_log("TLS handshake failed: unsupported protocol");
+    // TLS 1.2 is still fine.
+    let out = s_client(b.addr, &["-tls1_2"]);
+    assert!(out.contains("HTTP/1.1 400"), "{out}");
+}
+
+#[test]
 fn bind_ws_wss_and_unix_at_once() {
     let c = certs::shared();
     let dir = temp_dir("bind");
