@@ -209,9 +209,12 @@ impl Session {
                 true
             }
             Ok(false) => {
-                // A TLS stream hears again on any event (`Stream::widen`).
                 self.raw.rd.clear_w();
-                self.raw.rd.clear_r();
+                // A TLS handshake waits for either direction; any event
+                // on it sets both again (`Stream::widen`).
+                if self.raw.stream.as_ref().is_some_and(Stream::is_tls) {
+                    self.raw.rd.clear_r();
+                }
                 false
             }
             Err(e) => {
