@@ -274,7 +274,8 @@ fn stalled_handshakes_time_out_without_delaying_others() {
     let started = Instant::now();
     // Meanwhile another client gets through at once.
     let mut other = wss_echo(b.addr, trusting(), b"meanwhile");
-    assert!(started.elapsed() < Duration::from_millis(1000));
+    // Before the handshake timeout (1.5 s) could have freed anything.
+    assert!(started.elapsed() < Duration::from_millis(1400));
     for s in [&mut half, &mut silent] {
         s.set_read_timeout(Some(websocksy_tests::WAIT)).unwrap();
         let me = s.local_addr().unwrap();
