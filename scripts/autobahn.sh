@@ -3,6 +3,10 @@
 #
 # Usage:
 #   scripts/autobahn.sh                  build, run the cases, summarise
+#   scripts/autobahn.sh --tls            the same over wss:// (a throwaway
+#                                        certificate made with openssl; wstest
+#                                        0.8.2 does not verify it); reports
+#                                        in reports/autobahn-wss/
 #   scripts/autobahn.sh --cases '1.*,2.*'   a subset (same as AUTOBAHN_CASES)
 #   scripts/autobahn.sh --check          only tell whether wstest is installed (exit 3 if not)
 #   scripts/autobahn.sh --install        install wstest into pyenv's Python 2.7.18 (idempotent)
@@ -34,10 +38,12 @@ OUT="$ROOT/reports/autobahn"
 REQUIREMENTS="$HERE/requirements-py27.txt"
 CASES="${AUTOBAHN_CASES:-}"
 MODE=run
+TLS=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --check) MODE=check ;;
+        --tls) TLS=1 ;;
         --install) MODE=install ;;
         --cases) [ $# -ge 2 ] || { echo "autobahn: --cases needs a value" >&2; exit 2; }; CASES="$2"; shift ;;
         --cases=*) CASES="${1#--cases=}" ;;
@@ -114,9 +120,26 @@ if [ -z "${WEBSOCKSY_BIN:-}" ]; then
 fi
 [ -x "$WEBSOCKSY_BIN" ] || { echo "autobahn: no binary at $WEBSOCKSY_BIN" >&2; exit 2; }
 
+SCHEME=ws
+TLS_ARGS=()
+if [ "$TLS" = 1 ]; then
+    OUT="$ROOT/reports/autobahn-wss"
+    SCHEME=wss
+fi
 mkdir -p "$OUT"
 find "$OUT" -mindepth 1 -delete
 LOG="$OUT/websocksy.log"
+if [ "$TLS" = 1 ]; then
+    # A self-signed P-256 certificate for this run only.
+    if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$OUT/key.pem" -out "$OUT/cert.pem" -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 >"$OUT/openssl.log" 2>&1; then
+        cat "$OUT/openssl.log" >&2
+        echo "autobahn: cannot make a certificate with openssl" >&2
+        exit 2
+    fi
+    TLS_ARGS=(--cert "$OUT/cert.pem" --key "$OUT/key.pem")
+fi
 
 BRIDGE=""
 cleanup() {
@@ -126,7 +149,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$WEBSOCKSY_BIN" -l 127.0.0.1 -p 0 -c host=mirror:// 2>"$LOG" &
+"$WEBSOCKSY_BIN" -l 127.0.0.1 -p 0 -c host=mirror:// ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} 2>"$LOG" &
 BRIDGE=$!
 
 # Readiness is the log line, not a guess: poll it, bounded at 10 s.
@@ -142,10 +165,10 @@ if [ -z "$PORT" ]; then
     cat "$LOG" >&2
     exit 2
 fi
-echo "autobahn: websocksy (pid $BRIDGE) listening on 127.0.0.1:$PORT"
+echo "autobahn: websocksy (pid $BRIDGE) listening on $SCHEME://127.0.0.1:$PORT"
 
 SELECTED="$("$PY" "$HERE/autobahn.py" spec "$HERE/fuzzingclient.json" "$OUT/spec.json" \
-    "ws://127.0.0.1:$PORT" "$OUT" "$CASES")"
+    "$SCHEME://127.0.0.1:$PORT" "$OUT" "$CASES")"
 echo "autobahn: running wstest -m fuzzingclient, cases: $SELECTED"
 START=$SECONDS
 set +e
@@ -156,7 +179,7 @@ echo "autobahn: wstest finished in $((SECONDS - START)) s (exit $WSTEST_RC)"
 
 PROBLEMS=0
 if [ "$WSTEST_RC" -ne 0 ]; then
-    echo "autobahn: wstest failed (exit $WSTEST_RC); last lines of reports/autobahn/wstest.log:" >&2
+    echo "autobahn: wstest failed (exit $WSTEST_RC); last lines of ${OUT#"$ROOT"/}/wstest.log:" >&2
     tail -n 30 "$OUT/wstest.log" >&2
     exit 2
 fi
@@ -196,7 +219,7 @@ set +e
 SUMMARY_RC=$?
 set -e
 echo ""
-echo "autobahn: reports in reports/autobahn/index.html (per case: reports/autobahn/*.json)"
+echo "autobahn: reports in ${OUT#"$ROOT"/}/index.html (per case: ${OUT#"$ROOT"/}/*.json)"
 if [ "$SUMMARY_RC" -eq 2 ]; then exit 2; fi
 if [ "$SUMMARY_RC" -ne 0 ] || [ "$PROBLEMS" -ne 0 ]; then
     echo "autobahn: FAILED"

@@ -1,10 +1,12 @@
-//! One event loop: a mio `Poll` over its listener, its sessions' two
+//! One event loop: a mio `Poll` over its listeners, its sessions' two
 //! sockets each, its waker (worker results) and, on the loop that handles
-//! them, the signal pipe. Everything here belongs to this loop alone
+//! them, the signal pipe (SIGINT/SIGTERM: drain and exit; SIGHUP: reload
+//! the TLS certificates). Everything here belongs to this loop alone
 //! (sessions, timers, the buffer pool); what loops share is in
 //! [`Shared`](crate::shared::Shared).
 //!
-//! Tokens: session `key` owns `2*key` (WebSocket end) and `2*key+1` (raw
+//! Tokens: listener `i` owns `i` (below [`MAX_LISTENERS`]); session `key`
+//! owns the pair from `MAX_LISTENERS + 2*key` (WebSocket end, then raw
 //! end); the fixed tokens sit at the top of the range. The loop only
 //! records readiness; each touched session then does its I/O in
 //! `Session::ready`.
@@ -14,27 +16,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::listener::{Accepted, Listener};
 use crate::pool::Pool;
 use crate::session::{Ctx, Session};
 use crate::shared::Shared;
 use crate::timers::Timers;
-use crate::transport::{Ready, Stream};
+use crate::transport::Ready;
 use crate::workers::Inbox;
 
-const LISTENER: Token = Token(usize::MAX - 1);
+/// Listeners own the tokens below this; sessions' start here.
+pub const MAX_LISTENERS: usize = crate::session::FIRST_TOKEN;
 const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 
 pub struct Loop {
     shared: Arc<Shared>,
     poll: Poll,
-    listener: Option<TcpListener>,
+    /// Emptied when shutting down.
+    listeners: Vec<Listener>,
+    /// Which listeners may have clients waiting (edge-triggered).
+    accept_ready: Vec<bool>,
     sessions: Slab<Session>,
     timers: Timers,
     inbox: Inbox,
@@ -43,7 +49,6 @@ pub struct Loop {
     pool: Pool,
     now: Instant,
     pending: Vec<usize>,
-    accept_ready: bool,
     accept_paused_until: Option<Instant>,
     drain_deadline: Option<Instant>,
 }
@@ -62,20 +67,24 @@ macro_rules! ctx {
 }
 
 impl Loop {
-    /// A loop serving `listener`; `signals` makes it the one that handles
-    /// SIGINT/SIGTERM.
+    /// A loop serving `listeners`; `signals` makes it the one that handles
+    /// SIGINT/SIGTERM and SIGHUP.
     pub fn new(
         shared: Arc<Shared>,
-        mut listener: TcpListener,
+        mut listeners: Vec<Listener>,
         signals: bool,
     ) -> Result<Loop, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(|e| e.to_string())?;
+        if listeners.len() > MAX_LISTENERS {
+            return Err(format!("at most {MAX_LISTENERS} listeners"));
+        }
+        for (i, l) in listeners.iter_mut().enumerate() {
+            l.register(poll.registry(), Token(i))
+                .map_err(|e| e.to_string())?;
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?);
         let signals = if signals {
-            let mut s = Signals::new([SIGINT, SIGTERM])
+            let mut s = Signals::new([SIGINT, SIGTERM, SIGHUP])
                 .map_err(|e| format!("cannot catch signals: {e}"))?;
             poll.registry()
                 .register(&mut s, SIGNALS, Interest::READABLE)
@@ -87,7 +96,8 @@ impl Loop {
         Ok(Loop {
             shared,
             poll,
-            listener: Some(listener),
+            accept_ready: vec![true; listeners.len()],
+            listeners,
             sessions: Slab::new(),
             timers: Timers::default(),
             inbox: Inbox::new(waker),
@@ -95,7 +105,6 @@ impl Loop {
             pool: Pool::default(),
             now: Instant::now(),
             pending: Vec::new(),
-            accept_ready: true,
             accept_paused_until: None,
             drain_deadline: None,
         })
@@ -111,8 +120,9 @@ impl Loop {
         let mut spin_until = Instant::now();
         loop {
             let now = Instant::now();
-            let can_accept =
-                self.accept_ready && self.listener.is_some() && !self.shared.at_capacity();
+            let can_accept = self.accept_paused_until.is_none()
+                && self.accept_ready.iter().any(|r| *r)
+                && !self.shared.at_capacity();
             let timeout = if !self.pending.is_empty() || can_accept || now < spin_until {
                 Some(Duration::ZERO)
             } else {
@@ -142,7 +152,11 @@ impl Loop {
             let mut signal = false;
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept_ready = true,
+                    Token(i) if i < MAX_LISTENERS => {
+                        if let Some(r) = self.accept_ready.get_mut(i) {
+                            *r = true;
+                        }
+                    }
                     WAKER => wake = true,
                     SIGNALS => signal = true,
                     Token(t) => {
@@ -183,10 +197,14 @@ impl Loop {
             }
             if self.accept_paused_until.is_some_and(|t| t <= self.now) {
                 self.accept_paused_until = None;
-                self.accept_ready = true;
+                self.accept_ready.fill(true);
             }
-            if self.accept_ready {
-                self.accept();
+            if self.accept_paused_until.is_none() {
+                for i in 0..self.listeners.len() {
+                    if self.accept_ready[i] {
+                        self.accept(i);
+                    }
+                }
             }
             touched.sort_unstable();
             touched.dedup();
@@ -221,9 +239,7 @@ impl Loop {
             self.shared.release();
             // A slot is free again: take what waits in the backlog (next turn,
             // so this batch never sees the slot reused).
-            if self.listener.is_some() {
-                self.accept_ready = true;
-            }
+            self.accept_ready.fill(true);
             return;
         }
         if s.more {
@@ -237,9 +253,8 @@ impl Loop {
         }
     }
 
-    fn accept(&mut self) {
-        let Some(listener) = self.listener.as_ref() else {
-            self.accept_ready = false;
+    fn accept(&mut self, i: usize) {
+        let Some(listener) = self.listeners.get(i) else {
             return;
         };
         loop {
@@ -247,26 +262,23 @@ impl Loop {
                 // Leave the rest in the kernel backlog until a slot frees up.
                 return;
             }
-            let accepted = listener.accept();
-            if accepted.is_err() {
+            let accepted = listener.accept(&self.shared);
+            if !matches!(accepted, Ok(Accepted::Conn(..))) {
                 self.shared.release();
             }
             match accepted {
-                Ok((stream, addr)) => {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        debug!("TCP_NODELAY on {addr}: {e}");
-                    }
+                Ok(Accepted::Conn(stream, addr)) => {
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
                     let id = self.shared.next_id();
                     let mut s = Session::new(
                         id,
                         key,
-                        Stream::Tcp(stream),
+                        stream,
                         addr,
+                        listener.proxy_protocol,
                         &self.shared,
                         self.now,
-                        self.shared.proxy_protocol,
                     );
                     if let Err(e) = s.register(self.poll.registry()) {
                         warn!("cannot register connection from {addr}: {e}");
@@ -279,10 +291,11 @@ impl Loop {
                         self.timers.arm(d, key, id);
                     }
                     entry.insert(s);
-                    debug!("conn {id} accepted from {addr}");
+                    debug!("conn {id} accepted from {addr} on {listener}");
                 }
+                Ok(Accepted::Skip(why)) => warn!("connection dropped: {why}"),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_ready = false;
+                    self.accept_ready[i] = false;
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -297,7 +310,6 @@ impl Loop {
                 {
                     warn!("accept: {e}; pausing accepts for 100 ms");
                     self.accept_paused_until = Some(self.now + Duration::from_millis(100));
-                    self.accept_ready = false;
                     return;
                 }
                 // ECONNABORTED and friends concern one client only.
@@ -309,12 +321,20 @@ impl Loop {
     /// Returns true when the process should exit now.
     fn on_signal(&mut self, touched: &mut Vec<usize>) -> bool {
         let mut got = false;
+        let mut reload = false;
         let Some(signals) = self.signals.as_mut() else {
             return false;
         };
         for sig in signals.pending() {
             debug!("signal {sig}");
-            got = true;
+            if sig == SIGHUP {
+                reload = true;
+            } else {
+                got = true;
+            }
+        }
+        if reload {
+            self.reload_tls();
         }
         if !got {
             return false;
@@ -325,9 +345,10 @@ impl Loop {
             return true;
         }
         info!("shutting down: closing {} connections", self.sessions.len());
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+        for mut l in self.listeners.drain(..) {
+            l.deregister(self.poll.registry());
         }
+        self.accept_ready.clear();
         self.drain_deadline = Some(self.now + self.shared.drain);
         let mut cx = ctx!(self);
         for (key, s) in self.sessions.iter_mut() {
@@ -335,6 +356,20 @@ impl Loop {
             touched.push(key);
         }
         false
+    }
+
+    /// SIGHUP: new handshakes get the files as they are now; open
+    /// connections keep their context. Reading the files blocks this loop
+    /// briefly (a few local files), like reading them at start-up.
+    fn reload_tls(&self) {
+        let Some(tls) = self.shared.tls.as_ref() else {
+            info!("SIGHUP: no TLS listener, nothing to reload");
+            return;
+        };
+        match tls.reload() {
+            Ok(()) => info!("TLS certificates reloaded"),
+            Err(e) => warn!("TLS reload failed, keeping the old certificate: {e}"),
+        }
     }
 
     fn close_all(&mut self) {

@@ -2,7 +2,8 @@
 //! sockets, driven by one mio event loop.
 //!
 //! Where things are:
-//! - `server` binds the listener and runs the event loops (one today; more
+//! - `server` binds the listeners (`listener`: TCP, TLS, Unix; TLS
+//!   contexts come from `tls_context`) and runs the event loops (one today; more
 //!   loops are created there); `shared` is what all loops share (settings,
 //!   backend, worker pool, connection count); `event_loop` is one loop
 //!   (poll, accept, timers, signals).
@@ -24,6 +25,7 @@ pub mod config;
 pub mod event_loop;
 pub mod forwarded;
 pub mod framing;
+pub mod listener;
 pub mod peer;
 pub mod plugin;
 mod pool;
@@ -32,6 +34,7 @@ pub mod server;
 pub mod session;
 pub mod shared;
 mod timers;
+pub mod tls_context;
 pub mod transport;
 mod workers;
 pub mod ws;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use websocksy::config::{self, Parsed};
-use websocksy::{admission, backend, framing, plugin, server};
+use websocksy::{admission, backend, framing, plugin, server, tls_context};
 
 fn main() -> ExitCode {
     // Before parsing: config warnings go through the logger.
@@ -17,6 +17,15 @@ fn main() -> ExitCode {
     // Credentials are read once, here: a bad file stops the start.
     let admission = match admission::Admission::new(&settings) {
         Ok(a) => a,
+        Err(e) => return startup_error(&e),
+    };
+    // Certificate files are read now, so a bad one is a start-up error.
+    let tls = match tls_context::ServerTls::load(&settings) {
+        Ok(t) => t,
+        Err(e) => return startup_error(&e),
+    };
+    let peer_tls = match tls_context::PeerTls::load(&settings, backend_peer_ca(&settings)) {
+        Ok(t) => t,
         Err(e) => return startup_error(&e),
     };
     // Built-ins first, then plugins (which may replace them by name).
@@ -42,14 +51,15 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(e) => return startup_error(&e),
     };
-    let mut server = match server::Server::bind(&settings, backend.clone(), admission) {
-        Ok(s) => s,
-        Err(e) => {
-            backend.shutdown();
-            eprintln!("websocksy: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let mut server =
+        match server::Server::bind(&settings, backend.clone(), admission, tls, peer_tls) {
+            Ok(s) => s,
+            Err(e) => {
+                backend.shutdown();
+                eprintln!("websocksy: {e}");
+                return ExitCode::from(1);
+            }
+        };
     let result = server.run();
     // Sessions (and their framing states) go first, then the backend's cleanup.
     drop(server);
@@ -61,6 +71,22 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The default backend's `peer-ca` option (the last one given): the same
+/// as `--peer-ca`, which wins.
+fn backend_peer_ca(s: &config::Settings) -> Option<config::Located<std::path::PathBuf>> {
+    if s.backend != "defaultpeer" {
+        return None;
+    }
+    s.backend_options
+        .iter()
+        .rev()
+        .find(|o| o.key == "peer-ca")
+        .map(|o| config::Located {
+            value: o.value.clone().into(),
+            at: o.origin.to_string(),
+        })
 }
 
 /// A start-up error: one line, exit status 2.

@@ -1,4 +1,4 @@
-//! The process: bind the listener, build what the loops share, and run
+//! The process: bind the listeners, build what the loops share, and run
 //! the loops. Today that is one loop on the calling thread; `--threads`
 //! (one loop per core, each with its own `SO_REUSEPORT` listener) will
 //! create the others here, each from the same `Arc<Shared>`.
@@ -12,9 +12,11 @@ use socket2::{Domain, Socket, Type};
 
 use crate::admission::Admission;
 use crate::backend::Backend;
-use crate::config::Settings;
-use crate::event_loop::Loop;
+use crate::config::{BindAddr, Settings};
+use crate::event_loop::{Loop, MAX_LISTENERS};
+use crate::listener::{self, bind_unix, Listener};
 use crate::shared::Shared;
+use crate::tls_context::{PeerTls, ServerTls};
 
 pub struct Server {
     local_addr: SocketAddr,
@@ -45,33 +47,79 @@ fn descriptor_limit() -> u64 {
     }
 }
 
+/// Resolve `host` and listen on the first of its addresses that binds.
+fn listen_tcp(host: &str, port: u16) -> Result<std::net::TcpListener, String> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve listen address '{host}': {e}"))?
+        .collect();
+    let mut last = None;
+    for a in &addrs {
+        match listen_on(*a) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(format!("cannot listen on {a}: {e}")),
+        }
+    }
+    // `::` on a host without IPv6 still deserves a listener.
+    if host == "::" {
+        if let Ok(l) = listen_on((std::net::Ipv4Addr::UNSPECIFIED, port).into()) {
+            return Ok(l);
+        }
+    }
+    Err(last.unwrap_or_else(|| "no listen address".into()))
+}
+
+fn tcp_listener(l: std::net::TcpListener, tls: bool, proxy_protocol: bool) -> Listener {
+    Listener {
+        socket: listener::Socket::Tcp(mio::net::TcpListener::from_std(l)),
+        tls,
+        proxy_protocol,
+    }
+}
+
 impl Server {
+    /// Bind every listener: the `-l`/`-p` one (unless `--bind` replaces
+    /// it), then each `--bind` in order. Each is logged on its own line,
+    /// `listening on SCHEME://ADDR`; the `-l`/`-p` one keeps its older
+    /// line, `listening on ADDR (max N connections)`.
     pub fn bind(
         settings: &Settings,
         backend: Arc<dyn Backend>,
         admission: Admission,
+        tls: Option<ServerTls>,
+        peer_tls: PeerTls,
     ) -> Result<Server, String> {
-        let addrs: Vec<SocketAddr> = (settings.listen.as_str(), settings.port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve listen address '{}': {e}", settings.listen))?
-            .collect();
-        let mut last = None;
-        let mut bound = None;
-        for a in &addrs {
-            match listen_on(*a) {
-                Ok(l) => {
-                    bound = Some(l);
-                    break;
+        let mut listeners = Vec::new();
+        let mut local_addr = None;
+        if settings.binds.is_empty() || settings.listen_given {
+            let l = listen_tcp(&settings.listen, settings.port)?;
+            local_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+            // With a certificate, the -l/-p listener speaks wss://.
+            listeners.push(tcp_listener(l, tls.is_some(), settings.proxy_protocol));
+        }
+        for b in &settings.binds {
+            let spec = &b.value;
+            let l = match &spec.addr {
+                BindAddr::Tcp { host, port } => {
+                    let l = listen_tcp(host, *port).map_err(|e| format!("{}: {e}", b.at))?;
+                    tcp_listener(l, spec.tls, spec.proxy_protocol)
                 }
-                Err(e) => last = Some(format!("cannot listen on {a}: {e}")),
-            }
+                BindAddr::Unix(path) => {
+                    let l = bind_unix(path, spec.mode).map_err(|e| {
+                        format!("{}: cannot listen on unix:{}: {e}", b.at, path.display())
+                    })?;
+                    Listener {
+                        socket: listener::Socket::Unix(l, path.clone()),
+                        tls: false,
+                        proxy_protocol: spec.proxy_protocol,
+                    }
+                }
+            };
+            listeners.push(l);
         }
-        // `::` on a host without IPv6 still deserves a listener.
-        if bound.is_none() && settings.listen == "::" {
-            bound = listen_on((std::net::Ipv4Addr::UNSPECIFIED, settings.port).into()).ok();
+        if listeners.len() > MAX_LISTENERS {
+            return Err(format!("at most {MAX_LISTENERS} listeners"));
         }
-        let listener = bound.ok_or_else(|| last.unwrap_or_else(|| "no listen address".into()))?;
-        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
 
         // Two descriptors per connection, and some to spare.
         let limit = descriptor_limit();
@@ -82,12 +130,26 @@ impl Server {
         });
         let mut shared = Shared::new(settings, backend, max_connections)?;
         shared.admission = admission;
-        let shared = Arc::new(shared);
-        let main = Loop::new(shared, mio::net::TcpListener::from_std(listener), true)?;
-        info!("listening on {local_addr} (max {max_connections} connections)");
-        Ok(Server { local_addr, main })
+        shared.tls = tls;
+        shared.peer_tls = Some(peer_tls);
+        let labels: Vec<String> = listeners.iter().map(ToString::to_string).collect();
+        let main = Loop::new(Arc::new(shared), listeners, true)?;
+        match local_addr {
+            Some(a) => info!("listening on {a} (max {max_connections} connections)"),
+            None => info!("accepting at most {max_connections} connections"),
+        }
+        for (i, label) in labels.iter().enumerate() {
+            if i > 0 || local_addr.is_none() {
+                info!("listening on {label}");
+            }
+        }
+        Ok(Server {
+            local_addr: local_addr.unwrap_or(crate::listener::UNIX_CLIENT),
+            main,
+        })
     }
 
+    /// The `-l`/`-p` listener's address (0.0.0.0:0 when `--bind` replaced it).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }

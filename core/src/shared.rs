@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::admission::Admission;
 use crate::backend::Backend;
 use crate::config::Settings;
+use crate::tls_context::{PeerTls, ServerTls};
 use crate::workers::Workers;
 
 /// Threads for blocking calls (DNS, blocking backends), for all loops.
@@ -32,8 +33,6 @@ pub struct Shared {
     pub workers: Workers,
     /// The checks at the door: origins, per-address cap, users, trusted proxies.
     pub admission: Admission,
-    /// The `-l`/`-p` listener requires a PROXY header on each connection.
-    pub proxy_protocol: bool,
     /// Open connections in all loops, and the most there may be.
     open: AtomicUsize,
     pub max_connections: usize,
@@ -41,6 +40,10 @@ pub struct Shared {
     /// How long open connections get to close after SIGINT/SIGTERM.
     pub drain: Duration,
     pub busy_poll: Duration,
+    /// The TLS listeners' context, swapped on SIGHUP; read at accept only.
+    pub tls: Option<ServerTls>,
+    /// The context of `tls://` peers (always set by the server).
+    pub peer_tls: Option<PeerTls>,
 }
 
 impl Shared {
@@ -62,12 +65,13 @@ impl Shared {
             backend,
             workers,
             admission: Admission::default(),
-            proxy_protocol: settings.proxy_protocol,
             open: AtomicUsize::new(0),
             max_connections,
             next_id: AtomicU64::new(1),
             drain: settings.drain_timeout,
             busy_poll: settings.busy_poll,
+            tls: None,
+            peer_tls: None,
         })
     }
 

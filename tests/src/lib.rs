@@ -4,6 +4,7 @@
 //! Readiness is never waited for with sleeps: the bridge prints
 //! `listening on ADDR` and tests wait for log lines or connects.
 
+pub mod certs;
 pub mod fronts;
 pub mod pattern;
 pub mod peers;
@@ -164,6 +165,18 @@ impl Bridge {
     /// `ws://addr/path`
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
+    }
+
+    /// The address of the listener logged as `listening on PREFIX...`,
+    /// e.g. `wss://` or `ws://` (a `--bind` listener); panics after [`WAIT`].
+    pub fn listener(&self, prefix: &str) -> SocketAddr {
+        let needle = format!("listening on {prefix}");
+        let line = self.wait_log(&needle);
+        let rest = line.split(&needle).nth(1).unwrap_or_default();
+        rest.split_whitespace()
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -347,9 +360,17 @@ impl Bridge {
             .nth(1)
             .expect("address after 'listening on'");
         let addr = rest.split_whitespace().next().expect("address");
-        b.addr = addr
-            .parse()
-            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+        // `--bind` listeners are logged with their scheme; a Unix one
+        // has no address to give here.
+        let addr = addr
+            .strip_prefix("ws://")
+            .or_else(|| addr.strip_prefix("wss://"))
+            .unwrap_or(addr);
+        if !addr.starts_with("unix:") {
+            b.addr = addr
+                .parse()
+                .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+        }
         b
     }
 }

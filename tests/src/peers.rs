@@ -37,6 +37,44 @@ pub fn tcp_echo() -> SocketAddr {
     addr
 }
 
+/// TLS echo server on 127.0.0.1 with this certificate chain and key;
+/// returns its address. With `client_ca`, it requires a client
+/// certificate signed by it. Handshake failures are sent down the
+/// returned channel (the reason), so tests can see what the peer saw.
+pub fn tls_echo(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> (SocketAddr, Receiver<String>) {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("TLS acceptor");
+    b.set_certificate_chain_file(cert)
+        .expect("peer certificate");
+    b.set_private_key_file(key, SslFiletype::PEM)
+        .expect("peer key");
+    if let Some(ca) = client_ca {
+        b.set_ca_file(ca).expect("peer client CA");
+        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    }
+    let acceptor = b.build();
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind tls echo");
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = channel();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            thread::spawn(move || match acceptor.accept(s) {
+                Ok(s) => echo_stream(s),
+                Err(e) => {
+                    let _ = tx.send(e.to_string());
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
 /// UDP echo server: every datagram goes back to its sender.
 pub fn udp_echo() -> SocketAddr {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind udp echo");

@@ -1,9 +1,55 @@
 //! A raw WebSocket client, byte by byte, so tests can send what a library
 //! would refuse to (bad frames, odd segmentation) and see exactly what the
-//! bridge answers. Reads tolerate any TCP segmentation.
+//! bridge answers. Reads tolerate any TCP segmentation. The same client
+//! runs over TLS: [`tls_connect`] gives an `SslStream` the functions here
+//! take like a `TcpStream`.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslStream, SslVerifyMode};
+
+/// A WebSocket client's connection over TLS.
+pub type TlsStream = SslStream<TcpStream>;
+
+/// How a test client sets up TLS.
+#[derive(Default, Clone, Copy)]
+pub struct TlsClient<'a> {
+    /// The CA to verify the bridge with; `None` verifies nothing.
+    pub ca: Option<&'a Path>,
+    /// A client certificate and its key.
+    pub cert: Option<(&'a Path, &'a Path)>,
+    /// The name to ask for (SNI) and check; default `localhost`.
+    pub name: Option<&'a str>,
+}
+
+/// Connect to `addr` and finish a TLS handshake (blocking, with
+/// [`crate::WAIT`] as read timeout). `Err` carries OpenSSL's reason.
+pub fn tls_connect(addr: SocketAddr, c: TlsClient) -> Result<TlsStream, String> {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
+    match c.ca {
+        Some(ca) => b.set_ca_file(ca).map_err(|e| e.to_string())?,
+        None => b.set_verify(SslVerifyMode::NONE),
+    }
+    if let Some((cert, key)) = c.cert {
+        b.set_certificate_chain_file(cert)
+            .map_err(|e| e.to_string())?;
+        b.set_private_key_file(key, SslFiletype::PEM)
+            .map_err(|e| e.to_string())?;
+    }
+    b.set_alpn_protos(b"\x08http/1.1")
+        .map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(crate::WAIT))
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let cfg = b.build().configure().map_err(|e| e.to_string())?;
+    cfg.connect(c.name.unwrap_or("localhost"), tcp)
+        .map_err(|e| e.to_string())
+    // TLS 1.3 clients finish before the server has checked their
+    // certificate: a refusal shows on the first read after this.
+}
 
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -39,7 +85,7 @@ impl Response {
 }
 
 /// Read one response head byte by byte (so no frame bytes are swallowed).
-pub fn read_response(s: &mut TcpStream) -> io::Result<Response> {
+pub fn read_response<S: Read + ?Sized>(s: &mut S) -> io::Result<Response> {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -71,7 +117,7 @@ pub fn read_response(s: &mut TcpStream) -> io::Result<Response> {
 }
 
 /// Upgrade `s` with a valid request; panics unless the answer is 101.
-pub fn upgrade(s: &mut TcpStream, path: &str, extra: &[&str]) -> Response {
+pub fn upgrade<S: Read + Write + ?Sized>(s: &mut S, path: &str, extra: &[&str]) -> Response {
     s.write_all(request(path, extra).as_bytes())
         .expect("send request");
     let r = read_response(s).expect("read 101");
@@ -138,7 +184,7 @@ impl Frame {
 }
 
 /// Read one frame; checks it is unmasked (server frames must be).
-pub fn read_frame(s: &mut TcpStream) -> io::Result<Frame> {
+pub fn read_frame<S: Read + ?Sized>(s: &mut S) -> io::Result<Frame> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h)?;
     assert_eq!(h[1] & 0x80, 0, "server frames must not be masked");
@@ -166,7 +212,7 @@ pub fn read_frame(s: &mut TcpStream) -> io::Result<Frame> {
 }
 
 /// Read frames until a close frame; returns (data frames before it, the close frame).
-pub fn read_until_close(s: &mut TcpStream) -> io::Result<(Vec<Frame>, Frame)> {
+pub fn read_until_close<S: Read + ?Sized>(s: &mut S) -> io::Result<(Vec<Frame>, Frame)> {
     let mut v = Vec::new();
     loop {
         let f = read_frame(s)?;
@@ -180,14 +226,14 @@ pub fn read_until_close(s: &mut TcpStream) -> io::Result<(Vec<Frame>, Frame)> {
 }
 
 /// True once the other side has closed: EOF or reset, no more bytes.
-pub fn at_eof(s: &mut TcpStream) -> bool {
+pub fn at_eof<S: Read + ?Sized>(s: &mut S) -> bool {
     let mut b = [0u8; 1];
     matches!(s.read(&mut b), Ok(0) | Err(_))
 }
 
 /// Read the body of a response: exactly `Content-Length` bytes (panics
 /// if the header is missing or not a number).
-pub fn read_body(s: &mut TcpStream, r: &Response) -> io::Result<Vec<u8>> {
+pub fn read_body<S: Read + ?Sized>(s: &mut S, r: &Response) -> io::Result<Vec<u8>> {
     let len: usize = r
         .header("Content-Length")
         .unwrap_or_else(|| panic!("no Content-Length in {:?}", r.head))

@@ -1,8 +1,10 @@
 //! Autobahn|Testsuite conformance: `scripts/autobahn.sh` runs wstest's
 //! fuzzingclient (cases 1-7, 9, 10) against `websocksy -c host=mirror://`
-//! built in release mode, and this test requires that no case FAILED and
-//! that no case's close behavior deviates (e.g. FAILED BY CLIENT: the
-//! server left closing the TCP connection to the client).
+//! built in release mode, over `ws://` and again over `wss://`
+//! (`--tls`), and these tests require that no case FAILED and that no
+//! case's close behavior deviates (e.g. FAILED BY CLIENT: the server left
+//! closing the TCP connection to the client). The two runs take turns:
+//! side by side they would share the CPU with each other's timeouts.
 //!
 //! wstest lives in pyenv's Python 2.7.18; when it is missing this test
 //! installs it (`scripts/autobahn.sh --install`, every version pinned). If
@@ -12,6 +14,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -54,6 +59,18 @@ fn result_field(out: &str, key: &str) -> Option<u64> {
 
 #[test]
 fn autobahn_fuzzingclient_has_no_failed_case() {
+    conformance(&[]);
+}
+
+#[test]
+fn autobahn_fuzzingclient_over_wss_has_no_failed_case() {
+    conformance(&["--tls"]);
+}
+
+/// Run the whole case set with these extra script arguments and require
+/// a clean result.
+fn conformance(args: &[&str]) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if std::env::var("WEBSOCKSY_SKIP_AUTOBAHN").as_deref() == Ok("1") {
         // Written past the test harness's capture so it shows in every run.
         let _ = std::io::stderr().write_all(
@@ -81,7 +98,7 @@ fn autobahn_fuzzingclient_has_no_failed_case() {
         );
     }
 
-    let run = script(&[]);
+    let run = script(args);
     let out = text(&run);
     // Shown with --nocapture, and in the failure message otherwise.
     println!("{out}");
@@ -90,8 +107,9 @@ fn autobahn_fuzzingclient_has_no_failed_case() {
     let close_failed = result_field(&out, "close_failed");
     assert!(
         run.status.success(),
-        "scripts/autobahn.sh failed ({}); reports in reports/autobahn/:\n{out}",
-        run.status
+        "scripts/autobahn.sh failed ({}); reports in reports/autobahn{}/:\n{out}",
+        run.status,
+        if args.contains(&"--tls") { "-wss" } else { "" }
     );
     // Guard against a run that passed by running nothing.
     assert!(

@@ -22,7 +22,8 @@ impl DefaultPeer {
     /// used when `host` has none), `framing` (default `auto`),
     /// `framing-config`, `protocol` (`*` = the first offered),
     /// `proxy-protocol` (`v1`/`v2`: a PROXY header to the peer; also as a
-    /// `?proxy-protocol=` suffix on `host`).
+    /// `?proxy-protocol=` suffix on `host`), `peer-ca` (CAs for a `tls://`
+    /// peer, read with the TLS settings).
     pub fn configure(options: &[BackendOption], framings: &Registry) -> Result<Self, String> {
         let mut host = ("tcp://localhost".to_string(), None);
         let mut port = ("5900".to_string(), None);
@@ -45,9 +46,11 @@ impl DefaultPeer {
                         &opt.origin,
                     ))
                 }
+                // Read with the TLS settings (`--peer-ca`'s twin).
+                "peer-ca" => {}
                 _ => {
                     return Err(format!(
-                        "{}: unknown defaultpeer option '{}' (expected host, port, framing, framing-config, protocol, proxy-protocol)",
+                        "{}: unknown defaultpeer option '{}' (expected host, port, framing, framing-config, protocol, proxy-protocol, peer-ca)",
                         opt.origin, opt.key
                     ))
                 }

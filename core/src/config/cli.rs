@@ -218,15 +218,26 @@ Configuration file:
   [core] takes the long option names without dashes (port, listen, ping,
   backend, connect-timeout, handshake-timeout, idle-timeout, pong-timeout,
   max-message-size, max-connections, drain-timeout, plugin-dir, plugin,
-  busy-poll, auth, origin, max-connections-per-ip, trusted-proxy,
-  proxy-protocol); origin, trusted-proxy and plugin may be repeated;
+  busy-poll, bind, cert, key, client-ca, client-cert, peer-ca, peer-cert,
+  peer-key, peer-insecure, auth, origin, max-connections-per-ip,
+  trusted-proxy, proxy-protocol); bind, origin, trusted-proxy and plugin
+  may be repeated;
   unknown [core] keys are ignored with a warning. [backend] lines go to the backend in order,
   like -c options. [framing:NAME] lines are library-level options of the framing NAME
   (the name 'framing =' selects), like --framing-option NAME:KEY=VALUE; a connection's
   framing-config still overrides them. The built-in framings take none.
 
-Backend 'defaultpeer' (built in) takes host ([tcp|udp|unix|unix-dgram|
-fifotx|fiforx]://ADDRESS), port, framing, framing-config and protocol, e.g.:
+Listeners and TLS:
+  Without --bind, the bridge listens on -l/-p. Each --bind SPEC adds one:
+  ws://ADDR:PORT, wss://ADDR:PORT or unix:/PATH, with options after '?'
+  joined by '&': mode=0660 (unix socket permissions), proxy-protocol.
+  With --bind, -l/-p add their listener only when given. --cert/--key
+  make the -l/-p listener (and wss:// binds) speak TLS; SIGHUP reloads
+  them, and --client-ca. Every listener is logged as 'listening on ...'.
+
+Backend 'defaultpeer' (built in) takes host ([tcp|tls|udp|unix|unix-dgram|
+fifotx|fiforx]://ADDRESS), port, framing, framing-config, protocol and
+peer-ca (like --peer-ca), e.g.:
   websocksy -p 8001 -c host=tcp://127.0.0.1 -c port=5900 -c framing=newline
 
 Plugins: every *.so in the plugin directory not named backend_* is loaded at
@@ -258,6 +269,7 @@ mod tests {
         let expected = Settings {
             port: 9000,
             listen: "127.0.0.1".into(),
+            listen_given: true,
             ping: Some(SECS(5)),
             backend: "file".into(),
             backend_options: vec![arg_opt("path", "files/")],

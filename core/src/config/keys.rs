@@ -8,10 +8,18 @@
 use std::fmt;
 
 use super::values::{
-    auth_value, backend_value, bool_value, count_value, listen_value, micros_value, origin_value,
-    path_value, port_value, seconds, seconds_or_off, size_value, trusted_proxy_value,
+    auth_value, backend_value, bind_value, bool_value, client_cert_value, count_value,
+    listen_value, micros_value, origin_value, path_value, port_value, seconds, seconds_or_off,
+    size_value, trusted_proxy_value,
 };
-use super::{Settings, LOG_TARGET};
+use super::{Located, Settings, LOG_TARGET};
+
+fn located<T>(value: T, at: &dyn fmt::Display) -> Option<Located<T>> {
+    Some(Located {
+        value,
+        at: at.to_string(),
+    })
+}
 
 /// One `[core]` key, which is also the long option `--NAME`.
 pub(super) struct Key {
@@ -106,7 +114,10 @@ pub(super) static KEYS: &[Key] = &[
         flag: false,
         value: &Field {
             parse: port_value,
-            store: |s, v, _| s.port = v,
+            store: |s, v, _| {
+                s.port = v;
+                s.listen_given = true;
+            },
         },
     },
     Key {
@@ -120,7 +131,10 @@ pub(super) static KEYS: &[Key] = &[
         flag: false,
         value: &Field {
             parse: listen_value,
-            store: |s, v, _| s.listen = v,
+            store: |s, v, _| {
+                s.listen = v;
+                s.listen_given = true;
+            },
         },
     },
     Key {
@@ -356,6 +370,129 @@ pub(super) static KEYS: &[Key] = &[
             store: |s, v, _| s.proxy_protocol = v,
         },
     },
+    Key {
+        name: "bind",
+        short: None,
+        value_name: "SPEC",
+        help: "Also listen on SPEC (ws://ADDR:PORT, wss://ADDR:PORT, unix:/PATH; see below); \
+               repeatable",
+        numeric: false,
+        repeatable: true,
+        flag: false,
+        value: &Field {
+            parse: bind_value,
+            store: |s, v, at| {
+                s.binds.push(Located {
+                    value: v,
+                    at: at.to_string(),
+                })
+            },
+        },
+    },
+    Key {
+        name: "cert",
+        short: None,
+        value_name: "FILE",
+        help: "TLS certificate chain (PEM) for -l/-p and wss:// binds; reloaded on SIGHUP",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.cert = located(v, at),
+        },
+    },
+    Key {
+        name: "key",
+        short: None,
+        value_name: "FILE",
+        help: "Private key (PEM) of --cert",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.key = located(v, at),
+        },
+    },
+    Key {
+        name: "client-ca",
+        short: None,
+        value_name: "FILE",
+        help: "Ask TLS clients for a certificate signed by these CAs (PEM)",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.client_ca = located(v, at),
+        },
+    },
+    Key {
+        name: "client-cert",
+        short: None,
+        value_name: "MODE",
+        help: "With --client-ca: 'require' or 'optional' [default: require]",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: client_cert_value,
+            store: |s, v, at| s.client_cert = located(v, at),
+        },
+    },
+    Key {
+        name: "peer-ca",
+        short: None,
+        value_name: "FILE",
+        help: "Verify tls:// peers with these CAs (PEM) instead of the system's",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.peer_ca = located(v, at),
+        },
+    },
+    Key {
+        name: "peer-cert",
+        short: None,
+        value_name: "FILE",
+        help: "Client certificate chain (PEM) shown to tls:// peers; needs --peer-key",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.peer_cert = located(v, at),
+        },
+    },
+    Key {
+        name: "peer-key",
+        short: None,
+        value_name: "FILE",
+        help: "Private key (PEM) of --peer-cert",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: path_value,
+            store: |s, v, at| s.peer_key = located(v, at),
+        },
+    },
+    Key {
+        name: "peer-insecure",
+        short: None,
+        value_name: "BOOL",
+        help: "Do not verify tls:// peers' certificates (logs a warning)",
+        numeric: false,
+        repeatable: false,
+        flag: true,
+        value: &Field {
+            parse: bool_value,
+            store: |s, v, _| s.peer_insecure = v,
+        },
+    },
 ];
 
 /// Sets the backend name, warning where the original would have silently
@@ -397,6 +534,11 @@ mod tests {
             "max-connections-per-ip" => "3",
             "trusted-proxy" => "10.0.0.0/8",
             "proxy-protocol" => "true",
+            "bind" => "wss://[::1]:0?proxy-protocol",
+            "cert" | "key" | "client-ca" => "/a.pem",
+            "client-cert" => "optional",
+            "peer-ca" | "peer-cert" | "peer-key" => "/b.pem",
+            "peer-insecure" => "true",
             _ => "2.5",
         }
     }
@@ -522,6 +664,7 @@ mod tests {
             s,
             Settings {
                 port: 7,
+                listen_given: true,
                 config_file: Some(file.path()),
                 ..Settings::default()
             }
@@ -547,6 +690,7 @@ mod tests {
                 max_connections: Some(9),
                 drain_timeout: Duration::from_millis(100),
                 listen: "::1".into(),
+                listen_given: true,
                 backend: "other".into(),
                 config_file: Some(file.path()),
                 ..Settings::default()

@@ -94,6 +94,69 @@ pub struct FramingOption {
     pub origin: Origin,
 }
 
+/// A setting with where it was given (`--cert` or `FILE:LINE`), so an
+/// error found later (a certificate that does not load) can name it.
+/// Where it came from does not make two settings differ.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    pub value: T,
+    pub at: String,
+}
+
+impl<T: PartialEq> PartialEq for Located<T> {
+    fn eq(&self, o: &Self) -> bool {
+        self.value == o.value
+    }
+}
+
+/// Whether a TLS listener asks clients for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertMode {
+    /// The handshake fails without a trusted one.
+    Require,
+    /// A certificate is checked if sent; none is fine.
+    Optional,
+}
+
+/// Where a `--bind` listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindAddr {
+    /// Host name or IP literal (no brackets) and port, 0 for any.
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Unix(PathBuf),
+}
+
+/// One `--bind` listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindSpec {
+    pub addr: BindAddr,
+    /// `wss://`: TLS with the `--cert`/`--key` certificate.
+    pub tls: bool,
+    /// Permission bits of a Unix socket file.
+    pub mode: Option<u32>,
+    /// Clients come through a proxy that sends a PROXY protocol header.
+    pub proxy_protocol: bool,
+}
+
+impl fmt::Display for BindSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.addr {
+            BindAddr::Tcp { host, port } => {
+                let scheme = if self.tls { "wss" } else { "ws" };
+                if host.contains(':') {
+                    write!(f, "{scheme}://[{host}]:{port}")
+                } else {
+                    write!(f, "{scheme}://{host}:{port}")
+                }
+            }
+            BindAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 /// Everything the bridge needs to start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -147,6 +210,27 @@ pub struct Settings {
     pub trusted_unix: bool,
     /// Every connection of the `-l`/`-p` listener starts with a PROXY header.
     pub proxy_protocol: bool,
+    /// `-l`/`-p` (or `listen`/`port`) were given: with `--bind`, they
+    /// still add their listener.
+    pub listen_given: bool,
+    /// Extra listeners (`--bind`, `bind =`), in order.
+    pub binds: Vec<Located<BindSpec>>,
+    /// Certificate chain and key (PEM) of TLS listeners; with them the
+    /// `-l`/`-p` listener speaks `wss://`.
+    pub cert: Option<Located<PathBuf>>,
+    pub key: Option<Located<PathBuf>>,
+    /// CAs whose client certificates TLS listeners accept (mTLS).
+    pub client_ca: Option<Located<PathBuf>>,
+    /// Whether a client certificate is required; default `require` when
+    /// `client_ca` is set.
+    pub client_cert: Option<Located<ClientCertMode>>,
+    /// CAs `tls://` peers are verified with, instead of the system's.
+    pub peer_ca: Option<Located<PathBuf>>,
+    /// A client certificate and key for `tls://` peers.
+    pub peer_cert: Option<Located<PathBuf>>,
+    pub peer_key: Option<Located<PathBuf>>,
+    /// Do not verify `tls://` peers' certificates.
+    pub peer_insecure: bool,
 }
 
 impl Default for Settings {
@@ -175,6 +259,16 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             trusted_unix: false,
             proxy_protocol: false,
+            listen_given: false,
+            binds: Vec::new(),
+            cert: None,
+            key: None,
+            client_ca: None,
+            client_cert: None,
+            peer_ca: None,
+            peer_cert: None,
+            peer_key: None,
+            peer_insecure: false,
         }
     }
 }

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::{BindAddr, BindSpec, ClientCertMode};
+
 pub(super) fn port_value(v: &str) -> Result<u16, String> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err("expected a port number 0-65535".into());
@@ -257,6 +259,94 @@ pub(super) fn bool_value(v: &str) -> Result<bool, String> {
     }
 }
 
+/// `require` or `optional`.
+pub(super) fn client_cert_value(v: &str) -> Result<ClientCertMode, String> {
+    match v {
+        "require" => Ok(ClientCertMode::Require),
+        "optional" => Ok(ClientCertMode::Optional),
+        _ => Err("expected 'require' or 'optional'".into()),
+    }
+}
+
+/// `ws://ADDR:PORT`, `wss://ADDR:PORT` or `unix:/path`, then options
+/// after `?`, `&`-separated: `mode=0660` (Unix only) and `proxy-protocol`.
+pub(super) fn bind_value(v: &str) -> Result<BindSpec, String> {
+    let (base, options) = match v.split_once('?') {
+        Some((b, o)) => (b, Some(o)),
+        None => (v, None),
+    };
+    let (addr, tls) = if let Some(rest) = base.strip_prefix("ws://") {
+        (bind_host_port(rest)?, false)
+    } else if let Some(rest) = base.strip_prefix("wss://") {
+        (bind_host_port(rest)?, true)
+    } else if let Some(rest) = base.strip_prefix("unix:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err("expected a socket path after 'unix:'".into());
+        }
+        // sun_path holds 108 bytes including the terminating NUL.
+        if path.len() > 107 {
+            return Err(format!("socket path '{path}' is longer than 107 bytes"));
+        }
+        (BindAddr::Unix(PathBuf::from(path)), false)
+    } else {
+        return Err("expected ws://ADDR:PORT, wss://ADDR:PORT or unix:/PATH".into());
+    };
+    let mut spec = BindSpec {
+        addr,
+        tls,
+        mode: None,
+        proxy_protocol: false,
+    };
+    for opt in options.into_iter().flat_map(|o| o.split('&')) {
+        match opt.split_once('=') {
+            None if opt == "proxy-protocol" => spec.proxy_protocol = true,
+            Some(("proxy-protocol", b)) => {
+                spec.proxy_protocol =
+                    bool_value(b).map_err(|e| format!("proxy-protocol: {e}, not '{b}'"))?
+            }
+            Some(("mode", m)) => {
+                if !matches!(spec.addr, BindAddr::Unix(_)) {
+                    return Err("'mode' applies to unix: listeners only".into());
+                }
+                match u32::from_str_radix(m, 8) {
+                    Ok(n) if n <= 0o777 && !m.is_empty() => spec.mode = Some(n),
+                    _ => return Err(format!("'{m}' is not an octal mode like 0660")),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown listener option '{opt}' (expected mode=OCTAL or proxy-protocol)"
+                ))
+            }
+        }
+    }
+    Ok(spec)
+}
+
+/// `HOST:PORT` or `[IPv6]:PORT`; port 0 picks a free one.
+fn bind_host_port(v: &str) -> Result<BindAddr, String> {
+    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
+        let (h, tail) = rest
+            .split_once(']')
+            .ok_or("missing ']' after an IPv6 address")?;
+        let p = tail.strip_prefix(':').ok_or("expected ':PORT' after ']'")?;
+        ipv6_literal(h)?;
+        (h, p)
+    } else {
+        let (h, p) = v.rsplit_once(':').ok_or("expected ADDR:PORT")?;
+        if h.contains(':') {
+            return Err("an IPv6 address needs brackets: [ADDR]:PORT".into());
+        }
+        listen_value(h)?;
+        (h, p)
+    };
+    Ok(BindAddr::Tcp {
+        host: host.to_string(),
+        port: port_value(port)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,5 +436,40 @@ mod tests {
         assert!(fail(&["--max-connections", "0"]).contains("at least 1"));
         fail(&["--max-connections", "ten"]);
         assert_eq!(run(&["--max-connections", "1"]).max_connections, Some(1));
+    }
+
+    #[test]
+    fn bind_specs() {
+        use super::{bind_value, BindAddr};
+        let b = bind_value("wss://[::1]:0?proxy-protocol").unwrap();
+        assert_eq!(
+            b.addr,
+            BindAddr::Tcp {
+                host: "::1".into(),
+                port: 0
+            }
+        );
+        assert!(b.tls && b.proxy_protocol);
+        assert_eq!(b.to_string(), "wss://[::1]:0");
+        let b = bind_value("unix:/run/w.sock?mode=0660").unwrap();
+        assert_eq!(b.addr, BindAddr::Unix("/run/w.sock".into()));
+        assert_eq!(b.mode, Some(0o660));
+        assert!(!b.tls && !b.proxy_protocol);
+        assert_eq!(
+            bind_value("ws://localhost:80").unwrap().to_string(),
+            "ws://localhost:80"
+        );
+        for bad in [
+            "tcp://x:1",
+            "ws://::1:80",
+            "ws://x",
+            "ws://x:99999",
+            "unix:",
+            "unix:/a?mode=999",
+            "ws://x:1?mode=0600",
+            "ws://x:1?bogus",
+        ] {
+            assert!(bind_value(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! Peer addresses as backends write them: `tcp://host:port`, `udp://host`,
-//! `unix:///path`, `unix-dgram:///path`, `mirror://`.
+//! Peer addresses as backends write them: `tcp://host:port`,
+//! `tls://host:port`, `udp://host`, `unix:///path`, `unix-dgram:///path`,
+//! `mirror://`.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +12,8 @@ use crate::proxy_protocol::Version as ProxyVersion;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerAddress {
     Tcp(HostPort),
+    /// TCP, then a TLS handshake (SNI and verification against `host`).
+    Tls(HostPort),
     Udp(HostPort),
     Unix(PathBuf),
     UnixDgram(PathBuf),
@@ -50,6 +53,7 @@ impl fmt::Display for PeerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerAddress::Tcp(hp) => write!(f, "tcp://{hp}"),
+            PeerAddress::Tls(hp) => write!(f, "tls://{hp}"),
             PeerAddress::Udp(hp) => write!(f, "udp://{hp}"),
             PeerAddress::Unix(p) => write!(f, "unix://{}", p.display()),
             PeerAddress::UnixDgram(p) => write!(f, "unix-dgram://{}", p.display()),
@@ -80,7 +84,10 @@ impl PeerAddress {
 
     /// A byte stream, which a PROXY header can precede.
     pub fn is_stream(&self) -> bool {
-        matches!(self, PeerAddress::Tcp(_) | PeerAddress::Unix(_))
+        matches!(
+            self,
+            PeerAddress::Tcp(_) | PeerAddress::Tls(_) | PeerAddress::Unix(_)
+        )
     }
 
     /// Parse `host` as a backend gives it, with `port` as the fallback port
@@ -97,6 +104,7 @@ impl PeerAddress {
         };
         match scheme.as_str() {
             "tcp" => Ok(PeerAddress::Tcp(parse_host_port(rest, port)?)),
+            "tls" => Ok(PeerAddress::Tls(parse_host_port(rest, port)?)),
             "udp" => Ok(PeerAddress::Udp(parse_host_port(rest, port)?)),
             "unix" => Ok(PeerAddress::Unix(parse_path(rest)?)),
             "unix-dgram" => Ok(PeerAddress::UnixDgram(parse_path(rest)?)),
@@ -104,7 +112,7 @@ impl PeerAddress {
             "mirror" => Err(format!("'{host}': mirror:// takes no address")),
             "fifotx" | "fiforx" => Err(format!("'{host}': FIFO peers are not supported")),
             _ => Err(format!(
-                "'{host}': unknown scheme '{scheme}://' (expected tcp, udp, unix, unix-dgram or mirror)"
+                "'{host}': unknown scheme '{scheme}://' (expected tcp, tls, udp, unix, unix-dgram or mirror)"
             )),
         }
     }
@@ -219,6 +227,9 @@ mod tests {
             PeerAddress::parse("mirror://", None),
             Ok(PeerAddress::Mirror)
         );
+        let tls = PeerAddress::parse("tls://example.com", Some("443"));
+        assert_eq!(tls, Ok(PeerAddress::Tls(hp("example.com", 443))));
+        assert_eq!(tls.unwrap().to_string(), "tls://example.com:443");
     }
 
     #[test]

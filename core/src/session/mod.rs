@@ -52,6 +52,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// peer still takes its bytes (the close deadline moves on with progress).
 const HANG_UP_DRAIN: Duration = Duration::from_secs(60);
 
+/// Session tokens start here; the event loop's listeners own those below.
+pub const FIRST_TOKEN: usize = 64;
+
 /// What a session needs from its loop and from the process while it runs.
 pub struct Ctx<'a> {
     pub registry: &'a Registry,
@@ -124,9 +127,9 @@ impl Session {
         key: usize,
         stream: Stream,
         client_addr: SocketAddr,
+        proxy_protocol: bool,
         shared: &Shared,
         now: Instant,
-        proxy_protocol: bool,
     ) -> Session {
         let limits = &shared.limits;
         Session {
@@ -160,17 +163,19 @@ impl Session {
         }
     }
 
-    /// Session `key` owns two tokens: `2*key` for the WebSocket end and
-    /// `2*key+1` for the raw end.
+    /// Session `key` owns two tokens from [`FIRST_TOKEN`]: `2*key` for
+    /// the WebSocket end and `2*key+1` for the raw end.
     pub fn ws_token(key: usize) -> Token {
-        Token(key * 2)
+        Token(FIRST_TOKEN + key * 2)
     }
     pub(super) fn raw_token(&self) -> Token {
-        Token(self.key * 2 + 1)
+        Token(FIRST_TOKEN + self.key * 2 + 1)
     }
-    /// Which session and which end a token belongs to (true: the WebSocket end).
+    /// Which session and which end a token at or above [`FIRST_TOKEN`]
+    /// belongs to (true: the WebSocket end).
     pub fn token_owner(t: Token) -> (usize, bool) {
-        (t.0 / 2, t.0 & 1 == 0)
+        let t = t.0.saturating_sub(FIRST_TOKEN);
+        (t / 2, t & 1 == 0)
     }
 
     pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
@@ -178,9 +183,13 @@ impl Session {
     }
 
     pub fn ws_event(&mut self, r: Ready) {
-        self.ws.rd.insert(r);
+        self.ws.rd.insert(self.ws.stream.widen(r));
     }
     pub fn raw_event(&mut self, r: Ready) {
+        let r = match &self.raw.stream {
+            Some(s) => s.widen(r),
+            None => r,
+        };
         self.raw.rd.insert(r);
     }
 
@@ -264,6 +273,11 @@ impl Session {
                 );
                 self.client_gone();
             }
+            WsState::Http if now >= self.deadline && self.ws.stream.handshaking() => {
+                // No TLS to say 408 with.
+                self.tls_failed("timed out", false);
+                self.client_gone();
+            }
             WsState::Http if now >= self.deadline => {
                 self.refuse(408, "request not received in time", cx);
             }
@@ -333,6 +347,7 @@ impl Session {
     pub fn shutdown(&mut self, cx: &mut Ctx) {
         match self.ws.state {
             WsState::Proxy => self.client_gone(),
+            WsState::Http if self.ws.stream.handshaking() => self.client_gone(),
             WsState::Http | WsState::Waiting => self.refuse(503, "server shutting down", cx),
             WsState::Open => {
                 self.flush_unframed(cx);

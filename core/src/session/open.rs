@@ -12,11 +12,11 @@ use log::{debug, info};
 
 use super::{Chosen, Ctx, RawState, Session, WsState};
 use crate::admission::auth::Verdict;
-use crate::backend::{Decision, PeerChoice, Request};
+use crate::backend::{Decision, PeerChoice, Request, TlsIdentity};
 use crate::peer::mirror::Mirror;
 use crate::peer::{self, PeerAddress};
 use crate::proxy_protocol::{self, Received};
-use crate::transport::{Ready, Started, Stream};
+use crate::transport::{tls, Ready, Started, Stream};
 use crate::workers::{Job, Outcome};
 use crate::ws::upgrade_server::{self, Upgrade};
 
@@ -73,7 +73,7 @@ impl Session {
         };
         let mut got = 0;
         while got < len {
-            match self.ws.stream.read(&mut buf[got..len]) {
+            match self.ws.stream.read_raw(&mut buf[got..len]) {
                 Ok(0) => {
                     self.proxy_failed("closed inside its PROXY header");
                     return true;
@@ -203,8 +203,8 @@ impl Session {
                 .collect(),
             protocols: u.protocols.clone(),
             client: self.client_addr,
-            tls: false,
-            tls_client: None,
+            tls: self.ws.stream.is_tls(),
+            tls_client: self.tls_identity(),
             user: self.user.clone(),
         };
         let backend = cx.shared.backend.clone();
@@ -223,6 +223,19 @@ impl Session {
             let decision = backend.query(&request);
             self.on_decision(decision, cx);
         }
+    }
+
+    /// The client certificate the TLS handshake verified (a listener
+    /// with `--client-ca`; with `optional`, the client may have sent none).
+    fn tls_identity(&self) -> Option<TlsIdentity> {
+        let Stream::Tls(t) = &self.ws.stream else {
+            return None;
+        };
+        let cert = t.peer_certificate()?;
+        Some(TlsIdentity {
+            subject: tls::subject_line(&cert),
+            sans: tls::sans(&cert),
+        })
     }
 
     /// A worker finished a job for this session.
@@ -301,25 +314,27 @@ impl Session {
                 self.raw.state = RawState::Open;
                 self.open_ws(cx);
             }
-            PeerAddress::Tcp(hp) | PeerAddress::Udp(hp) => match hp.literal() {
-                Some(a) => {
-                    self.raw.addrs = vec![a];
-                    self.connect_next(cx);
+            PeerAddress::Tcp(hp) | PeerAddress::Tls(hp) | PeerAddress::Udp(hp) => {
+                match hp.literal() {
+                    Some(a) => {
+                        self.raw.addrs = vec![a];
+                        self.connect_next(cx);
+                    }
+                    None => {
+                        // getaddrinfo blocks: never on the loop thread.
+                        self.raw.state = RawState::Resolving;
+                        cx.shared.workers.submit(
+                            cx.inbox,
+                            self.key,
+                            self.id,
+                            Job::Resolve {
+                                host: hp.host.clone(),
+                                port: hp.port,
+                            },
+                        );
+                    }
                 }
-                None => {
-                    // getaddrinfo blocks: never on the loop thread.
-                    self.raw.state = RawState::Resolving;
-                    cx.shared.workers.submit(
-                        cx.inbox,
-                        self.key,
-                        self.id,
-                        Job::Resolve {
-                            host: hp.host.clone(),
-                            port: hp.port,
-                        },
-                    );
-                }
-            },
+            }
             PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) => {
                 self.raw.addrs.clear();
                 self.connect_next(cx);
@@ -335,7 +350,7 @@ impl Session {
         loop {
             let target = match address {
                 PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) if self.raw.addr_next == 0 => None,
-                PeerAddress::Tcp(_) | PeerAddress::Udp(_)
+                PeerAddress::Tcp(_) | PeerAddress::Tls(_) | PeerAddress::Udp(_)
                     if self.raw.addr_next < self.raw.addrs.len() =>
                 {
                     Some(self.raw.addrs[self.raw.addr_next])
@@ -355,14 +370,15 @@ impl Session {
                 }
             };
             self.raw.addr_next += 1;
-            let started = peer::start(&address, target).and_then(|s| {
-                let (mut sock, done) = match s {
-                    Started::Connected(s) => (s, true),
-                    Started::InProgress(s) => (s, false),
-                };
-                sock.register(cx.registry, self.raw_token())?;
-                Ok((sock, done))
-            });
+            let started =
+                peer::start(&address, target, cx.shared.peer_tls.as_ref()).and_then(|s| {
+                    let (mut sock, done) = match s {
+                        Started::Connected(s) => (s, true),
+                        Started::InProgress(s) => (s, false),
+                    };
+                    sock.register(cx.registry, self.raw_token())?;
+                    Ok((sock, done))
+                });
             match started {
                 Ok((sock, done)) => {
                     self.raw.stream = Some(sock);
@@ -379,6 +395,8 @@ impl Session {
         }
     }
 
+    /// The TCP connect, then (`tls://`) the TLS handshake: the peer is up
+    /// only when both are done, all within the connect deadline.
     pub(super) fn check_connect(&mut self, cx: &mut Ctx) -> bool {
         if !self.raw.rd.w() {
             return false;
@@ -386,13 +404,33 @@ impl Session {
         let Some(sock) = self.raw.stream.as_mut() else {
             return false;
         };
-        match sock.connect_result() {
+        let preface = &mut self.raw.preface;
+        match sock.connect_result().and_then(|up| {
+            if up && sock.is_tls() && !preface.is_empty() {
+                // The PROXY header goes in clear, before the handshake; a
+                // fresh socket's send buffer takes it whole.
+                if sock.write_raw(preface)? != preface.len() {
+                    return Err(io::Error::other("cannot write the PROXY header at once"));
+                }
+                preface.clear();
+            }
+            if up {
+                sock.handshake()
+            } else {
+                Ok(false)
+            }
+        }) {
             Ok(true) => {
                 self.peer_connected(cx);
                 true
             }
             Ok(false) => {
                 self.raw.rd.clear_w();
+                // A TLS handshake waits for either direction; any event
+                // on it sets both again (`Stream::widen`).
+                if self.raw.stream.as_ref().is_some_and(Stream::is_tls) {
+                    self.raw.rd.clear_r();
+                }
                 false
             }
             Err(e) => {
@@ -406,6 +444,15 @@ impl Session {
 
     pub(super) fn peer_connected(&mut self, cx: &mut Ctx) {
         self.raw.state = RawState::Open;
+        // Records that came with the end of the handshake raise no event.
+        if self
+            .raw
+            .stream
+            .as_ref()
+            .is_some_and(Stream::has_buffered_input)
+        {
+            self.raw.rd.insert(Ready::readable());
+        }
         self.open_ws(cx);
     }
 
@@ -442,8 +489,13 @@ impl Session {
         self.last_rx = cx.now;
         self.last_activity = cx.now;
         self.opened = true;
+        let identity = match self.tls_identity() {
+            Some(c) if c.sans.is_empty() => format!(" (client cert {})", c.subject),
+            Some(c) => format!(" (client cert {}; {})", c.subject, c.sans.join(", ")),
+            None => String::new(),
+        };
         info!(
-            "conn {} {} -> {} open{}{}",
+            "conn {} {} -> {} open{}{}{identity}",
             self.id,
             self.client_addr,
             self.peer_label(),

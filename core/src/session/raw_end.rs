@@ -70,7 +70,7 @@ impl Session {
                 }
                 let progress = (self.peer_queued(), self.peer_pending()) != before;
                 if self.raw.state == RawState::Draining && !self.peer_pending() {
-                    if let Some(p) = self.raw.stream.as_ref() {
+                    if let Some(p) = self.raw.stream.as_mut() {
                         p.shutdown_write();
                     }
                     if self.raw.eof || self.raw.stream.as_ref().is_none_or(Stream::is_datagram) {

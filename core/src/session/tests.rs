@@ -84,9 +84,9 @@ impl Rig {
             0,
             Stream::Unix(ws),
             "127.0.0.1:1".parse().unwrap(),
+            false,
             &shared,
             now,
-            false,
         );
         s.register(poll.registry()).unwrap();
         let mut raw = Stream::Unix(raw);

@@ -142,7 +142,10 @@ impl Session {
                     return false;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
+                Err(e) => {
+                    if self.ws.stream.handshaking() {
+                        self.tls_failed(&e.to_string(), e.kind() == io::ErrorKind::UnexpectedEof);
+                    }
                     self.client_gone();
                     return true;
                 }
@@ -376,6 +379,23 @@ impl Session {
                 buf.raw_mut().copy_within(at..at + len, self.ws.pend.1);
             }
             self.ws.pend.1 += len;
+        }
+    }
+
+    /// A TLS client that never finished its handshake: one line, at
+    /// info unless it just left (port scanners, health checks).
+    pub(super) fn tls_failed(&self, why: &str, left: bool) {
+        if left {
+            debug!(
+                "conn {} {} TLS handshake failed: {why}",
+                self.id, self.client_addr
+            );
+        } else {
+            log::info!(
+                "conn {} {} TLS handshake failed: {why}",
+                self.id,
+                self.client_addr
+            );
         }
     }
 

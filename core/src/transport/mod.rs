@@ -4,18 +4,21 @@
 //! WebSocket connection, or a peer. The session above it only reads,
 //! writes, writes a list of slices, shuts the write side and registers it
 //! (sozu's `SocketHandler` shape); it never asks which kind it has, except
-//! whether one read is one datagram. A new transport (TLS next, then
-//! standard input/output) is one more variant here: a preamble it needs
-//! before the WebSocket bytes (a TLS handshake, a PROXY header) is a state
-//! of that variant, driven by the same `read`/`write` calls, and data it
+//! whether one read is one datagram. TLS (`tls.rs`, either role) is one
+//! variant like the others: its handshake is a state of the stream,
+//! driven by the same `read`/`write` calls (and by [`Stream::handshake`]
+//! for a peer, which must be up before the 101), and the plaintext it
 //! holds in user space is reported by [`Stream::has_buffered_input`], since
-//! no readiness event will announce it.
+//! no readiness event will announce it. Plain sockets keep their direct
+//! `writev`; TLS gathers slices into one `SSL_write`. Standard
+//! input/output, or a PROXY header, would be one more variant or state.
 //!
 //! Connecting follows mio's non-blocking procedure: start the connect,
 //! register, wait for WRITABLE, then [`Stream::connect_result`] tells
 //! whether it worked.
 
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 pub mod unix;
 
@@ -31,6 +34,7 @@ pub enum Stream {
     Unix(mio::net::UnixStream),
     Udp(mio::net::UdpSocket),
     UnixDgram(mio::net::UnixDatagram),
+    Tls(Box<tls::TlsStream>),
 }
 
 /// Outcome of starting a connect.
@@ -58,9 +62,44 @@ impl Stream {
     }
 
     /// Input held in user space that the socket's readiness does not show.
-    /// Plain sockets hold none; TLS will hold decrypted records.
+    /// Plain sockets hold none; TLS holds decrypted records.
     pub fn has_buffered_input(&self) -> bool {
-        false
+        match self {
+            Stream::Tls(t) => t.has_buffered_input(),
+            _ => false,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// A TLS stream whose handshake has not finished.
+    pub fn handshaking(&self) -> bool {
+        matches!(self, Stream::Tls(t) if !t.established())
+    }
+
+    /// Drive a preamble (the TLS handshake) without moving data:
+    /// `Ok(true)` when the stream is ready for it.
+    pub fn handshake(&mut self) -> io::Result<bool> {
+        match self {
+            Stream::Tls(t) => t.handshake(),
+            _ => Ok(true),
+        }
+    }
+
+    /// The events to act on: a TLS read may need the socket writable
+    /// (a handshake or key update flight) and a write may need it
+    /// readable, so on TLS either event retries both.
+    pub fn widen(&self, r: Ready) -> Ready {
+        match self {
+            Stream::Tls(_) if r.r() || r.w() => {
+                let mut r = r;
+                r.insert(Ready(Ready::R | Ready::W));
+                r
+            }
+            _ => r,
+        }
     }
 
     /// Look at what waits to be read without taking it (a PROXY header
@@ -70,6 +109,8 @@ impl Stream {
         again(|| match self {
             Stream::Tcp(s) => s.peek(buf),
             Stream::Unix(s) => unix::peek(s, buf),
+            // The socket under TLS: a PROXY header precedes the handshake.
+            Stream::Tls(t) => t.socket().peek(buf),
             Stream::Udp(_) | Stream::UnixDgram(_) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "no peek on a datagram socket",
@@ -77,10 +118,28 @@ impl Stream {
         })
     }
 
+    /// Read in clear, past any TLS: a PROXY header that precedes the
+    /// handshake. Plain streams read as usual.
+    pub fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tls(t) => again(|| t.read_raw(buf)),
+            _ => self.read(buf),
+        }
+    }
+
+    /// Write in clear, past any TLS (a PROXY header to a `tls://` peer).
+    pub fn write_raw(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tls(t) => again(|| t.write_raw(buf)),
+            _ => self.write(buf),
+        }
+    }
+
     /// Our end's address, for TCP.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
             Stream::Tcp(s) => s.local_addr().ok(),
+            Stream::Tls(t) => t.socket().local_addr().ok(),
             _ => None,
         }
     }
@@ -92,6 +151,7 @@ impl Stream {
             Stream::Unix(s) => registry.register(s, token, both),
             Stream::Udp(s) => registry.register(s, token, both),
             Stream::UnixDgram(s) => registry.register(s, token, both),
+            Stream::Tls(t) => registry.register(t.socket_mut(), token, both),
         }
     }
 
@@ -102,6 +162,7 @@ impl Stream {
             Stream::Unix(s) => registry.deregister(s),
             Stream::Udp(s) => registry.deregister(s),
             Stream::UnixDgram(s) => registry.deregister(s),
+            Stream::Tls(t) => registry.deregister(t.socket_mut()),
         };
     }
 
@@ -111,6 +172,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => tcp::connect_result(s),
             Stream::Unix(s) => unix::connect_result(s),
+            Stream::Tls(t) => tcp::connect_result(t.socket_mut()),
             Stream::Udp(_) | Stream::UnixDgram(_) => Ok(true),
         }
     }
@@ -122,6 +184,7 @@ impl Stream {
             Stream::Unix(s) => s.read(buf),
             Stream::Udp(s) => s.recv(buf),
             Stream::UnixDgram(s) => s.recv(buf),
+            Stream::Tls(t) => t.read(buf),
         })
     }
 
@@ -132,6 +195,7 @@ impl Stream {
             Stream::Unix(s) => s.write(buf),
             Stream::Udp(s) => s.send(buf),
             Stream::UnixDgram(s) => s.send(buf),
+            Stream::Tls(t) => t.write(buf),
         })
     }
 
@@ -141,6 +205,7 @@ impl Stream {
         again(|| match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tls(t) => t.write_vectored(bufs),
             Stream::Udp(_) | Stream::UnixDgram(_) => {
                 let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
                 self.write(first)
@@ -148,12 +213,17 @@ impl Stream {
         })
     }
 
-    /// Send FIN after the data already written; a no-op for datagrams.
-    pub fn shutdown_write(&self) {
+    /// Send FIN after the data already written (TLS: close_notify
+    /// first); a no-op for datagrams.
+    pub fn shutdown_write(&mut self) {
         // ENOTCONN here means the other side is already gone, which the next read reports.
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
+            Stream::Tls(t) => {
+                t.shutdown_write();
+                Ok(())
+            }
             Stream::Udp(_) | Stream::UnixDgram(_) => Ok(()),
         };
     }
@@ -164,6 +234,10 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tls(t) => {
+                t.shutdown_both();
+                Ok(())
+            }
             Stream::Udp(_) | Stream::UnixDgram(_) => Ok(()),
         };
     }

@@ -19,3 +19,4 @@ mod readme;
 mod shutdown;
 mod smoke;
 mod stall;
+mod tls;

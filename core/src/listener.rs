@@ -1,0 +1,139 @@
+//! The sockets clients arrive on: TCP (plain or TLS) and Unix stream
+//! sockets, each with what its connections need to know (TLS, PROXY
+//! header), and accepting from them into a [`Stream`].
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use mio::{Interest, Registry, Token};
+use openssl::ssl::Ssl;
+
+use crate::shared::Shared;
+use crate::transport::tls::TlsStream;
+use crate::transport::Stream;
+
+pub enum Socket {
+    Tcp(mio::net::TcpListener),
+    /// The path is removed when the listener goes.
+    Unix(mio::net::UnixListener, PathBuf),
+}
+
+pub struct Listener {
+    pub socket: Socket,
+    /// Connections start with a TLS handshake.
+    pub tls: bool,
+    /// Connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
+}
+
+/// The address a Unix socket client is given: it has no IP address (a
+/// PROXY header, when the listener expects one, tells the real one).
+pub const UNIX_CLIENT: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+impl fmt::Display for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.socket {
+            Socket::Tcp(l) => {
+                let scheme = if self.tls { "wss" } else { "ws" };
+                match l.local_addr() {
+                    Ok(a) => write!(f, "{scheme}://{a}"),
+                    Err(_) => write!(f, "{scheme}://?"),
+                }
+            }
+            Socket::Unix(_, p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Socket::Unix(_, p) = &self.socket {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Bind a Unix stream socket at `path`: a socket file left by an earlier
+/// run is removed first (anything else there is an error), and `mode`
+/// sets its permission bits.
+pub fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<mio::net::UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)?;
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists and is not a socket",
+            ));
+        }
+    }
+    let l = mio::net::UnixListener::bind(path)?;
+    if let Some(m) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m))?;
+    }
+    Ok(l)
+}
+
+/// What [`Listener::accept`] got.
+pub enum Accepted {
+    Conn(Stream, SocketAddr),
+    /// A client came and went, or its TLS state could not be made: nothing
+    /// to do for it, but keep accepting.
+    Skip(String),
+}
+
+impl Listener {
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match &mut self.socket {
+            Socket::Tcp(l) => registry.register(l, token, Interest::READABLE),
+            Socket::Unix(l, _) => registry.register(l, token, Interest::READABLE),
+        }
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = match &mut self.socket {
+            Socket::Tcp(l) => registry.deregister(l),
+            Socket::Unix(l, _) => registry.deregister(l),
+        };
+    }
+
+    /// One connection; `Err` as from accept(2) (WouldBlock when none waits).
+    pub fn accept(&self, shared: &Shared) -> io::Result<Accepted> {
+        match &self.socket {
+            Socket::Unix(l, _) => {
+                let (s, _) = l.accept()?;
+                Ok(Accepted::Conn(Stream::Unix(s), UNIX_CLIENT))
+            }
+            Socket::Tcp(l) => {
+                let (s, addr) = l.accept()?;
+                if let Err(e) = s.set_nodelay(true) {
+                    log::debug!("TCP_NODELAY on {addr}: {e}");
+                }
+                if !self.tls {
+                    return Ok(Accepted::Conn(Stream::Tcp(s), addr));
+                }
+                let Some(tls) = shared.tls.as_ref() else {
+                    return Ok(Accepted::Skip(format!("{addr}: no TLS context")));
+                };
+                // The context current now: a reload later leaves this one alone.
+                let ssl = Ssl::new(&tls.context()).map(|mut ssl| {
+                    ssl.set_accept_state();
+                    ssl
+                });
+                match ssl
+                    .map_err(io::Error::other)
+                    .and_then(|ssl| TlsStream::new(ssl, s))
+                {
+                    Ok(t) => Ok(Accepted::Conn(Stream::Tls(Box::new(t)), addr)),
+                    Err(e) => Ok(Accepted::Skip(format!("{addr}: cannot start TLS: {e}"))),
+                }
+            }
+        }
+    }
+}
