@@ -131,9 +131,23 @@ pub fn parse(buf: &[u8]) -> Received {
 /// connection's address, as the protocol specifies.
 pub fn encode(version: Version, source: SocketAddr, destination: Option<SocketAddr>) -> Vec<u8> {
     let canon = |a: SocketAddr| SocketAddr::new(canonical(a.ip()), a.port());
-    let pair = destination
-        .map(|d| (canon(source), canon(d)))
-        .filter(|(s, d)| s.is_ipv4() == d.is_ipv4());
+    // A Unix-socket client nobody vouched for has only a placeholder
+    // address: say nothing rather than a made-up source. A real source
+    // whose destination is unknown (a Unix listener) or of the other family
+    // gets the unspecified address of its own family as destination: the
+    // service behind wants the source, and PROXY has no half-known form.
+    let source = canon(source);
+    let pair = (!source.ip().is_unspecified()).then(|| {
+        let unspecified = match source {
+            SocketAddr::V4(_) => SocketAddr::from(([0u8; 4], 0)),
+            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+        };
+        let d = destination
+            .map(canon)
+            .filter(|d| d.is_ipv4() == source.is_ipv4())
+            .unwrap_or(unspecified);
+        (source, d)
+    });
     match version {
         Version::V1 => {
             let addresses = match pair {
@@ -192,8 +206,18 @@ mod tests {
             }
         );
         assert_eq!(parse(&h[..10]), Received::Incomplete);
+        // A destination of the other family, or none: the source's own
+        // unspecified address stands in; a placeholder source says nothing.
         assert_eq!(
             encode(Version::V1, a("192.0.2.7:1"), Some(a("[::1]:2"))),
+            b"PROXY TCP4 192.0.2.7 0.0.0.0 1 0\r\n"
+        );
+        assert_eq!(
+            encode(Version::V1, a("192.0.2.7:1"), None),
+            b"PROXY TCP4 192.0.2.7 0.0.0.0 1 0\r\n"
+        );
+        assert_eq!(
+            encode(Version::V1, a("0.0.0.0:0"), None),
             b"PROXY UNKNOWN\r\n"
         );
         assert_eq!(
@@ -217,7 +241,7 @@ mod tests {
                 destination: Some(a("[::1]:6"))
             }
         );
-        let l = encode(Version::V2, a("192.0.2.7:1"), None);
+        let l = encode(Version::V2, a("0.0.0.0:0"), None);
         assert_eq!(
             parse(&l),
             Received::Header {

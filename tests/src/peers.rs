@@ -331,69 +331,78 @@ impl Default for ProxyPeer {
     }
 }
 
+/// Parse a PROXY header (v1 or v2) at the start of `got` with `ppp`:
+/// `None` while it is incomplete, `Err` when it is not a valid header.
+pub fn parse_proxy(got: &[u8]) -> Option<Result<ProxySeen, ()>> {
+    use ppp::{v1, v2, HeaderResult, PartialResult};
+    let header = HeaderResult::parse(got);
+    if header.is_incomplete() {
+        return None;
+    }
+    Some(match header {
+        HeaderResult::V1(Ok(h)) => {
+            let (source, destination) = match h.addresses {
+                v1::Addresses::Tcp4(a) => (
+                    Some(SocketAddr::from((a.source_address, a.source_port))),
+                    Some(SocketAddr::from((
+                        a.destination_address,
+                        a.destination_port,
+                    ))),
+                ),
+                v1::Addresses::Tcp6(a) => (
+                    Some(SocketAddr::from((a.source_address, a.source_port))),
+                    Some(SocketAddr::from((
+                        a.destination_address,
+                        a.destination_port,
+                    ))),
+                ),
+                v1::Addresses::Unknown => (None, None),
+            };
+            Ok(ProxySeen {
+                version: 1,
+                source,
+                destination,
+                header: h.header.as_bytes().to_vec(),
+            })
+        }
+        HeaderResult::V2(Ok(h)) => {
+            let (source, destination) = match (h.command, h.addresses) {
+                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => (
+                    Some(SocketAddr::from((a.source_address, a.source_port))),
+                    Some(SocketAddr::from((
+                        a.destination_address,
+                        a.destination_port,
+                    ))),
+                ),
+                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => (
+                    Some(SocketAddr::from((a.source_address, a.source_port))),
+                    Some(SocketAddr::from((
+                        a.destination_address,
+                        a.destination_port,
+                    ))),
+                ),
+                _ => (None, None),
+            };
+            Ok(ProxySeen {
+                version: 2,
+                source,
+                destination,
+                header: h.as_bytes().to_vec(),
+            })
+        }
+        _ => Err(()),
+    })
+}
+
 fn serve_proxied<S: Read + Write>(
     mut s: S,
     tx: std::sync::mpsc::Sender<Result<ProxySeen, Vec<u8>>>,
 ) {
-    use ppp::{v1, v2, HeaderResult, PartialResult};
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let (seen, len) = loop {
-        let header = HeaderResult::parse(&got);
-        if !header.is_incomplete() {
-            let seen = match header {
-                HeaderResult::V1(Ok(h)) => {
-                    let (source, destination) = match h.addresses {
-                        v1::Addresses::Tcp4(a) => (
-                            Some(SocketAddr::from((a.source_address, a.source_port))),
-                            Some(SocketAddr::from((
-                                a.destination_address,
-                                a.destination_port,
-                            ))),
-                        ),
-                        v1::Addresses::Tcp6(a) => (
-                            Some(SocketAddr::from((a.source_address, a.source_port))),
-                            Some(SocketAddr::from((
-                                a.destination_address,
-                                a.destination_port,
-                            ))),
-                        ),
-                        v1::Addresses::Unknown => (None, None),
-                    };
-                    Ok(ProxySeen {
-                        version: 1,
-                        source,
-                        destination,
-                        header: h.header.as_bytes().to_vec(),
-                    })
-                }
-                HeaderResult::V2(Ok(h)) => {
-                    let (source, destination) = match (h.command, h.addresses) {
-                        (v2::Command::Proxy, v2::Addresses::IPv4(a)) => (
-                            Some(SocketAddr::from((a.source_address, a.source_port))),
-                            Some(SocketAddr::from((
-                                a.destination_address,
-                                a.destination_port,
-                            ))),
-                        ),
-                        (v2::Command::Proxy, v2::Addresses::IPv6(a)) => (
-                            Some(SocketAddr::from((a.source_address, a.source_port))),
-                            Some(SocketAddr::from((
-                                a.destination_address,
-                                a.destination_port,
-                            ))),
-                        ),
-                        _ => (None, None),
-                    };
-                    Ok(ProxySeen {
-                        version: 2,
-                        source,
-                        destination,
-                        header: h.as_bytes().to_vec(),
-                    })
-                }
-                _ => Err(got.clone()),
-            };
+        if let Some(seen) = parse_proxy(&got) {
+            let seen = seen.map_err(|()| got.clone());
             let len = seen.as_ref().map_or(0, |h| h.header.len());
             break (seen, len);
         }

@@ -9,7 +9,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use websocksy_tests::fronts;
 use websocksy_tests::peers::{self, ProxyPeer, ProxySeen};
 use websocksy_tests::ws;
 use websocksy_tests::{binary, compile_plugin, run_cli, temp_dir, Bridge};
@@ -222,124 +221,6 @@ fn proxy_protocol_v1_and_v2_accepted() {
     .unwrap();
     let seen = through_proxy_header(&b, &peer, &local);
     assert_eq!(seen.source.map(|s| s.ip()), Some(a("127.0.0.1:0").ip()));
-}
-
-/// The shipped haproxy example (TCP mode, `send-proxy-v2`) in front of a
-/// `--proxy-protocol` listener: the bridge, and the peer it passes the
-/// address on to, see the test's own socket, not haproxy's.
-#[test]
-fn haproxy_example_with_send_proxy_v2_in_front() {
-    let peer = ProxyPeer::new();
-    let b = to_proxy_peer(&peer, "v1", &["--proxy-protocol"]);
-    let port = fronts::free_port();
-    let cfg = fronts::example(
-        "haproxy/websocksy.cfg",
-        &[
-            ("bind 0.0.0.0:80", format!("bind 127.0.0.1:{port}")),
-            // The TLS front needs a certificate; the plain one is the test.
-            (
-                "frontend websocksy_tls\n    bind 0.0.0.0:443 ssl crt \
-                 /etc/haproxy/certs/ws.example.com.pem alpn http/1.1\n    \
-                 default_backend websocksy\n",
-                String::new(),
-            ),
-            (
-                "127.0.0.1:8081 send-proxy-v2",
-                format!("{} send-proxy-v2", b.addr),
-            ),
-        ],
-    );
-    let dir = temp_dir("haproxy-front");
-    let front = fronts::haproxy(&dir, &cfg, port);
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to haproxy");
-    s.set_read_timeout(Some(websocksy_tests::WAIT)).unwrap();
-    s.write_all(ws::request("/", &[]).as_bytes()).unwrap();
-    let r = ws::read_response(&mut s).expect("response through haproxy");
-    assert_eq!(r.status, 101, "{}\n{}\n{}", r.head, b.logs(), front.logs());
-    let me = s.local_addr().unwrap();
-    let seen = peer.seen().expect("PROXY header to the peer");
-    assert_eq!(seen.source, Some(me));
-    b.wait_log(&format!("{me} -> tcp://{} open", peer.addr));
-    s.write_all(&ws::text("through haproxy")).unwrap();
-    assert_eq!(ws::read_frame(&mut s).unwrap().payload, b"through haproxy");
-}
-
-/// The shipped nginx example (TLS, `X-Forwarded-For`) in front of the
-/// bridge's TCP listener, driven by Python's `websockets` over TLS from
-/// 127.0.0.2 with a forged `X-Forwarded-For`: the bridge trusts only
-/// nginx (127.0.0.1), so it takes the address nginx appended, and the
-/// forged one is ignored, as the example promises.
-#[test]
-fn nginx_example_with_x_forwarded_for_in_front() {
-    let peer = ProxyPeer::new();
-    let b = to_proxy_peer(&peer, "v1", &["--trusted-proxy", "127.0.0.1"]);
-    let dir = temp_dir("nginx-front");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let st = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("run openssl (.ci/run installs it)");
-    assert!(st.success());
-    let port = fronts::free_port();
-    let site = fronts::example(
-        "nginx/websocksy.conf",
-        &[
-            ("listen 443 ssl;", format!("listen 127.0.0.1:{port} ssl;")),
-            (
-                "/etc/ssl/certs/ws.example.com.pem",
-                cert.display().to_string(),
-            ),
-            (
-                "/etc/ssl/private/ws.example.com.key",
-                key.display().to_string(),
-            ),
-            ("server 127.0.0.1:8080;", format!("server {};", b.addr)),
-            (
-                "server unix:/run/websocksy/websocksy.sock;",
-                format!("server unix:{};", dir.join("unused.sock").display()),
-            ),
-        ],
-    );
-    let front = fronts::nginx(&dir, &site, port);
-    let script = r#"
-import ssl, sys
-from websockets.sync.client import connect
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-with connect(f"wss://127.0.0.1:{sys.argv[1]}/tcp/", ssl=ctx,
-             additional_headers={"X-Forwarded-For": "203.0.113.5"},
-             source_address=("127.0.0.2", 0)) as c:
-    c.send("via nginx")
-    print(c.recv(timeout=10))
-"#;
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(port.to_string())
-        .output()
-        .expect("run python3 (with websockets, .ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}{}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        b.logs(),
-        front.logs()
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "via nginx");
-    let seen = peer.seen().expect("PROXY header to the peer");
-    assert_eq!(seen.source, Some(a("127.0.0.2:0")));
-    b.wait_log(&format!("127.0.0.2:0 -> tcp://{} open", peer.addr));
-    assert!(!b.logs().contains("203.0.113.5"), "{}", b.logs());
 }
 
 #[test]

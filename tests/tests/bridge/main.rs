@@ -2,6 +2,7 @@
 
 mod admission;
 mod cli;
+mod deploy;
 mod flow;
 mod framing;
 mod handshake;
