@@ -1,23 +1,47 @@
 //! The real client address behind trusted proxies (`--trusted-proxy`).
 //!
-//! Only when the direct peer is a trusted proxy are its headers believed,
-//! in this order: `Forwarded` (RFC 7239, the standard one), then
-//! `X-Forwarded-For`, then `X-Real-IP`; a header that names no usable
-//! address leaves the choice to the next one. In a list, walking from the
-//! right past the hops that are themselves trusted proxies, the first
-//! other hop is the client: each proxy appends what it saw, so anything
-//! left of it could be forged by the client. If that hop is not an address
-//! (`for=unknown`, an obfuscated `for=_name`, garbage), the header gives
-//! none: looking further left would believe the client. A forwarded
-//! address without a port gets port 0.
+//! Only when the direct peer is a trusted proxy is a header believed, and
+//! only the one header the proxies are said to set
+//! (`--trusted-proxy-header`: `X-Forwarded-For` by default, `Forwarded`
+//! (RFC 7239) or `X-Real-IP`). A proxy rewrites or appends to the header it
+//! sets and passes the others on from the client untouched, so believing a
+//! second header, even as a fallback, would believe the client. In a list,
+//! walking from the right past the hops that are themselves trusted
+//! proxies, the first other hop is the client: each proxy appends what it
+//! saw, so anything left of it could be forged by the client. If that hop
+//! is not an address (`for=unknown`, an obfuscated `for=_name`, garbage),
+//! the header gives none and the direct address stands: looking further
+//! left would believe the client. A forwarded address without a port gets
+//! port 0.
 
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
+/// The header trusted proxies set, the only one believed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
+    XRealIp,
+}
+
+impl ForwardedHeader {
+    pub fn parse(v: &str) -> Result<ForwardedHeader, String> {
+        match v.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+            "forwarded" => Ok(ForwardedHeader::Forwarded),
+            "x-real-ip" => Ok(ForwardedHeader::XRealIp),
+            _ => Err("expected x-forwarded-for, forwarded or x-real-ip".into()),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct TrustedProxies {
     nets: Vec<IpNet>,
+    header: ForwardedHeader,
     /// `--trusted-proxy unix`: a Unix-socket client is a proxy (a local
     /// nginx); its address says nothing, so the listener's kind decides.
     unix: bool,
@@ -33,9 +57,10 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 impl TrustedProxies {
-    pub fn new(nets: &[IpNet], unix: bool) -> TrustedProxies {
+    pub fn new(nets: &[IpNet], unix: bool, header: ForwardedHeader) -> TrustedProxies {
         TrustedProxies {
             nets: nets.to_vec(),
+            header,
             unix,
         }
     }
@@ -74,26 +99,26 @@ impl TrustedProxies {
                 .map(|(_, v)| v.as_str())
         };
         // Several headers of one name are one list, in order (RFC 9110 5.3).
-        let forwarded: Vec<Option<SocketAddr>> = all("forwarded")
-            .flat_map(|v| v.split(','))
-            .filter_map(forwarded_for)
-            .collect();
-        if let Some(a) = self.rightmost_untrusted(&forwarded) {
-            return a;
-        }
-        let xff: Vec<Option<SocketAddr>> = all("x-forwarded-for")
-            .flat_map(|v| v.split(','))
-            .map(|n| n.trim())
-            .filter(|n| !n.is_empty())
-            .map(node)
-            .collect();
-        if let Some(a) = self.rightmost_untrusted(&xff) {
-            return a;
-        }
-        if let Some(a) = all("x-real-ip").next().and_then(|v| node(v.trim())) {
-            return a;
-        }
-        direct
+        let hops: Vec<Option<SocketAddr>> = match self.header {
+            ForwardedHeader::Forwarded => all("forwarded")
+                .flat_map(|v| v.split(','))
+                .filter_map(forwarded_for)
+                .collect(),
+            ForwardedHeader::XForwardedFor => all("x-forwarded-for")
+                .flat_map(|v| v.split(','))
+                .map(|n| n.trim())
+                .filter(|n| !n.is_empty())
+                .map(node)
+                .collect(),
+            // One address, set (not appended) by the last proxy: a repeated
+            // header is two claims, and the last one is the proxy's.
+            ForwardedHeader::XRealIp => all("x-real-ip")
+                .next_back()
+                .map(|v| node(v.trim()))
+                .into_iter()
+                .collect(),
+        };
+        self.rightmost_untrusted(&hops).unwrap_or(direct)
     }
 
     /// The rightmost hop not itself a trusted proxy, if it is an address;
@@ -163,9 +188,14 @@ mod tests {
     }
 
     fn proxies() -> TrustedProxies {
+        with_header(ForwardedHeader::XForwardedFor)
+    }
+
+    fn with_header(header: ForwardedHeader) -> TrustedProxies {
         TrustedProxies::new(
             &["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             false,
+            header,
         )
     }
 
@@ -181,14 +211,15 @@ mod tests {
         let hs = h(&[("X-Forwarded-For", "1.2.3.4")]);
         let placeholder = a("127.0.0.1:0");
         assert_eq!(proxies().client(placeholder, true, &hs), placeholder);
-        let p = TrustedProxies::new(&[], true);
+        let p = TrustedProxies::new(&[], true, ForwardedHeader::XForwardedFor);
         assert_eq!(p.client(placeholder, true, &hs), a("1.2.3.4:0"));
         assert_eq!(p.client(placeholder, false, &hs), placeholder);
     }
 
+    /// A client behind a proxy that sets one header sends the others
+    /// itself: only the configured one is believed, with no fallback.
     #[test]
-    fn precedence_and_lists() {
-        let p = proxies();
+    fn only_the_configured_header_is_believed() {
         let d = a("10.1.1.1:9");
         let hs = h(&[
             ("X-Real-IP", "9.9.9.9"),
@@ -198,25 +229,35 @@ mod tests {
                 "for=unknown, for=\"[2001:db8::1]:4711\";proto=https",
             ),
         ]);
-        assert_eq!(p.client(d, false, &hs), a("[2001:db8::1]:4711"));
-        assert_eq!(p.client(d, false, &hs[..2]), a("7.7.7.7:0"));
-        assert_eq!(p.client(d, false, &hs[..1]), a("9.9.9.9:0"));
-        assert_eq!(p.client(d, false, &h(&[("Forwarded", "for=_hidden")])), d);
+        let xff = proxies();
+        assert_eq!(xff.client(d, false, &hs), a("7.7.7.7:0"));
+        let fwd = with_header(ForwardedHeader::Forwarded);
+        assert_eq!(fwd.client(d, false, &hs), a("[2001:db8::1]:4711"));
+        let real = with_header(ForwardedHeader::XRealIp);
+        assert_eq!(real.client(d, false, &hs), a("9.9.9.9:0"));
+        // The configured header missing: the direct address, never another.
+        assert_eq!(xff.client(d, false, &hs[..1]), d);
+        assert_eq!(fwd.client(d, false, &hs[..2]), d);
+        assert_eq!(real.client(d, false, &hs[1..]), d);
+        // X-Real-IP repeated: the last one is the proxy's.
+        let two = h(&[("X-Real-IP", "6.6.6.6"), ("X-Real-IP", "9.9.9.9")]);
+        assert_eq!(real.client(d, false, &two), a("9.9.9.9:0"));
+    }
+
+    #[test]
+    fn lists() {
+        let p = proxies();
+        let d = a("10.1.1.1:9");
+        let fwd = with_header(ForwardedHeader::Forwarded);
+        assert_eq!(fwd.client(d, false, &h(&[("Forwarded", "for=_hidden")])), d);
         // An unusable rightmost hop: nothing to its left is believed.
         assert_eq!(
             p.client(d, false, &h(&[("X-Forwarded-For", "6.6.6.6, unknown")])),
             d
         );
         assert_eq!(
-            p.client(
-                d,
-                false,
-                &h(&[
-                    ("Forwarded", "for=6.6.6.6, for=unknown"),
-                    ("X-Real-IP", "9.9.9.9")
-                ])
-            ),
-            a("9.9.9.9:0")
+            fwd.client(d, false, &h(&[("Forwarded", "for=6.6.6.6, for=unknown")])),
+            d
         );
         assert_eq!(
             p.client(

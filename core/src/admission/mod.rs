@@ -32,7 +32,11 @@ impl Admission {
             origins: origin::Origins::new(&s.origins)?,
             per_ip: s.max_connections_per_ip.map(per_ip::PerIp::new),
             users: s.auth.as_deref().map(auth::Users::load).transpose()?,
-            trusted: TrustedProxies::new(&s.trusted_proxies, s.trusted_unix),
+            trusted: TrustedProxies::new(
+                &s.trusted_proxies,
+                s.trusted_unix,
+                s.trusted_proxy_header,
+            ),
         })
     }
 }

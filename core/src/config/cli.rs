@@ -220,8 +220,8 @@ Configuration file:
   max-message-size, max-connections, drain-timeout, plugin-dir, plugin,
   busy-poll, bind, cert, key, client-ca, client-cert, peer-ca, peer-cert,
   peer-key, peer-insecure, auth, origin, max-connections-per-ip,
-  trusted-proxy, proxy-protocol); bind, origin, trusted-proxy and plugin
-  may be repeated;
+  trusted-proxy, trusted-proxy-header, proxy-protocol); bind, origin,
+  trusted-proxy and plugin may be repeated;
   unknown [core] keys are ignored with a warning. [backend] lines go to the backend in order,
   like -c options. [framing:NAME] lines are library-level options of the framing NAME
   (the name 'framing =' selects), like --framing-option NAME:KEY=VALUE; a connection's

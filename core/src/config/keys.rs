@@ -357,6 +357,20 @@ pub(super) static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "trusted-proxy-header",
+        short: None,
+        value_name: "NAME",
+        help: "Trusted proxies' header: x-forwarded-for, forwarded, x-real-ip \
+               [default: x-forwarded-for]",
+        numeric: false,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: crate::forwarded::ForwardedHeader::parse,
+            store: |s, v, _| s.trusted_proxy_header = v,
+        },
+    },
+    Key {
         name: "proxy-protocol",
         short: None,
         value_name: "BOOL",
@@ -533,6 +547,7 @@ mod tests {
             "origin" => "https://*.example.com",
             "max-connections-per-ip" => "3",
             "trusted-proxy" => "10.0.0.0/8",
+            "trusted-proxy-header" => "forwarded",
             "proxy-protocol" => "true",
             "bind" => "wss://[::1]:0?proxy-protocol",
             "cert" | "key" | "client-ca" => "/a.pem",

@@ -208,6 +208,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `--trusted-proxy unix`: clients of Unix-socket listeners are proxies too.
     pub trusted_unix: bool,
+    /// The one header trusted proxies set (`--trusted-proxy-header`).
+    pub trusted_proxy_header: crate::forwarded::ForwardedHeader,
     /// Every connection of the `-l`/`-p` listener starts with a PROXY header.
     pub proxy_protocol: bool,
     /// `-l`/`-p` (or `listen`/`port`) were given: with `--bind`, they
@@ -258,6 +260,7 @@ impl Default for Settings {
             max_connections_per_ip: None,
             trusted_proxies: Vec::new(),
             trusted_unix: false,
+            trusted_proxy_header: crate::forwarded::ForwardedHeader::XForwardedFor,
             proxy_protocol: false,
             listen_given: false,
             binds: Vec::new(),

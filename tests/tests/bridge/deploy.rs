@@ -39,7 +39,7 @@ fn python(script: &str, args: &[String], logs: &[String]) -> String {
     stdout
 }
 
-/// Through nginx, from 127.0.0.2, with a forged `X-Forwarded-For`: one
+/// Through nginx, from 127.0.0.2, forging all three forwarding headers: one
 /// connection per location of the example (the Unix socket at `/`, the
 /// loopback port at `/tcp/`), each echoing one message. The asyncio client:
 /// the threaded one races its own `ssl` socket (see `tls.rs`).
@@ -51,7 +51,9 @@ async def main():
     ctx = ssl.create_default_context(cafile=ca)
     for path in ("/", "/tcp/"):
         async with connect(f"wss://localhost:{port}{path}", ssl=ctx,
-                           additional_headers={"X-Forwarded-For": "203.0.113.5"},
+                           additional_headers={"X-Forwarded-For": "203.0.113.5",
+                                               "Forwarded": "for=203.0.113.6",
+                                               "X-Real-IP": "203.0.113.7"},
                            local_addr=("127.0.0.2", 0)) as c:
             await c.send(f"via nginx {path}")
             print(await c.recv())
@@ -123,7 +125,12 @@ fn nginx_example_over_the_unix_socket_and_the_loopback_port() {
         "{}",
         b.logs()
     );
-    assert!(!b.logs().contains("203.0.113.5"), "{}", b.logs());
+    // nginx appended the client to its X-Forwarded-For and passed the
+    // other two on as the client wrote them: none of the forged addresses
+    // is believed.
+    for forged in ["203.0.113.5", "203.0.113.6", "203.0.113.7"] {
+        assert!(!b.logs().contains(forged), "{forged}: {}", b.logs());
+    }
 }
 
 /// The haproxy example as shipped: TCP mode, `send-proxy-v2`, a plain

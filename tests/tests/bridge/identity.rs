@@ -105,10 +105,11 @@ fn untrusted_forwarding_headers_are_ignored() {
 }
 
 #[test]
-fn trusted_proxy_headers_are_believed_in_order() {
+fn trusted_proxy_header_is_believed_and_no_other() {
     let peer = ProxyPeer::new();
     let b = to_proxy_peer(&peer, "v1", &["--trusted-proxy", "127.0.0.1"]);
-    // X-Forwarded-For: the rightmost hop that is not a trusted proxy.
+    // X-Forwarded-For (the default): the rightmost hop that is not a
+    // trusted proxy.
     let (_s, seen) = seen_through(
         &b,
         &peer,
@@ -116,10 +117,28 @@ fn trusted_proxy_headers_are_believed_in_order() {
     );
     assert_eq!(seen.source, Some(a("198.51.100.1:0")));
     b.wait_log("198.51.100.1:0 -> ");
-    // X-Real-IP alone.
-    let (_s, seen) = seen_through(&b, &peer, &["X-Real-IP: 192.0.2.44"]);
-    assert_eq!(seen.source, Some(a("192.0.2.44:0")));
-    // Forwarded wins over the others; its port is kept.
+    // The other headers are the client's word: ignored, even alone.
+    let me = |s: &TcpStream| s.local_addr().unwrap();
+    let (s, seen) = seen_through(&b, &peer, &["X-Real-IP: 192.0.2.44"]);
+    assert_eq!(seen.source, Some(me(&s)));
+    let (s, seen) = seen_through(&b, &peer, &["Forwarded: for=192.0.2.60"]);
+    assert_eq!(seen.source, Some(me(&s)));
+    assert!(!b.logs().contains("192.0.2.44"), "{}", b.logs());
+    assert!(!b.logs().contains("192.0.2.60"), "{}", b.logs());
+
+    // Proxies that set Forwarded: only it counts, its port is kept, and an
+    // IPv6 client over IPv4 reaches the peer as TCP6.
+    let peer = ProxyPeer::new();
+    let b = to_proxy_peer(
+        &peer,
+        "v1",
+        &[
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--trusted-proxy-header",
+            "forwarded",
+        ],
+    );
     let (_s, seen) = seen_through(
         &b,
         &peer,
@@ -130,14 +149,17 @@ fn trusted_proxy_headers_are_believed_in_order() {
         ],
     );
     assert_eq!(seen.source, Some(a("192.0.2.60:4711")));
-    // An IPv6 client over an IPv4 connection: the log has it; the peer's
-    // v1 header cannot say it in TCP4 terms and says UNKNOWN.
     let (_s, seen) = seen_through(&b, &peer, &["Forwarded: for=\"[2001:db8::7]:4711\""]);
-    assert_eq!(
-        (seen.source, seen.header.as_slice()),
-        (None, &b"PROXY UNKNOWN\r\n"[..])
+    assert_eq!(seen.source, Some(a("[2001:db8::7]:4711")));
+    assert!(
+        seen.header
+            .starts_with(b"PROXY TCP6 2001:db8::7 :: 4711 0\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&seen.header)
     );
     b.wait_log("[2001:db8::7]:4711 -> ");
+    let (s, seen) = seen_through(&b, &peer, &["X-Forwarded-For: 198.51.100.1"]);
+    assert_eq!(seen.source, Some(me(&s)));
 }
 
 #[test]
