@@ -205,3 +205,83 @@ fn readme_novnc_command_delivers_the_vnc_greeting_as_binary() {
     }
     assert_eq!(text, RFB_GREETING);
 }
+
+/// "wss:// with a password", as a new user would run it: the README's own
+/// two lines, the users file made by its `printf` line in a shell, the
+/// bridge started with its command line (only the port, the file names and
+/// the peer replaced). A client with the password gets through over TLS;
+/// one without gets 401 and the realm.
+#[test]
+fn readme_wss_with_a_password() {
+    use base64::Engine;
+    use websocksy_tests::certs;
+    let block = readme_block("### wss:// with a password", "sh");
+    let mut lines = block.lines();
+    let make_users = lines.next().expect("the users file line");
+    let run = lines.next().expect("the websocksy line");
+    let dir = temp_dir("readme-wss");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(make_users)
+        .current_dir(&dir)
+        .status()
+        .expect("run sh");
+    assert!(st.success(), "{make_users}");
+    let users = std::fs::read_to_string(dir.join("users.txt")).unwrap();
+    let credentials = users.trim();
+    assert!(credentials.starts_with("alice:") && credentials.len() == 6 + 24);
+
+    let c = certs::shared();
+    let echo = peers::tcp_echo();
+    let args: Vec<String> = run
+        .split_whitespace()
+        .skip(1)
+        .map(|a| match a {
+            "wss://0.0.0.0:8443" => "wss://127.0.0.1:0".to_string(),
+            "fullchain.pem" => c.server_cert.display().to_string(),
+            "key.pem" => c.server_key.display().to_string(),
+            "users.txt" => dir.join("users.txt").display().to_string(),
+            "host=tcp://127.0.0.1:5900" => format!("host=tcp://{echo}"),
+            other => other.to_string(),
+        })
+        .collect();
+    assert!(run.starts_with("websocksy "), "{run}");
+    let b = Bridge::spawn(&args);
+    let addr = b.listener("wss://");
+    let tls = || {
+        ws::tls_connect(
+            addr,
+            ws::TlsClient {
+                ca: Some(&c.ca_cert),
+                ..Default::default()
+            },
+        )
+        .expect("TLS handshake")
+    };
+
+    let basic = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    );
+    let mut good = tls();
+    assert_eq!(ws::upgrade(&mut good, "/", &[&basic]).status, 101);
+    good.write_all(&ws::text("over wss with a password"))
+        .unwrap();
+    assert_eq!(
+        ws::read_frame(&mut good).unwrap().payload,
+        b"over wss with a password"
+    );
+    b.wait_log("open user alice");
+
+    let mut none = tls();
+    none.write_all(ws::request("/", &[]).as_bytes()).unwrap();
+    let r = ws::read_response(&mut none).expect("a response");
+    assert_eq!(r.status, 401, "{}", r.head);
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some("Basic realm=\"websocksy\"")
+    );
+    // The first client is unaffected.
+    good.write_all(&ws::text("still open")).unwrap();
+    assert_eq!(ws::read_frame(&mut good).unwrap().payload, b"still open");
+}
