@@ -61,7 +61,8 @@ impl Drop for Listener {
 
 /// Bind a Unix stream socket at `path`: a socket file left by an earlier
 /// run is removed first (anything else there is an error), and `mode`
-/// sets its permission bits.
+/// sets its permission bits. Without `mode` the file has what the umask
+/// leaves of 0777 (the kernel's default for a socket file), as before.
 pub fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<mio::net::UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {
@@ -73,11 +74,29 @@ pub fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<mio::net::UnixLis
             ));
         }
     }
-    let l = mio::net::UnixListener::bind(path)?;
-    if let Some(m) = mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m))?;
-    }
+    let Some(m) = mode else {
+        return mio::net::UnixListener::bind(path);
+    };
+    // Between `bind` and `set_permissions` anyone the umask lets in could
+    // connect before the mode shuts them out: the file is created owner-only
+    // and only then opened up (or down) to `mode`.
+    let l = bind_owner_only(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(m))?;
     Ok(l)
+}
+
+/// `bind` with the umask at 0177 (a socket file of mode 0600), restored
+/// right after.
+fn bind_owner_only(path: &Path) -> io::Result<mio::net::UnixListener> {
+    // SAFETY: umask takes and returns an integer, touches no memory and
+    // cannot fail. It is process-wide: this runs at start-up, before any
+    // loop thread exists; the only other threads then (workers, a plugin's)
+    // create no files, and would at worst get a stricter mode for a moment.
+    let old = unsafe { libc::umask(0o177) };
+    let l = mio::net::UnixListener::bind(path);
+    // SAFETY: as above; puts back the umask read by the first call.
+    unsafe { libc::umask(old) };
+    l
 }
 
 /// What [`Listener::accept`] got.
@@ -135,5 +154,29 @@ impl Listener {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_unix_socket_given_a_mode_is_never_more_open_than_the_owner() {
+        let dir = std::env::temp_dir().join(format!("websocksy-listener-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        // The moment between bind and chmod, caught by binding alone.
+        let l = bind_owner_only(&path).unwrap();
+        assert_eq!(mode_of(&path), 0o600);
+        drop(l);
+        let _l = bind_unix(&path, Some(0o660)).unwrap();
+        assert_eq!(mode_of(&path), 0o660);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

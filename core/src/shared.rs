@@ -14,8 +14,9 @@ use crate::config::Settings;
 use crate::tls_context::{PeerTls, ServerTls};
 use crate::workers::Workers;
 
-/// Threads for blocking calls (DNS, blocking backends), for all loops.
-const WORKERS: usize = 4;
+/// Threads for blocking calls (DNS, blocking backends, bcrypt checks),
+/// for all loops.
+pub(crate) const WORKERS: usize = 4;
 
 /// Per-connection limits and timeouts, from the configuration.
 pub struct Limits {

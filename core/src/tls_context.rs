@@ -13,9 +13,10 @@ use std::sync::RwLock;
 use openssl::error::ErrorStack;
 use openssl::ssl::{
     select_next_proto, AlpnError, Ssl, SslAcceptor, SslConnector, SslContext, SslFiletype,
-    SslMethod, SslMode, SslOptions, SslVerifyMode,
+    SslMethod, SslMode, SslOptions, SslVerifyMode, SslVersion,
 };
-use openssl::x509::X509Name;
+use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::{X509Name, X509};
 
 use crate::config::{BindSpec, ClientCertMode, Located, Settings};
 
@@ -194,14 +195,75 @@ pub struct PeerTls {
     insecure: bool,
 }
 
+/// Where the system's CA bundle usually is (Debian and its kin, Fedora
+/// and its kin, Alpine and the BSDs), after `SSL_CERT_FILE`.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system's CAs, read once. OpenSSL's default paths would also look
+/// certificates up in `/etc/ssl/certs/<hash>.N` during each verification,
+/// a file read on the event loop; a store filled here reads nothing later.
+/// No bundle is not fatal (a bridge may have no `tls://` peer): peers then
+/// fail verification, and the warning says why.
+fn system_store() -> Result<X509Store, String> {
+    let mut store = X509StoreBuilder::new()
+        .map_err(|e| format!("cannot create a certificate store: {}", reason(&e)))?;
+    let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    let candidates: Vec<PathBuf> = match from_env {
+        // Set on purpose: no silent fallback to another bundle.
+        Some(f) => vec![f],
+        None => SYSTEM_BUNDLES.iter().map(PathBuf::from).collect(),
+    };
+    for path in &candidates {
+        let Ok(pem) = std::fs::read(path) else {
+            continue;
+        };
+        let certs = X509::stack_from_pem(&pem)
+            .map_err(|e| format!("bad system CA bundle '{}': {}", path.display(), reason(&e)))?;
+        let count = certs.len();
+        for c in certs {
+            // A bundle may list a certificate twice; OpenSSL 1.1 calls that
+            // an error, and it changes nothing.
+            let _ = store.add_cert(c);
+        }
+        log::debug!("peer TLS: {count} CAs from '{}'", path.display());
+        return Ok(store.build());
+    }
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    log::warn!(
+        "no system CA bundle (tried {}): tls:// peers need --peer-ca or peer-insecure",
+        tried.join(", ")
+    );
+    Ok(store.build())
+}
+
 impl PeerTls {
     /// `backend_ca`: a `peer-ca` option of the default backend, used when
     /// `--peer-ca` is not given.
     pub fn load(s: &Settings, backend_ca: Option<Located<PathBuf>>) -> Result<PeerTls, String> {
         let mut b = SslConnector::builder(SslMethod::tls_client())
             .map_err(|e| format!("cannot create a TLS context: {}", reason(&e)))?;
+        // The builder's store has OpenSSL's default paths, with the hashed
+        // directory looked up at verification time: replaced whole, so
+        // trust comes only from files read here, at start-up.
+        let ca = s.peer_ca.clone().or(backend_ca);
+        if ca.is_none() && !s.peer_insecure {
+            b.set_cert_store(system_store()?);
+        } else {
+            let empty = X509StoreBuilder::new()
+                .map_err(|e| format!("cannot create a certificate store: {}", reason(&e)))?;
+            b.set_cert_store(empty.build());
+        }
+        // TLS 1.0 and 1.1 are deprecated (RFC 8996); a peer asking to
+        // renegotiate would cost a handshake mid-stream for nothing.
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(|e| format!("cannot set the peer TLS version: {}", reason(&e)))?;
+        b.set_options(SslOptions::NO_RENEGOTIATION);
         let name = |p: &Path| p.display().to_string();
-        if let Some(ca) = s.peer_ca.clone().or(backend_ca) {
+        if let Some(ca) = ca {
             readable(&ca, "peer CA")?;
             b.set_ca_file(&ca.value).map_err(|e| {
                 format!(

@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-/// A dummy bcrypt hash verified for an unknown user when bcrypt entries
-/// exist, so the time to answer does not tell which users exist.
-const DUMMY_HASH: &str = "$2b$10$CwTycUXWue0Thq9StjUM0uJ8.xGi/XHqKQZpx0S7rRk5Ry3bq3Kqe";
+/// What an unknown user's password is compared with when there are no
+/// bcrypt entries: the same SHA-256 and constant-time compare as a known
+/// plain-password user's, so the answer takes as long.
+const DUMMY_PLAIN: [u8; 32] = [0x5a; 32];
 
 enum Secret {
     /// SHA-256 of the password.
@@ -25,17 +26,29 @@ enum Secret {
     Bcrypt(String),
 }
 
-/// bcrypt checks queued or running at once, for the whole process. The
-/// worker pool also resolves names and runs slow backends: without a bound,
-/// a flood of guessed passwords (from many addresses, so the per-address
-/// cap does not stop it) would queue ahead of them and time out every
-/// other connection. Beyond it, 503 at once; a few seconds of checks at
-/// bcrypt's usual cost.
-const MAX_CHECKS: usize = 64;
+/// bcrypt checks queued or running at once, for the whole process: fewer
+/// than the worker threads. The pool also resolves names and runs slow
+/// backends, in one FIFO; with at most this many checks in it, a flood of
+/// guessed passwords (from many addresses, so the per-address cap does not
+/// stop it) always leaves workers free for them and never queues more than
+/// a couple of checks ahead of a lookup. Beyond it, 503 at once rather than
+/// a queue of its own: a waiting check would hold its connection and its
+/// connect deadline anyway, and a refusal is the cheap answer to a flood.
+/// At htpasswd's default cost (5) a check takes a few milliseconds, so
+/// this still admits hundreds of logins a second.
+pub const MAX_CHECKS: usize = crate::shared::WORKERS / 2;
+
+const _: () = assert!(MAX_CHECKS >= 1 && MAX_CHECKS < crate::shared::WORKERS);
 
 pub struct Users {
     users: HashMap<String, Secret>,
-    any_bcrypt: bool,
+    /// Verified for an unknown user when bcrypt entries exist, at the
+    /// highest cost among them (htpasswd -B writes cost 5 by default): a
+    /// fixed cost would answer faster or slower than a real entry, and so
+    /// tell which users exist.
+    dummy: Option<String>,
+    /// The highest cost of the bcrypt entries, once one is loaded.
+    max_cost: Option<u32>,
     checks: Arc<AtomicUsize>,
 }
 
@@ -87,6 +100,8 @@ impl Users {
             let mut u = Users::empty();
             u.add_line(v.trim_end_matches(['\r', '\n']))
                 .map_err(|why| format!("--auth ${name}: {why}"))?;
+            u.make_dummy()
+                .map_err(|why| format!("--auth ${name}: {why}"))?;
             return Ok(u);
         }
         let text = std::fs::read_to_string(spec)
@@ -104,13 +119,28 @@ impl Users {
         if u.users.is_empty() {
             return Err(format!("auth file '{spec}' has no users"));
         }
+        u.make_dummy().map_err(|why| format!("{spec}: {why}"))?;
         Ok(u)
+    }
+
+    /// Once every entry is in: the dummy hash for unknown users, at the
+    /// entries' cost (hashed once here, at start-up, not per request).
+    fn make_dummy(&mut self) -> Result<(), String> {
+        self.dummy = match self.max_cost {
+            Some(cost) => Some(
+                bcrypt::hash("websocksy: no such user", cost)
+                    .map_err(|e| format!("cannot make the bcrypt dummy hash: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(())
     }
 
     fn empty() -> Users {
         Users {
             users: HashMap::new(),
-            any_bcrypt: false,
+            dummy: None,
+            max_cost: None,
             checks: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -133,10 +163,11 @@ impl Users {
             return Err("empty user name".into());
         }
         let secret = if is_bcrypt(secret) {
-            secret
+            let parts = secret
                 .parse::<bcrypt::HashParts>()
                 .map_err(|e| format!("invalid bcrypt hash for '{user}': {e}"))?;
-            self.any_bcrypt = true;
+            let cost = parts.get_cost();
+            self.max_cost = Some(self.max_cost.map_or(cost, |c| c.max(cost)));
             Secret::Bcrypt(secret.to_string())
         } else if secret.starts_with("$apr1$") || secret.starts_with("{SHA}") {
             return Err(format!(
@@ -185,12 +216,18 @@ impl Users {
                 password: password.to_string(),
                 hash: hash.clone(),
             },
-            None if self.any_bcrypt => Verdict::Verify {
-                user: None,
-                password: password.to_string(),
-                hash: DUMMY_HASH.to_string(),
+            None => match &self.dummy {
+                Some(hash) => Verdict::Verify {
+                    user: None,
+                    password: password.to_string(),
+                    hash: hash.clone(),
+                },
+                None => {
+                    // The result is discarded, the time it takes is not.
+                    let _ = openssl::memcmp::eq(&DUMMY_PLAIN, &sha256(password.as_bytes()));
+                    Verdict::Denied("wrong credentials")
+                }
             },
-            None => Verdict::Denied("wrong credentials"),
         }
     }
 }
@@ -216,7 +253,46 @@ mod tests {
         for l in lines {
             u.add_line(l).unwrap();
         }
+        u.make_dummy().unwrap();
         u
+    }
+
+    fn cost(hash: &str) -> u32 {
+        hash.parse::<bcrypt::HashParts>().unwrap().get_cost()
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_the_entries_cost() {
+        let at = |c| {
+            bcrypt::hash_with_result("pw", c)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoY)
+        };
+        for costs in [&[5][..], &[4, 6], &[6, 4, 5]] {
+            let lines: Vec<String> = costs
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("u{i}:{}", at(*c)))
+                .collect();
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let u = users(&lines);
+            let Verdict::Verify {
+                user: None, hash, ..
+            } = u.check(Some(&basic("nobody:pw")))
+            else {
+                panic!("expected a dummy verification");
+            };
+            let want = costs.iter().copied().max().unwrap();
+            assert_eq!(cost(&hash), want, "entries at {costs:?}");
+        }
+        // Plain entries only: an unknown user is refused on the same path
+        // as a wrong plain password, with no bcrypt check.
+        let u = users(&["alice:s3cret"]);
+        assert!(u.dummy.is_none());
+        assert_eq!(
+            u.check(Some(&basic("nobody:s3cret"))),
+            Verdict::Denied("wrong credentials")
+        );
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl DefaultPeer {
         if proxy_protocol.is_some() && !address.is_stream() {
             let origin = proxy.map(|(_, o)| o).or(host.1);
             return Err(format!(
-                "{}proxy-protocol needs a stream peer (tcp:// or unix://), not {address}",
+                "{}proxy-protocol needs a stream peer (tcp://, tls:// or unix://), not {address}",
                 at(origin)
             ));
         }

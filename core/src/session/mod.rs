@@ -118,6 +118,10 @@ struct Chosen {
     address: PeerAddress,
     protocol: Option<String>,
     headers: Vec<(String, String)>,
+    /// The encoded PROXY header, kept whole: each connect attempt starts
+    /// its own `raw.preface` from it, since a failed attempt may have sent
+    /// or dropped part of the last one.
+    preface: Vec<u8>,
 }
 
 impl Session {

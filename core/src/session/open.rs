@@ -290,23 +290,25 @@ impl Session {
             (Some(i), Some(u)) => u.protocols.get(i).cloned(),
             _ => None,
         };
+        let mut preface = Vec::new();
         if let Some(v) = choice.proxy_protocol {
             if !choice.address.is_stream() {
                 return self.refuse(
                     502,
                     &format!(
-                        "proxy-protocol needs a stream peer (tcp:// or unix://), not {}",
+                        "proxy-protocol needs a stream peer (tcp://, tls:// or unix://), not {}",
                         choice.address
                     ),
                     cx,
                 );
             }
-            self.raw.preface = proxy_protocol::encode(v, self.client_addr, self.local_addr);
+            preface = proxy_protocol::encode(v, self.client_addr, self.local_addr);
         }
         self.choice = Some(Box::new(Chosen {
             address: choice.address.clone(),
             protocol,
             headers: choice.headers,
+            preface,
         }));
         match &choice.address {
             PeerAddress::Mirror => {
@@ -348,6 +350,12 @@ impl Session {
             return;
         };
         loop {
+            // Every attempt owes the peer the whole header: a `tls://`
+            // attempt sent it before a handshake that then failed.
+            self.raw.preface.clear();
+            if let Some(c) = self.choice.as_ref() {
+                self.raw.preface.extend_from_slice(&c.preface);
+            }
             let target = match address {
                 PeerAddress::Unix(_) | PeerAddress::UnixDgram(_) if self.raw.addr_next == 0 => None,
                 PeerAddress::Tcp(_) | PeerAddress::Tls(_) | PeerAddress::Udp(_)
@@ -408,7 +416,8 @@ impl Session {
         match sock.connect_result().and_then(|up| {
             if up && sock.is_tls() && !preface.is_empty() {
                 // The PROXY header goes in clear, before the handshake; a
-                // fresh socket's send buffer takes it whole.
+                // fresh socket's send buffer takes it whole. Emptied only
+                // for this attempt: `connect_next` refills it from `Chosen`.
                 if sock.write_raw(preface)? != preface.len() {
                     return Err(io::Error::other("cannot write the PROXY header at once"));
                 }

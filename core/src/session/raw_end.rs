@@ -94,8 +94,8 @@ impl Session {
             self.discard_peer_queue();
             return;
         };
-        // Written to the raw socket first, so whatever a transport does
-        // after the connect (a TLS handshake) comes after it.
+        // Before any client byte. A `tls://` peer's header went out in
+        // clear in `check_connect`, before the handshake, and is empty here.
         while !self.raw.preface.is_empty() {
             match peer.write(&self.raw.preface) {
                 Ok(0) => return self.peer_failed(io::ErrorKind::WriteZero.into(), cx),

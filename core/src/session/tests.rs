@@ -634,3 +634,93 @@ fn an_empty_message_to_a_full_datagram_peer_goes_out_when_it_drains() {
         "empty messages are empty datagrams"
     );
 }
+
+/// A `tls://` peer whose first address fails its handshake: the next
+/// address still gets the whole PROXY header before its ClientHello.
+#[test]
+fn every_connect_attempt_to_a_tls_peer_starts_with_the_proxy_header() {
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    use crate::peer::PeerAddress;
+    use crate::proxy_protocol::{self, Version};
+    use crate::tls_context::PeerTls;
+    use crate::workers::Outcome;
+
+    let settings = Settings {
+        peer_insecure: true,
+        ..Settings::default()
+    };
+    let mut shared = Shared::new(&settings, Arc::new(NoBackend), 10).unwrap();
+    shared.peer_tls = Some(PeerTls::load(&settings, None).unwrap());
+    let mut r = Rig::new();
+    r.shared = Arc::new(shared);
+
+    // Each peer reports what came before the ClientHello; the first
+    // (whichever address is tried first) then hangs up, failing the
+    // handshake, so the session moves on to the other.
+    let (tx, rx) = mpsc::channel();
+    let mut addrs = Vec::new();
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    for _ in 0..2 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        addrs.push(l.local_addr().unwrap());
+        let (tx, first) = (tx.clone(), first.clone());
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = l.accept() else {
+                return;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = Vec::new();
+            let mut b = [0u8; 1];
+            while !got.ends_with(b"\r\n") && got.first() != Some(&0x16) && got.len() < 108 {
+                match s.read(&mut b) {
+                    Ok(1) => got.push(b[0]),
+                    _ => break,
+                }
+            }
+            let hang_up = first.swap(false, std::sync::atomic::Ordering::SeqCst);
+            let _ = tx.send(got);
+            if !hang_up {
+                // Keep the handshake pending until the test is done.
+                let _ = s.read_to_end(&mut Vec::new());
+            }
+        });
+    }
+
+    let s = r.session.as_mut().unwrap();
+    if let Some(mut p) = s.raw.stream.take() {
+        p.deregister(r.poll.registry());
+    }
+    s.raw.state = RawState::Resolving;
+    s.ws.state = WsState::Waiting;
+    s.opened = false;
+    let address = PeerAddress::parse("tls://localhost:443", None).unwrap();
+    let client = "192.0.2.7:4711".parse().unwrap();
+    let header = proxy_protocol::encode(Version::V1, client, Some(addrs[0]));
+    s.choice = Some(Box::new(Chosen {
+        address,
+        protocol: None,
+        headers: Vec::new(),
+        preface: header.clone(),
+    }));
+    let mut cx = Ctx {
+        registry: r.poll.registry(),
+        shared: &r.shared,
+        inbox: &r.inbox,
+        now: Instant::now(),
+        pool: &mut r.pool,
+    };
+    s.on_outcome(Outcome::Resolved(Ok(addrs)), &mut cx);
+
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 && Instant::now() < deadline {
+        r.settle();
+        seen.extend(rx.try_iter());
+    }
+    assert_eq!(seen.len(), 2, "both addresses tried: {seen:?}");
+    for got in seen {
+        assert_eq!(got, header, "got {:?}", String::from_utf8_lossy(&got));
+    }
+}

@@ -88,24 +88,24 @@ fn nginx_example_over_the_unix_socket_and_the_loopback_port() {
     ]);
     let tcp = b.listener("ws://");
     b.wait_log(&format!("listening on unix:{}", sock.display()));
-    let port = fronts::free_port();
-    let site = fronts::example(
-        "nginx/websocksy.conf",
-        &[
-            ("listen 443 ssl;", format!("listen 127.0.0.1:{port} ssl;")),
-            (
-                "/etc/ssl/certs/ws.example.com.pem",
-                p(&c.server_cert).into(),
-            ),
-            (
-                "/etc/ssl/private/ws.example.com.key",
-                p(&c.server_key).into(),
-            ),
-            ("server 127.0.0.1:8080;", format!("server {tcp};")),
-            ("/run/websocksy/websocksy.sock", sock.display().to_string()),
-        ],
-    );
-    let front = fronts::nginx(&dir, &site, port);
+    let (front, port) = fronts::nginx(&dir, |port| {
+        fronts::example(
+            "nginx/websocksy.conf",
+            &[
+                ("listen 443 ssl;", format!("listen 127.0.0.1:{port} ssl;")),
+                (
+                    "/etc/ssl/certs/ws.example.com.pem",
+                    p(&c.server_cert).into(),
+                ),
+                (
+                    "/etc/ssl/private/ws.example.com.key",
+                    p(&c.server_key).into(),
+                ),
+                ("server 127.0.0.1:8080;", format!("server {tcp};")),
+                ("/run/websocksy/websocksy.sock", sock.display().to_string()),
+            ],
+        )
+    });
     let out = python(
         NGINX_CLIENT,
         &[port.to_string(), p(&c.ca_cert).into()],
@@ -157,17 +157,18 @@ fn haproxy_example_plain_and_tls_fronts_with_send_proxy_v2() {
     let mut both = std::fs::read(&c.server_cert).expect("server cert");
     both.extend(std::fs::read(&c.server_key).expect("server key"));
     std::fs::write(&pem, both).expect("write haproxy.pem");
-    let (plain_port, tls_port) = (fronts::free_port(), fronts::free_port());
-    let cfg = fronts::example(
-        "haproxy/websocksy.cfg",
-        &[
-            ("bind 0.0.0.0:80", format!("bind 127.0.0.1:{plain_port}")),
-            ("bind 0.0.0.0:443", format!("bind 127.0.0.1:{tls_port}")),
-            ("/etc/haproxy/certs/ws.example.com.pem", p(&pem).into()),
-            ("127.0.0.1:8081", listener.to_string()),
-        ],
-    );
-    let front = fronts::haproxy(&dir, &cfg, plain_port);
+    let (front, ports) = fronts::haproxy(&dir, 2, |ports| {
+        fronts::example(
+            "haproxy/websocksy.cfg",
+            &[
+                ("bind 0.0.0.0:80", format!("bind 127.0.0.1:{}", ports[0])),
+                ("bind 0.0.0.0:443", format!("bind 127.0.0.1:{}", ports[1])),
+                ("/etc/haproxy/certs/ws.example.com.pem", p(&pem).into()),
+                ("127.0.0.1:8081", listener.to_string()),
+            ],
+        )
+    });
+    let (plain_port, tls_port) = (ports[0], ports[1]);
 
     // Plain front, from 127.0.0.3.
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -340,4 +341,45 @@ fn proxy_header_before_tls_to_a_tls_peer() {
         ws::read_frame(&mut s).unwrap().payload,
         b"over TLS after the header"
     );
+}
+
+/// A front whose port was taken between the choice and its bind: a
+/// connect alone would reach the other listener; the start notices the
+/// front's "Address already in use" and starts it again on a new port.
+#[test]
+fn a_front_whose_port_was_taken_starts_again_on_another() {
+    let dir = temp_dir("front-port-taken");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let mut attempts = 0;
+    let (front, ports) = fronts::haproxy_on(
+        &dir,
+        || {
+            attempts += 1;
+            if attempts == 1 {
+                return vec![taken_port];
+            }
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            vec![l.local_addr().unwrap().port()]
+        },
+        |ports| {
+            format!(
+                "global\n  maxconn 64\ndefaults\n  mode tcp\n  timeout connect 1s\n  \
+                 timeout client 5s\n  timeout server 5s\nfrontend f\n  bind 127.0.0.1:{}\n  \
+                 default_backend b\nbackend b\n  server s {}\n",
+                ports[0],
+                peers::tcp_echo()
+            )
+        },
+    );
+    assert_eq!(attempts, 2, "{}", front.logs());
+    assert_ne!(ports[0], taken_port);
+    // haproxy on the new port, through to the echo behind it.
+    let mut s = TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"through haproxy").unwrap();
+    let mut got = [0u8; 15];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"through haproxy");
+    drop(taken);
 }

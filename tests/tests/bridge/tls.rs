@@ -537,6 +537,76 @@ fn tls_peer_that_fails_verification_gets_502() {
     b.wait_log("certificate verify failed: certificate has expired");
 }
 
+/// Without `--peer-ca`, peers are verified against the system bundle
+/// read at start-up (`SSL_CERT_FILE` first), never against a hashed
+/// directory looked up during verification (on the event loop).
+#[test]
+fn tls_peer_trust_comes_from_the_bundle_read_at_start_up() {
+    let c = certs::shared();
+    let (peer, _) = peers::tls_echo(&c.server_cert, &c.server_key, None);
+    let host = format!("host=tls://{peer}");
+    let spawn =
+        |env: &[(&str, &str)]| Bridge::spawn_env(&["-l", "127.0.0.1", "-p", "0", "-c", &host], env);
+    // The bundle named by SSL_CERT_FILE is the system store.
+    let b = spawn(&[("SSL_CERT_FILE", p(&c.ca_cert))]);
+    ws_echo(&b, "trusted through SSL_CERT_FILE");
+    // The test CA only in a hashed directory (as /etc/ssl/certs is): not
+    // consulted, so the peer is not trusted.
+    let dir = temp_dir("hashed-ca");
+    let ca = X509::from_pem(&std::fs::read(&c.ca_cert).unwrap()).unwrap();
+    std::fs::copy(
+        &c.ca_cert,
+        dir.join(format!("{:08x}.0", ca.subject_name_hash())),
+    )
+    .unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let b = spawn(&[("SSL_CERT_FILE", p(&empty)), ("SSL_CERT_DIR", p(&dir))]);
+    let mut s = b.connect();
+    s.write_all(ws::request("/", &[]).as_bytes()).unwrap();
+    assert_eq!(ws::read_response(&mut s).unwrap().status, 502);
+    b.wait_log(&format!(
+        "cannot connect to peer tls://{peer}: certificate verify failed"
+    ));
+}
+
+/// A peer that offers no version above TLS 1.1 is refused.
+#[test]
+fn tls_peer_below_1_2_is_refused() {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVersion};
+    let c = certs::shared();
+    let mut a = SslAcceptor::mozilla_intermediate(SslMethod::tls()).unwrap();
+    a.set_certificate_chain_file(&c.server_cert).unwrap();
+    a.set_private_key_file(&c.server_key, SslFiletype::PEM)
+        .unwrap();
+    a.set_max_proto_version(Some(SslVersion::TLS1_1)).unwrap();
+    a.set_min_proto_version(Some(SslVersion::TLS1)).unwrap();
+    // Old protocols need the lowest security level in OpenSSL 3.
+    a.set_cipher_list("DEFAULT:@SECLEVEL=0").unwrap();
+    let a = a.build();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((s, _)) = l.accept() {
+            let r = a.accept(s).map(|t| t.ssl().version_str().to_string());
+            let _ = tx.send(r.map_err(|e| e.to_string()));
+        }
+    });
+    let b = Bridge::start(&[
+        "-c",
+        &format!("host=tls://{addr}"),
+        "--peer-ca",
+        p(&c.ca_cert),
+    ]);
+    let mut s = b.connect();
+    s.write_all(ws::request("/", &[]).as_bytes()).unwrap();
+    assert_eq!(ws::read_response(&mut s).unwrap().status, 502);
+    let seen = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(seen.is_err(), "handshake done with {seen:?}");
+    b.wait_log(&format!("cannot connect to peer tls://{addr}"));
+}
+
 #[test]
 fn peer_insecure_accepts_an_expired_certificate_and_says_so() {
     let c = certs::shared();
