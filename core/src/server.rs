@@ -129,7 +129,7 @@ impl Server {
                 .max(1)
         });
         let mut shared = Shared::new(settings, backend, max_connections)?;
-        shared.admission = admission;
+        shared.set_admission(admission)?;
         shared.tls = tls;
         shared.peer_tls = Some(peer_tls);
         let labels: Vec<String> = listeners.iter().map(ToString::to_string).collect();

@@ -14,9 +14,13 @@ use crate::config::Settings;
 use crate::tls_context::{PeerTls, ServerTls};
 use crate::workers::Workers;
 
-/// Threads for blocking calls (DNS, blocking backends, bcrypt checks),
-/// for all loops.
+/// Threads for blocking calls (DNS, blocking backends), for all loops.
 pub(crate) const WORKERS: usize = 4;
+
+/// Threads for bcrypt checks (`--auth`), apart from [`WORKERS`] so that
+/// password guesses never queue ahead of a lookup; started only when the
+/// users file has bcrypt entries.
+pub(crate) const VERIFIERS: usize = 2;
 
 /// Per-connection limits and timeouts, from the configuration.
 pub struct Limits {
@@ -32,6 +36,8 @@ pub struct Shared {
     pub limits: Limits,
     pub backend: Arc<dyn Backend>,
     pub workers: Workers,
+    /// bcrypt checks: their own threads (see [`VERIFIERS`]).
+    pub verifiers: Option<Workers>,
     /// The checks at the door: origins, per-address cap, users, trusted proxies.
     pub admission: Admission,
     /// Open connections in all loops, and the most there may be.
@@ -48,6 +54,19 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Install the door's checks, starting the bcrypt threads if the users
+    /// file needs them.
+    pub fn set_admission(&mut self, admission: Admission) -> Result<(), String> {
+        if admission.users.as_ref().is_some_and(|u| u.has_bcrypt()) {
+            self.verifiers = Some(
+                Workers::new(VERIFIERS)
+                    .map_err(|e| format!("cannot start password check threads: {e}"))?,
+            );
+        }
+        self.admission = admission;
+        Ok(())
+    }
+
     pub fn new(
         settings: &Settings,
         backend: Arc<dyn Backend>,
@@ -65,6 +84,7 @@ impl Shared {
             },
             backend,
             workers,
+            verifiers: None,
             admission: Admission::default(),
             open: AtomicUsize::new(0),
             max_connections,

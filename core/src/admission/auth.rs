@@ -26,19 +26,14 @@ enum Secret {
     Bcrypt(String),
 }
 
-/// bcrypt checks queued or running at once, for the whole process: fewer
-/// than the worker threads. The pool also resolves names and runs slow
-/// backends, in one FIFO; with at most this many checks in it, a flood of
-/// guessed passwords (from many addresses, so the per-address cap does not
-/// stop it) always leaves workers free for them and never queues more than
-/// a couple of checks ahead of a lookup. Beyond it, 503 at once rather than
-/// a queue of its own: a waiting check would hold its connection and its
-/// connect deadline anyway, and a refusal is the cheap answer to a flood.
-/// At htpasswd's default cost (5) a check takes a few milliseconds, so
-/// this still admits hundreds of logins a second.
-pub const MAX_CHECKS: usize = crate::shared::WORKERS / 2;
-
-const _: () = assert!(MAX_CHECKS >= 1 && MAX_CHECKS < crate::shared::WORKERS);
+/// bcrypt checks queued or running at once, for the whole process. They
+/// run on threads of their own (`shared::VERIFIERS`), never on the pool
+/// that resolves names and runs slow backends, so a flood of guessed
+/// passwords (from many addresses, which the per-address cap does not
+/// stop) cannot delay a lookup. The queue is bounded so that a flood costs
+/// at most this much waiting: beyond it, 503 at once, the cheap answer to a
+/// flood, while a burst of real logins waits its turn instead of failing.
+pub const MAX_CHECKS: usize = 64;
 
 pub struct Users {
     users: HashMap<String, Secret>,
@@ -143,6 +138,11 @@ impl Users {
             max_cost: None,
             checks: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Whether any entry is a bcrypt hash (so checks need their threads).
+    pub fn has_bcrypt(&self) -> bool {
+        self.dummy.is_some()
     }
 
     /// Room for one more bcrypt check, or `None` while [`MAX_CHECKS`] run.

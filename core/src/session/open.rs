@@ -159,11 +159,11 @@ impl Session {
                 password,
                 hash,
             } => {
-                let Some(ticket) = users.ticket() else {
+                let (Some(verifiers), Some(ticket)) = (&cx.shared.verifiers, users.ticket()) else {
                     return self.refuse(503, "too many password checks in progress", cx);
                 };
                 self.verifying = Some(user);
-                cx.shared.workers.submit(
+                verifiers.submit(
                     cx.inbox,
                     self.key,
                     self.id,

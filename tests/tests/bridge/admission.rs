@@ -313,3 +313,50 @@ fn admission_keys_in_the_config_file() {
         "{err}"
     );
 }
+
+/// bcrypt checks run on threads of their own: a burst of password guesses
+/// queued before a connection whose peer needs a name lookup does not
+/// delay it (the lookup runs on the worker pool, which the checks never
+/// occupy). The guessed ones are all answered in the end: queued, not
+/// refused.
+#[test]
+fn password_guesses_never_delay_name_lookups() {
+    const GUESSES: usize = 8;
+    let dir = temp_dir("auth-lanes");
+    let file = dir.join("users");
+    // Cost 10: tens of milliseconds a check, so eight of them on two
+    // threads take far longer than a lookup.
+    let h = bcrypt::hash_with_result("open sesame", 10)
+        .expect("bcrypt")
+        .format_for_version(bcrypt::Version::TwoY);
+    std::fs::write(&file, format!("carol:{h}\nbob:plain pw\n")).unwrap();
+    let echo = websocksy_tests::peers::tcp_echo();
+    let host = format!("host=tcp://localhost:{}", echo.port());
+    let path = file.display().to_string();
+    let b = Bridge::start(&["-c", &host, "--auth", &path]);
+    let mut guesses: Vec<TcpStream> = (0..GUESSES)
+        .map(|i| {
+            let mut s = b.connect();
+            let wrong = basic(&format!("carol:guess {i}"));
+            s.write_all(ws::request("/", &[&wrong]).as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    let mut s = b.connect();
+    let r = ws::upgrade(&mut s, "/", &[&basic("bob:plain pw")]);
+    assert_eq!(r.status, 101);
+    let open = b.wait_log("open user bob");
+    // A lookup behind the checks would wait for at least five of them
+    // (four workers, then the queue); on its own lane it waits for none.
+    let refused_before = b.count_log("refused: 401");
+    assert!(
+        refused_before < 2,
+        "the lookup waited for {refused_before} password checks:\n{open}\n{}",
+        b.logs()
+    );
+    assert_echo(&mut s, "looked up");
+    for g in &mut guesses {
+        let r = ws::read_response(g).expect("a response to each guess");
+        assert_eq!(r.status, 401, "{}", r.head);
+    }
+}
