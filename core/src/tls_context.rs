@@ -12,8 +12,8 @@ use std::sync::RwLock;
 
 use openssl::error::ErrorStack;
 use openssl::ssl::{
-    select_next_proto, AlpnError, Ssl, SslAcceptor, SslConnector, SslContext, SslFiletype,
-    SslMethod, SslMode, SslOptions, SslVerifyMode, SslVersion,
+    select_next_proto, AlpnError, Ssl, SslAcceptor, SslConnector, SslContext, SslContextBuilder,
+    SslFiletype, SslMethod, SslMode, SslOptions, SslVerifyMode, SslVersion,
 };
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509Name, X509};
@@ -63,17 +63,15 @@ fn readable(f: &Located<PathBuf>, what: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: cannot read {what} '{}': {e}", f.at, f.value.display()))
 }
 
-fn build(files: &ServerFiles) -> Result<SslContext, String> {
-    let ServerFiles {
-        cert,
-        key,
-        client_ca,
-        client_cert,
-    } = files;
+/// A certificate chain and its key into `b`, for a listener or as the
+/// client certificate shown to peers; errors name the option (or the file
+/// and line) and the file.
+fn load_pair(
+    b: &mut SslContextBuilder,
+    cert: &Located<PathBuf>,
+    key: &Located<PathBuf>,
+) -> Result<(), String> {
     let name = |p: &Path| p.display().to_string();
-    // TLS 1.2 and 1.3 with Mozilla's "intermediate" ciphers.
-    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
-        .map_err(|e| format!("cannot create a TLS context: {}", reason(&e)))?;
     readable(cert, "certificate")?;
     b.set_certificate_chain_file(&cert.value).map_err(|e| {
         format!(
@@ -98,7 +96,21 @@ fn build(files: &ServerFiles) -> Result<SslContext, String> {
             r if r.contains("mismatch") => mismatch(),
             r => format!("{}: bad key '{}': {r}", key.at, name(&key.value)),
         })?;
-    b.check_private_key().map_err(|_| mismatch())?;
+    b.check_private_key().map_err(|_| mismatch())
+}
+
+fn build(files: &ServerFiles) -> Result<SslContext, String> {
+    let ServerFiles {
+        cert,
+        key,
+        client_ca,
+        client_cert,
+    } = files;
+    let name = |p: &Path| p.display().to_string();
+    // TLS 1.2 and 1.3 with Mozilla's "intermediate" ciphers.
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .map_err(|e| format!("cannot create a TLS context: {}", reason(&e)))?;
+    load_pair(&mut b, cert, key)?;
     b.set_alpn_select_callback(|_, offered| {
         select_next_proto(b"\x08http/1.1", offered).ok_or(AlpnError::NOACK)
     });
@@ -275,30 +287,7 @@ impl PeerTls {
             })?;
         }
         match (&s.peer_cert, &s.peer_key) {
-            (Some(cert), Some(key)) => {
-                readable(cert, "certificate")?;
-                b.set_certificate_chain_file(&cert.value).map_err(|e| {
-                    format!(
-                        "{}: bad certificate '{}': {}",
-                        cert.at,
-                        name(&cert.value),
-                        reason(&e)
-                    )
-                })?;
-                readable(key, "key")?;
-                b.set_private_key_file(&key.value, SslFiletype::PEM)
-                    .map_err(|e| {
-                        format!("{}: bad key '{}': {}", key.at, name(&key.value), reason(&e))
-                    })?;
-                b.check_private_key().map_err(|_| {
-                    format!(
-                        "{}: key '{}' does not match certificate '{}'",
-                        key.at,
-                        name(&key.value),
-                        name(&cert.value)
-                    )
-                })?;
-            }
+            (Some(cert), Some(key)) => load_pair(&mut b, cert, key)?,
             (Some(c), None) => return Err(format!("{}: peer-cert needs peer-key", c.at)),
             (None, Some(k)) => return Err(format!("{}: peer-key needs peer-cert", k.at)),
             (None, None) => {}
