@@ -15,6 +15,9 @@
 # MANY_ROUNDS, OUT (report path; default BENCHMARKS.md at the repository
 # root), WEBSOCKSY (a prebuilt binary to measure instead of building one),
 # KEEP_WORK=1 (keep the work directory with logs and raw results).
+#
+# wss:// against ws:// is bench/tls.sh; its section (bench/last-tls.md) is
+# carried into the report written here.
 set -euo pipefail
 
 # Everything is inside main(), which bash reads whole before running it, so
@@ -138,7 +141,7 @@ start_peer() {
     exec {fd}<"$fifo"
     read -r -t 10 -u "$fd" line || die "wsbench serve printed no ports"
     exec {fd}<&-
-    [[ $line =~ ^echo=([0-9]+)\ source=([0-9]+)$ ]] || die "wsbench serve said: $line"
+    [[ $line =~ ^echo=([0-9]+)\ source=([0-9]+)(\ sink=[0-9]+)?$ ]] || die "wsbench serve said: $line"
     ECHO_PORT=${BASH_REMATCH[1]}
     SOURCE_PORT=${BASH_REMATCH[2]}
 }
@@ -353,7 +356,10 @@ COMMANDS=$WORK/commands.txt
     echo "# websockify's idle run uses --conns $IDLE_N_WEBSOCKIFY"
 } >"$COMMANDS"
 
-"$WSBENCH" report --results "$RESULTS" --meta "$META" --commands "$COMMANDS" >"$OUT.tmp"
+# The wss:// section bench/tls.sh last wrote is kept in the report.
+TLS_ARGS=()
+[[ -f $ROOT/bench/last-tls.md ]] && TLS_ARGS=(--tls "$ROOT/bench/last-tls.md")
+"$WSBENCH" report --results "$RESULTS" --meta "$META" --commands "$COMMANDS" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 cp "$RESULTS" "$ROOT/bench/last-results.tsv"
 log "wrote $OUT (raw results: bench/last-results.tsv)"

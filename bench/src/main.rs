@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: wsbench COMMAND [--option value]...
 
-  serve [--max-secs 7200]            TCP echo and source peers on ephemeral
-                                     ports; prints `echo=PORT source=PORT`
+  serve [--max-secs 7200]            TCP echo, source and sink peers on
+                                     ephemeral ports; prints
+                                     `echo=PORT source=PORT sink=PORT`
   free-port                          prints a port that was free just now
   wait --addr HOST:PORT [--timeout 10]
                                      connects until the port accepts
@@ -25,15 +26,25 @@ usage: wsbench COMMAND [--option value]...
                                      the same over plain TCP (baseline)
   echo --url URL [--total-mib 1024] [--msg 65536]
   source --url URL [--total-mib 1024]
+  upload --url URL [--total-mib 1024] [--msg 65536]
+                                     client -> sink peer; the sink answers
+                                     one byte after the last
   idle --url URL --pid PID [--conns 5000] [--min-avail-mib 4096]
   many --url URL [--conns 100] [--rounds 1000] [--size 64]
-  report --results FILE --meta FILE --commands FILE
-                                     prints BENCHMARKS.md
+  report --results FILE --meta FILE --commands FILE [--tls FILE]
+                                     prints BENCHMARKS.md (with FILE, the
+                                     wss:// section tls.sh wrote, inside)
+  tls-report --results FILE --meta FILE --commands FILE
+                                     prints that wss:// section
 
 Every measuring command accepts --timeout SECS (socket timeout, default 60)
 and prints one line of key=value pairs. latency, echo, source and many also
 take --pid PID (the bridge): its CPU time (and its children's) during the
 measurement is reported as bridge_cpu_s.
+
+latency, source and upload also take wss:// URLs: --ca PEM verifies the
+bridge's certificate for the name localhost (default: no verification),
+--ciphersuites LIST sets the TLS 1.3 suites (default: OpenSSL's).
 ";
 
 struct Args(HashMap<String, String>);
@@ -93,6 +104,10 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
         Some(p) => Some(p.parse().map_err(|_| "--pid: not a number".to_string())?),
         None => None,
     });
+    let tls = ws::TlsOptions {
+        ca: a.0.get("ca").cloned(),
+        ciphersuites: a.0.get("ciphersuites").cloned(),
+    };
     let e = |e: io::Error| e.to_string();
     let line = match cmd {
         "serve" => return peer::serve(a.num("max-secs", 7200)?).map_err(e),
@@ -115,6 +130,7 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
             a.num("size", 64)?,
             cpu,
             timeout,
+            &tls,
         )
         .map_err(e)?,
         "tcp-latency" => scenarios::tcp_latency(
@@ -138,6 +154,16 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
             a.num("total-mib", 1024u64)? << 20,
             cpu,
             timeout,
+            &tls,
+        )
+        .map_err(e)?,
+        "upload" => scenarios::upload_throughput(
+            a.str("url")?,
+            a.num("total-mib", 1024u64)? << 20,
+            a.num("msg", 65536)?,
+            cpu,
+            timeout,
+            &tls,
         )
         .map_err(e)?,
         "idle" => scenarios::idle(
@@ -159,8 +185,15 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
             timeout,
         )
         .map_err(e)?,
-        "report" => {
-            report::render(a.str("results")?, a.str("meta")?, a.str("commands")?).map_err(e)?
+        "report" => report::render(
+            a.str("results")?,
+            a.str("meta")?,
+            a.str("commands")?,
+            a.0.get("tls").map(String::as_str),
+        )
+        .map_err(e)?,
+        "tls-report" => {
+            report::render_tls(a.str("results")?, a.str("meta")?, a.str("commands")?).map_err(e)?
         }
         _ => return Err(format!("unknown command '{cmd}'\n{USAGE}")),
     };

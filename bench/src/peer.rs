@@ -1,5 +1,6 @@
-//! The TCP peers the bridges connect to: an echo server and a source that
-//! streams a pattern as fast as the socket takes it. One thread per
+//! The TCP peers the bridges connect to: an echo server, a source that
+//! streams a pattern as fast as the socket takes it, and a sink that reads
+//! what it is told to expect and answers one byte. One thread per
 //! connection, blocking I/O, TCP_NODELAY: the peer never waits on anything
 //! but its socket, so it is not the bottleneck.
 
@@ -7,6 +8,8 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
+
+use crate::scenarios::SINK_ACK;
 
 /// Stack of a connection thread: the idle scenario runs thousands.
 const STACK: usize = 128 * 1024;
@@ -51,6 +54,28 @@ fn source(mut s: TcpStream) {
     }
 }
 
+/// Reads an 8-byte big-endian count, then that many bytes (never past
+/// them: the next count may follow), then answers [`SINK_ACK`]; again
+/// until the bridge closes.
+fn sink(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut head = [0u8; 8];
+    while s.read_exact(&mut head).is_ok() {
+        let mut left = u64::from_be_bytes(head);
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            match s.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left -= n as u64,
+            }
+        }
+        if s.write_all(&[SINK_ACK]).is_err() {
+            return;
+        }
+    }
+}
+
 fn accept_loop(l: TcpListener, handler: fn(TcpStream)) {
     for conn in l.incoming() {
         match conn {
@@ -70,19 +95,23 @@ fn accept_loop(l: TcpListener, handler: fn(TcpStream)) {
     }
 }
 
-/// Binds both peers on ephemeral loopback ports, prints
-/// `echo=PORT source=PORT` on stdout, serves until killed or `max_secs`.
+/// Binds the peers on ephemeral loopback ports, prints
+/// `echo=PORT source=PORT sink=PORT` on stdout, serves until killed or
+/// `max_secs`.
 pub fn serve(max_secs: u64) -> io::Result<()> {
     let echo_l = TcpListener::bind("127.0.0.1:0")?;
     let source_l = TcpListener::bind("127.0.0.1:0")?;
+    let sink_l = TcpListener::bind("127.0.0.1:0")?;
     println!(
-        "echo={} source={}",
+        "echo={} source={} sink={}",
         echo_l.local_addr()?.port(),
-        source_l.local_addr()?.port()
+        source_l.local_addr()?.port(),
+        sink_l.local_addr()?.port()
     );
     io::stdout().flush()?;
     thread::spawn(move || accept_loop(echo_l, echo));
     thread::spawn(move || accept_loop(source_l, source));
+    thread::spawn(move || accept_loop(sink_l, sink));
     thread::sleep(Duration::from_secs(max_secs));
     eprintln!("wsbench serve: {max_secs} s elapsed, exiting");
     Ok(())

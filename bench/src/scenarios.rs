@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::ws::{self, FrameReader};
+use crate::ws::{self, Conn, FrameReader, Stream, TlsOptions};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -18,26 +18,33 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub struct Cpu(pub Option<u32>);
 
 impl Cpu {
-    fn sample(self) -> Option<f64> {
+    /// (user, system) seconds.
+    fn sample(self) -> Option<(f64, f64)> {
         let root = self.0?;
-        let mut ticks = 0u64;
+        let (mut user, mut sys) = (0u64, 0u64);
         for pid in descendants(root) {
             if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
                 let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
                 // Fields after the comm: state(0) ppid(1) ... utime(11) stime(12).
                 let f: Vec<&str> = after.split_whitespace().collect();
-                ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                ticks += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                user += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                sys += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             }
         }
         // USER_HZ is 100 on Linux.
-        Some(ticks as f64 / 100.0)
+        Some((user as f64 / 100.0, sys as f64 / 100.0))
     }
 
-    /// ` bridge_cpu_s=X` for the output line, or nothing.
-    fn since(self, start: Option<f64>) -> String {
+    /// ` bridge_cpu_s=X bridge_user_s=U bridge_sys_s=S` for the output
+    /// line, or nothing.
+    fn since(self, start: Option<(f64, f64)>) -> String {
         match (start, self.sample()) {
-            (Some(a), Some(b)) => format!(" bridge_cpu_s={:.2}", b - a),
+            (Some((u0, s0)), Some((u1, s1))) => format!(
+                " bridge_cpu_s={:.2} bridge_user_s={:.2} bridge_sys_s={:.2}",
+                (u1 + s1) - (u0 + s0),
+                u1 - u0,
+                s1 - s0
+            ),
             _ => String::new(),
         }
     }
@@ -69,9 +76,8 @@ fn latency_summary(mut ns: Vec<u64>) -> String {
 }
 
 /// One round trip: write the prepared frame, read back `size` bytes.
-fn round_trip(
-    w: &mut TcpStream,
-    r: &mut FrameReader,
+fn round_trip<S: io::Read + Write>(
+    r: &mut FrameReader<S>,
     frame: &[u8],
     size: usize,
     check: &[u8],
@@ -79,7 +85,7 @@ fn round_trip(
 ) -> io::Result<u64> {
     got.clear();
     let t = Instant::now();
-    w.write_all(frame)?;
+    r.stream().write_all(frame)?;
     r.read_bytes(size as u64, &mut |p| got.extend_from_slice(p))?;
     let dt = t.elapsed().as_nanos() as u64;
     if got.as_slice() != check {
@@ -92,7 +98,8 @@ fn round_trip(
     Ok(dt)
 }
 
-/// Scenario 1: sequential round trips on one connection.
+/// Scenario 1: sequential round trips on one connection (`ws://` or
+/// `wss://`).
 pub fn latency(
     url: &str,
     count: usize,
@@ -100,9 +107,25 @@ pub fn latency(
     size: usize,
     cpu: Cpu,
     timeout: Duration,
+    tls: &TlsOptions,
 ) -> io::Result<String> {
-    let s = ws::connect(url, timeout)?;
-    let mut w = s.try_clone()?;
+    match ws::connect_stream(url, timeout, tls)? {
+        Stream::Plain(s) => latency_on(s, count, warmup, size, cpu, String::new()),
+        Stream::Tls(s) => {
+            let info = ws::tls_info(&s);
+            latency_on(s, count, warmup, size, cpu, info)
+        }
+    }
+}
+
+fn latency_on<S: Conn>(
+    s: S,
+    count: usize,
+    warmup: usize,
+    size: usize,
+    cpu: Cpu,
+    info: String,
+) -> io::Result<String> {
     let mut r = FrameReader::new(s, 64 * 1024);
     let payload = ws::pattern(size);
     let frame = ws::masked_frame(&payload);
@@ -113,15 +136,15 @@ pub fn latency(
         if i == warmup {
             cpu0 = cpu.sample();
         }
-        let dt = round_trip(&mut w, &mut r, &frame, size, &payload, &mut got)?;
+        let dt = round_trip(&mut r, &frame, size, &payload, &mut got)?;
         if i >= warmup {
             samples.push(dt);
         }
     }
     let used = cpu.since(cpu0);
-    ws::close(&w);
+    ws::close_conn(r.stream());
     Ok(format!(
-        "count={count} size={size} {}{used}",
+        "count={count} size={size} {}{used}{info}",
         latency_summary(samples)
     ))
 }
@@ -213,21 +236,98 @@ pub fn echo_throughput(
     ))
 }
 
-/// Scenario 3: the source peer streams; the client only reads.
-pub fn source_throughput(url: &str, total: u64, cpu: Cpu, timeout: Duration) -> io::Result<String> {
-    let s = ws::connect(url, timeout)?;
-    let mut r = FrameReader::new(s.try_clone()?, 1 << 20);
+/// Scenario 3: the source peer streams; the client only reads (`ws://` or
+/// `wss://`).
+pub fn source_throughput(
+    url: &str,
+    total: u64,
+    cpu: Cpu,
+    timeout: Duration,
+    tls: &TlsOptions,
+) -> io::Result<String> {
+    match ws::connect_stream(url, timeout, tls)? {
+        Stream::Plain(s) => source_on(s, total, cpu, String::new()),
+        Stream::Tls(s) => {
+            let info = ws::tls_info(&s);
+            source_on(s, total, cpu, info)
+        }
+    }
+}
+
+fn source_on<S: Conn>(s: S, total: u64, cpu: Cpu, info: String) -> io::Result<String> {
+    let mut r = FrameReader::new(s, 1 << 20);
     let cpu0 = cpu.sample();
     let start = Instant::now();
     let (frames, got) = r.read_bytes(total, &mut |_| {})?;
     let secs = start.elapsed().as_secs_f64();
     let used = cpu.since(cpu0);
-    ws::close(&s);
+    ws::close_conn(r.stream());
     Ok(format!(
-        "total_mib={:.0} secs={secs:.3} mib_s={:.1} frames={frames} avg_frame={:.0}{used}",
+        "total_mib={:.0} secs={secs:.3} mib_s={:.1} frames={frames} avg_frame={:.0}{used}{info}",
         got as f64 / MIB,
         got as f64 / MIB / secs,
         got as f64 / frames.max(1) as f64,
+    ))
+}
+
+/// What the sink peer answers once it has all the bytes it was told of.
+pub const SINK_ACK: u8 = 0x06;
+
+/// Scenario 6: the client streams `total` bytes in `msg` byte messages to
+/// the sink peer, which answers one byte when it has them all (`ws://` or
+/// `wss://`). The first message is the total, 8 bytes big-endian, so the
+/// sink knows when to answer.
+pub fn upload_throughput(
+    url: &str,
+    total: u64,
+    msg: usize,
+    cpu: Cpu,
+    timeout: Duration,
+    tls: &TlsOptions,
+) -> io::Result<String> {
+    match ws::connect_stream(url, timeout, tls)? {
+        Stream::Plain(s) => upload_on(s, total, msg, cpu, String::new()),
+        Stream::Tls(s) => {
+            let info = ws::tls_info(&s);
+            upload_on(s, total, msg, cpu, info)
+        }
+    }
+}
+
+fn upload_on<S: Conn>(s: S, total: u64, msg: usize, cpu: Cpu, info: String) -> io::Result<String> {
+    let messages = total / msg as u64;
+    let total = messages * msg as u64;
+    let header = ws::masked_frame(&total.to_be_bytes());
+    let frame = ws::masked_frame(&ws::pattern(msg));
+    // Small frames are written in batches of about 64 KiB, as in echo.
+    let per_batch = (64 * 1024 / frame.len()).max(1) as u64;
+    let batch = frame.repeat(per_batch as usize);
+    let mut r = FrameReader::new(s, 4096);
+    let cpu0 = cpu.sample();
+    let start = Instant::now();
+    r.stream().write_all(&header)?;
+    let mut left = messages;
+    while left >= per_batch {
+        r.stream().write_all(&batch)?;
+        left -= per_batch;
+    }
+    r.stream()
+        .write_all(&batch[..left as usize * frame.len()])?;
+    let mut ack = Vec::new();
+    r.read_bytes(1, &mut |p| ack.extend_from_slice(p))?;
+    let secs = start.elapsed().as_secs_f64();
+    let used = cpu.since(cpu0);
+    ws::close_conn(r.stream());
+    if ack != [SINK_ACK] {
+        return Err(io::Error::other(format!(
+            "the sink answered {ack:?} instead of [{SINK_ACK}]"
+        )));
+    }
+    Ok(format!(
+        "total_mib={:.0} msg={msg} secs={secs:.3} mib_s={:.1} msgs_s={:.0}{used}{info}",
+        total as f64 / MIB,
+        total as f64 / MIB / secs,
+        messages as f64 / secs,
     ))
 }
 
@@ -341,9 +441,9 @@ pub fn idle(
     let mut ok = 0usize;
     let mut got = Vec::new();
     for s in &conns {
-        let good = s.try_clone().and_then(|mut w| {
-            let mut r = FrameReader::new(s.try_clone()?, 4096);
-            round_trip(&mut w, &mut r, &frame, payload.len(), &payload, &mut got)
+        let good = s.try_clone().and_then(|c| {
+            let mut r = FrameReader::new(c, 4096);
+            round_trip(&mut r, &frame, payload.len(), &payload, &mut got)
         });
         if good.is_ok() {
             ok += 1;
@@ -395,19 +495,16 @@ pub fn many(
                 let conn = ws::connect(&url, timeout);
                 barrier.wait();
                 let s = conn?;
-                let mut w = s.try_clone()?;
                 let mut r = FrameReader::new(s, 16 * 1024);
                 let payload = ws::pattern(size);
                 let frame = ws::masked_frame(&payload);
                 let mut got = Vec::with_capacity(size);
                 let mut samples = Vec::with_capacity(rounds);
                 for _ in 0..rounds {
-                    samples.push(round_trip(
-                        &mut w, &mut r, &frame, size, &payload, &mut got,
-                    )?);
+                    samples.push(round_trip(&mut r, &frame, size, &payload, &mut got)?);
                 }
                 // Closed by the main thread after its CPU sample.
-                Ok((samples, w))
+                Ok((samples, r.into_inner()))
             },
         )?;
         handles.push(h);

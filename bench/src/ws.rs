@@ -8,10 +8,17 @@
 //!   are written each time: the bridge still unmasks every byte.
 //! * Frames read (the server's, unmasked) are parsed in a large buffer and
 //!   their payload is handed out in place, never copied.
+//!
+//! `wss://` ([`connect_stream`]) gives an OpenSSL stream instead of a
+//! `TcpStream`. The scenarios that take one are generic over [`Conn`] and
+//! are called with the concrete type, so the plain path compiles to the
+//! same code as before TLS existed: no enum or trait object per read.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+use openssl::ssl::{ErrorCode, SslConnector, SslMethod, SslStream, SslVerifyMode};
 
 /// Fixed masking key (RFC 6455 wants an unpredictable one; the bridge
 /// cannot tell, and its unmasking work is the same).
@@ -24,16 +31,21 @@ pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
 
-/// `ws://host:port/path` split into the address to connect to.
-pub fn url_addr(url: &str) -> io::Result<String> {
-    let rest = url.strip_prefix("ws://").ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("not a ws:// URL: {url}"),
-        )
-    })?;
+/// `ws://host:port/path` or `wss://...`: the address to connect to, and
+/// whether it is TLS.
+pub fn url_addr(url: &str) -> io::Result<(String, bool)> {
+    let (rest, tls) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a ws:// or wss:// URL: {url}"),
+            ))
+        }
+    };
     let host_port = rest.split('/').next().unwrap_or(rest);
-    Ok(host_port.to_string())
+    Ok((host_port.to_string(), tls))
 }
 
 /// During the handshake, reads never go past the end of the HTTP response
@@ -82,10 +94,96 @@ impl Write for HeadOnly<'_> {
     }
 }
 
-/// Connects to `url`, performs the WebSocket handshake, and returns the
-/// socket positioned at the first frame, with TCP_NODELAY set.
-pub fn connect(url: &str, timeout: Duration) -> io::Result<TcpStream> {
-    let addr = url_addr(url)?;
+/// [`HeadOnly`] over a TLS stream: the same, with `SSL_peek` on the
+/// decrypted bytes (whatever follows the head stays in OpenSSL's buffer for
+/// the frame reader).
+struct HeadOnlyTls<'a> {
+    s: &'a mut SslStream<TcpStream>,
+    tail: [u8; 3],
+    done: bool,
+}
+
+impl Read for HeadOnlyTls<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = match self.s.ssl_peek(buf) {
+            Ok(n) => n,
+            Err(e) if e.code() == ErrorCode::ZERO_RETURN => 0,
+            Err(e) => {
+                return Err(e
+                    .into_io_error()
+                    .unwrap_or_else(|e| io::Error::other(e.to_string())))
+            }
+        };
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut joined = Vec::with_capacity(3 + n);
+        joined.extend_from_slice(&self.tail);
+        joined.extend_from_slice(&buf[..n]);
+        let take = match joined.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(p) => {
+                self.done = true;
+                p + 4 - 3
+            }
+            None => n,
+        };
+        let got = self.s.read(&mut buf[..take])?;
+        for &b in &buf[..got] {
+            self.tail = [self.tail[1], self.tail[2], b];
+        }
+        Ok(got)
+    }
+}
+
+impl Write for HeadOnlyTls<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.s.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.s.flush()
+    }
+}
+
+/// How a `wss://` client sets up TLS.
+#[derive(Default, Clone)]
+pub struct TlsOptions {
+    /// Verify the bridge's certificate against this PEM file (name
+    /// `localhost`); without it nothing is verified.
+    pub ca: Option<String>,
+    /// TLS 1.3 cipher suites (OpenSSL's colon-separated list), e.g.
+    /// `TLS_AES_128_GCM_SHA256`; OpenSSL's default order without it.
+    pub ciphersuites: Option<String>,
+}
+
+/// A connected client after the handshake: plain TCP or TLS.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(SslStream<TcpStream>),
+}
+
+/// What the scenarios that also run over `wss://` need of a stream.
+pub trait Conn: Read + Write {
+    /// Stops sending: TLS close_notify if any, then a TCP half-close.
+    fn finish(&mut self);
+}
+
+impl Conn for TcpStream {
+    fn finish(&mut self) {
+        let _ = TcpStream::shutdown(self, Shutdown::Write);
+    }
+}
+
+impl Conn for SslStream<TcpStream> {
+    fn finish(&mut self) {
+        let _ = self.shutdown();
+        let _ = self.get_ref().shutdown(Shutdown::Write);
+    }
+}
+
+fn tcp_connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
     let sa = addr.to_socket_addrs()?.next().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -96,12 +194,73 @@ pub fn connect(url: &str, timeout: Duration) -> io::Result<TcpStream> {
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
+    Ok(s)
+}
+
+/// Connects to a `ws://` or `wss://` URL and performs the TLS and
+/// WebSocket handshakes; the stream is positioned at the first frame.
+pub fn connect_stream(url: &str, timeout: Duration, tls: &TlsOptions) -> io::Result<Stream> {
+    let (addr, is_tls) = url_addr(url)?;
+    if !is_tls {
+        return connect(url, timeout).map(Stream::Plain);
+    }
+    let s = tcp_connect(&addr, timeout)?;
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(io::Error::other)?;
+    match &tls.ca {
+        Some(ca) => b.set_ca_file(ca).map_err(io::Error::other)?,
+        None => b.set_verify(SslVerifyMode::NONE),
+    }
+    if let Some(cs) = &tls.ciphersuites {
+        b.set_ciphersuites(cs).map_err(io::Error::other)?;
+    }
+    let connector = b.build();
+    let mut ssl = connector
+        .connect("localhost", s)
+        .map_err(|e| io::Error::other(format!("TLS handshake with {addr} failed: {e}")))?;
+    upgrade(
+        url,
+        HeadOnlyTls {
+            s: &mut ssl,
+            tail: [0; 3],
+            done: false,
+        },
+    )?;
+    Ok(Stream::Tls(ssl))
+}
+
+/// ` tls=VERSION cipher=NAME` for an output line.
+pub fn tls_info(s: &SslStream<TcpStream>) -> String {
+    let ssl = s.ssl();
+    format!(
+        " tls={} cipher={}",
+        ssl.version_str(),
+        ssl.current_cipher().map_or("?", |c| c.name())
+    )
+}
+
+/// Connects to a `ws://` URL, performs the WebSocket handshake, and returns
+/// the socket positioned at the first frame, with TCP_NODELAY set.
+pub fn connect(url: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let (addr, tls) = url_addr(url)?;
+    if tls {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "wss:// is measured by latency, source and upload only",
+        ));
+    }
+    let s = tcp_connect(&addr, timeout)?;
     let wrapper = HeadOnly {
         s: &s,
         tail: [0; 3],
         done: false,
     };
-    match tungstenite::client::client(url, wrapper) {
+    upgrade(url, wrapper)?;
+    Ok(s)
+}
+
+/// The client's opening handshake over `stream`.
+fn upgrade<S: Read + Write>(url: &str, stream: S) -> io::Result<()> {
+    match tungstenite::client::client(url, stream) {
         Ok((ws, resp)) => {
             if resp.status().as_u16() != 101 {
                 return Err(io::Error::other(format!(
@@ -117,7 +276,7 @@ pub fn connect(url: &str, timeout: Duration) -> io::Result<TcpStream> {
             )))
         }
     }
-    Ok(s)
+    Ok(())
 }
 
 /// Appends one client frame (FIN, `opcode`, masked with [`MASK`]) to `out`.
@@ -161,9 +320,17 @@ pub fn close(s: &TcpStream) {
     let _ = s.shutdown(Shutdown::Write);
 }
 
+/// [`close`] for any [`Conn`].
+pub fn close_conn<S: Conn>(s: &mut S) {
+    let mut v = Vec::new();
+    push_frame(&mut v, OP_CLOSE, &1000u16.to_be_bytes());
+    let _ = s.write_all(&v);
+    s.finish();
+}
+
 /// Parses server frames out of a large buffer.
-pub struct FrameReader {
-    s: TcpStream,
+pub struct FrameReader<S = TcpStream> {
+    s: S,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -180,8 +347,8 @@ pub struct Frame {
     pub control: Vec<u8>,
 }
 
-impl FrameReader {
-    pub fn new(s: TcpStream, cap: usize) -> FrameReader {
+impl<S: Read + Write> FrameReader<S> {
+    pub fn new(s: S, cap: usize) -> FrameReader<S> {
         FrameReader {
             s,
             buf: vec![0; cap.max(256)],
@@ -189,6 +356,16 @@ impl FrameReader {
             end: 0,
             answer_pings: true,
         }
+    }
+
+    /// The stream, to write on (the round-trip scenarios have one stream
+    /// for both directions).
+    pub fn stream(&mut self) -> &mut S {
+        &mut self.s
+    }
+
+    pub fn into_inner(self) -> S {
+        self.s
     }
 
     /// Makes at least `need` (≤ 14) bytes available at `start`.
@@ -303,7 +480,7 @@ impl FrameReader {
                 OP_PING if self.answer_pings => {
                     let mut pong = Vec::new();
                     push_frame(&mut pong, OP_PONG, &f.control);
-                    (&self.s).write_all(&pong)?;
+                    self.s.write_all(&pong)?;
                 }
                 _ => {}
             }
