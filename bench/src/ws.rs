@@ -48,17 +48,52 @@ pub fn url_addr(url: &str) -> io::Result<(String, bool)> {
     Ok((host_port.to_string(), tls))
 }
 
+/// A stream whose next bytes can be looked at without taking them: the
+/// socket itself (`MSG_PEEK`), or OpenSSL's decrypted bytes (`SSL_peek`).
+trait Peek: Read + Write {
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl Peek for &TcpStream {
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::peek(self, buf)
+    }
+}
+
+impl Peek for SslStream<TcpStream> {
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.ssl_peek(buf) {
+            Ok(n) => Ok(n),
+            Err(e) if e.code() == ErrorCode::ZERO_RETURN => Ok(0),
+            Err(e) => Err(e
+                .into_io_error()
+                .unwrap_or_else(|e| io::Error::other(e.to_string()))),
+        }
+    }
+}
+
 /// During the handshake, reads never go past the end of the HTTP response
-/// head (found with MSG_PEEK), so no frame byte that follows the 101 can be
-/// left in tungstenite's buffer when the stream is taken back.
-struct HeadOnly<'a> {
-    s: &'a TcpStream,
+/// head (found by peeking), so no frame byte that follows the 101 can be
+/// left in tungstenite's buffer when the stream is taken back (over TLS it
+/// stays in OpenSSL's buffer for the frame reader).
+struct HeadOnly<'a, S: Peek> {
+    s: &'a mut S,
     /// The last 3 bytes handed out, to find a `\r\n\r\n` split across reads.
     tail: [u8; 3],
     done: bool,
 }
 
-impl Read for HeadOnly<'_> {
+impl<'a, S: Peek> HeadOnly<'a, S> {
+    fn new(s: &'a mut S) -> Self {
+        HeadOnly {
+            s,
+            tail: [0; 3],
+            done: false,
+        }
+    }
+}
+
+impl<S: Peek> Read for HeadOnly<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.done || buf.is_empty() {
             return Ok(0);
@@ -85,60 +120,7 @@ impl Read for HeadOnly<'_> {
     }
 }
 
-impl Write for HeadOnly<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.s).write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// [`HeadOnly`] over a TLS stream: the same, with `SSL_peek` on the
-/// decrypted bytes (whatever follows the head stays in OpenSSL's buffer for
-/// the frame reader).
-struct HeadOnlyTls<'a> {
-    s: &'a mut SslStream<TcpStream>,
-    tail: [u8; 3],
-    done: bool,
-}
-
-impl Read for HeadOnlyTls<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        let n = match self.s.ssl_peek(buf) {
-            Ok(n) => n,
-            Err(e) if e.code() == ErrorCode::ZERO_RETURN => 0,
-            Err(e) => {
-                return Err(e
-                    .into_io_error()
-                    .unwrap_or_else(|e| io::Error::other(e.to_string())))
-            }
-        };
-        if n == 0 {
-            return Ok(0);
-        }
-        let mut joined = Vec::with_capacity(3 + n);
-        joined.extend_from_slice(&self.tail);
-        joined.extend_from_slice(&buf[..n]);
-        let take = match joined.windows(4).position(|w| w == b"\r\n\r\n") {
-            Some(p) => {
-                self.done = true;
-                p + 4 - 3
-            }
-            None => n,
-        };
-        let got = self.s.read(&mut buf[..take])?;
-        for &b in &buf[..got] {
-            self.tail = [self.tail[1], self.tail[2], b];
-        }
-        Ok(got)
-    }
-}
-
-impl Write for HeadOnlyTls<'_> {
+impl<S: Peek> Write for HeadOnly<'_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.s.write(buf)
     }
@@ -217,14 +199,7 @@ pub fn connect_stream(url: &str, timeout: Duration, tls: &TlsOptions) -> io::Res
     let mut ssl = connector
         .connect("localhost", s)
         .map_err(|e| io::Error::other(format!("TLS handshake with {addr} failed: {e}")))?;
-    upgrade(
-        url,
-        HeadOnlyTls {
-            s: &mut ssl,
-            tail: [0; 3],
-            done: false,
-        },
-    )?;
+    upgrade(url, HeadOnly::new(&mut ssl))?;
     Ok(Stream::Tls(ssl))
 }
 
@@ -249,12 +224,7 @@ pub fn connect(url: &str, timeout: Duration) -> io::Result<TcpStream> {
         ));
     }
     let s = tcp_connect(&addr, timeout)?;
-    let wrapper = HeadOnly {
-        s: &s,
-        tail: [0; 3],
-        done: false,
-    };
-    upgrade(url, wrapper)?;
+    upgrade(url, HeadOnly::new(&mut &s))?;
     Ok(s)
 }
 
