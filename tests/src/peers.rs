@@ -14,7 +14,7 @@ use crate::WAIT;
 fn echo_stream<S: Read + Write>(mut s: S) {
     let mut buf = [0u8; 65536];
     loop {
-        match s.read(&mut buf) {
+        match crate::ws::read_some(&mut s, &mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 if s.write_all(&buf[..n]).is_err() {
@@ -406,7 +406,7 @@ fn serve_proxied<S: Read + Write>(
             let len = seen.as_ref().map_or(0, |h| h.header.len());
             break (seen, len);
         }
-        match s.read(&mut buf) {
+        match crate::ws::read_some(&mut s, &mut buf) {
             Ok(0) | Err(_) => {
                 let _ = tx.send(Err(got));
                 return;

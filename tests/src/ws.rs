@@ -84,12 +84,25 @@ impl Response {
     }
 }
 
+/// One `read`, retried when a signal interrupts it. A socket with a read
+/// timeout is never restarted by the kernel (signal(7)), so any signal the
+/// test process handles would otherwise look like an error, an EOF or a
+/// close to the helpers below.
+pub fn read_some<S: Read + ?Sized>(s: &mut S, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
 /// Read one response head byte by byte (so no frame bytes are swallowed).
 pub fn read_response<S: Read + ?Sized>(s: &mut S) -> io::Result<Response> {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b)? == 0 {
+        if read_some(s, &mut b)? == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("EOF after {:?}", String::from_utf8_lossy(&head)),
@@ -228,7 +241,7 @@ pub fn read_until_close<S: Read + ?Sized>(s: &mut S) -> io::Result<(Vec<Frame>, 
 /// True once the other side has closed: EOF or reset, no more bytes.
 pub fn at_eof<S: Read + ?Sized>(s: &mut S) -> bool {
     let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0) | Err(_))
+    matches!(read_some(s, &mut b), Ok(0) | Err(_))
 }
 
 /// Read the body of a response: exactly `Content-Length` bytes (panics
@@ -250,7 +263,7 @@ pub fn closes_within(s: &mut TcpStream, wait: std::time::Duration) -> bool {
     let old = s.read_timeout().ok().flatten();
     s.set_read_timeout(Some(wait)).unwrap();
     let mut b = [0u8; 1];
-    let r = match s.read(&mut b) {
+    let r = match read_some(s, &mut b) {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) => !matches!(
