@@ -2,7 +2,7 @@
 //! and B53, and the re-implementation's error contract (exit status 2, one
 //! `websocksy: ...` line on stderr naming the culprit).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 
@@ -215,7 +215,7 @@ fn ipv6_echo() -> Option<SocketAddr> {
             std::thread::spawn(move || {
                 let mut s: TcpStream = s;
                 let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
+                while let Ok(n) = ws::read_some(&mut s, &mut buf) {
                     if n == 0 || s.write_all(&buf[..n]).is_err() {
                         return;
                     }

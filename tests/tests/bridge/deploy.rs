@@ -268,7 +268,7 @@ fn proxy_header_before_tls_on_a_wss_listener() {
     bare.write_all(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")
         .unwrap();
     let mut buf = [0u8; 64];
-    assert!(matches!(bare.read(&mut buf), Ok(0) | Err(_)));
+    assert!(matches!(ws::read_some(&mut bare, &mut buf), Ok(0) | Err(_)));
     let line = b.wait_log(&format!("{} closed:", bare.local_addr().unwrap()));
     assert!(line.contains("PROXY"), "{line}");
     t.write_all(&ws::text("unaffected")).unwrap();
@@ -298,7 +298,7 @@ fn proxy_header_before_tls_to_a_tls_peer() {
         let mut got = Vec::new();
         while !got.ends_with(b"\r\n") {
             let mut b = [0u8; 1];
-            if s.read(&mut b).unwrap_or(0) == 0 || got.len() > 107 {
+            if ws::read_some(&mut s, &mut b).unwrap_or(0) == 0 || got.len() > 107 {
                 let _ = tx.send(Err(got));
                 return;
             }
@@ -313,7 +313,7 @@ fn proxy_header_before_tls_to_a_tls_peer() {
             Ok(mut t) => {
                 let _ = tx.send(Ok(source));
                 let mut buf = [0u8; 4096];
-                while let Ok(n) = t.read(&mut buf) {
+                while let Ok(n) = ws::read_some(&mut t, &mut buf) {
                     if n == 0 || t.write_all(&buf[..n]).is_err() {
                         break;
                     }

@@ -2,7 +2,7 @@
 //! the handshake timeout. These tests let real time pass on purpose: the
 //! timeouts under test are set to a second or less.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -77,7 +77,7 @@ fn read_until_eof(s: &mut TcpStream, wait: Duration) -> Vec<u8> {
             String::from_utf8_lossy(&v)
         );
         s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut buf) {
+        match ws::read_some(s, &mut buf) {
             Ok(0) => return v,
             Ok(n) => v.extend_from_slice(&buf[..n]),
             Err(e)
@@ -296,7 +296,7 @@ fn handshake_timeout_counts_from_accept_not_from_the_last_byte() {
         s.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         loop {
-            match s.read(&mut buf) {
+            match ws::read_some(&mut s, &mut buf) {
                 Ok(0) => {
                     closed = true;
                     break 'outer;

@@ -6,7 +6,7 @@
 //! release binary: run with `cargo test --release -p websocksy-tests
 //! --test bridge memory`. Each test prints its figures with `eprintln!`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -264,7 +264,7 @@ fn memory_stays_bounded_while_a_peer_reads_slowly() {
                 let mut buf = vec![0u8; 256 * 1024];
                 while check.pos < MSG as u64 {
                     let want = buf.len().min(MSG - check.pos as usize);
-                    let n = p.read(&mut buf[..want]).unwrap_or_else(|e| {
+                    let n = ws::read_some(&mut p, &mut buf[..want]).unwrap_or_else(|e| {
                         panic!("peer {i}: read after {} bytes: {e}", check.pos)
                     });
                     assert!(n > 0, "peer {i}: EOF after {} of {MSG} bytes", check.pos);

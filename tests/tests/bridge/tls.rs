@@ -1,7 +1,7 @@
 //! TLS listeners (`--cert/--key`, `--bind wss://`), client certificates,
 //! refusals of bad TLS clients, and certificate reload on SIGHUP.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ fn closed_silently(s: &mut TcpStream, within: Duration) {
     let mut b = [0u8; 64];
     let t = Instant::now();
     loop {
-        match s.read(&mut b) {
+        match ws::read_some(s, &mut b) {
             Ok(0) | Err(_) => break,
             // OpenSSL may answer a bad ClientHello with an alert: TLS
             // bytes, never HTTP.
@@ -871,7 +871,7 @@ fn tls_backpressure_both_ways_loses_and_corrupts_nothing() {
         let mut check = Check::new();
         let mut buf = vec![0u8; 65536];
         while check.pos < 251 * 1024 * 40 {
-            let n = pr.read(&mut buf).expect("peer read");
+            let n = ws::read_some(&mut pr, &mut buf).expect("peer read");
             assert!(n > 0, "peer got EOF after {} bytes", check.pos);
             check.feed(&buf[..n]);
         }
