@@ -81,22 +81,29 @@ pub fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<mio::net::UnixLis
     // connect before the mode shuts them out: the file is created owner-only
     // and only then opened up (or down) to `mode`.
     let l = bind_owner_only(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(m))?;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)) {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
     Ok(l)
 }
 
-/// `bind` with the umask at 0177 (a socket file of mode 0600), restored
-/// right after.
+/// `bind` of a socket file of mode 0600 whatever the umask. Linux gives
+/// the file the socket inode's mode less the umask (`unix_bind`), so the
+/// mode is set on the socket before `bind`: no process-wide umask change,
+/// which other threads (a plugin's) creating files meanwhile would inherit.
 fn bind_owner_only(path: &Path) -> io::Result<mio::net::UnixListener> {
-    // SAFETY: umask takes and returns an integer, touches no memory and
-    // cannot fail. It is process-wide: this runs at start-up, before any
-    // loop thread exists; the only other threads then (workers, a plugin's)
-    // create no files, and would at worst get a stricter mode for a moment.
-    let old = unsafe { libc::umask(0o177) };
-    let l = mio::net::UnixListener::bind(path);
-    // SAFETY: as above; puts back the umask read by the first call.
-    unsafe { libc::umask(old) };
-    l
+    use std::os::fd::AsRawFd;
+    let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    // SAFETY: fchmod on a descriptor this function owns; no memory is
+    // passed, and failure is reported through errno.
+    if unsafe { libc::fchmod(socket.as_raw_fd(), 0o600) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(mio::net::UnixListener::from_std(socket.into()))
 }
 
 /// What [`Listener::accept`] got.
