@@ -208,19 +208,23 @@ pub struct PeerTls {
 }
 
 /// Where the system's CA bundle usually is (Debian and its kin, Fedora
-/// and its kin, Alpine and the BSDs), after `SSL_CERT_FILE`.
+/// and its kin, openSUSE, Alpine and the BSDs), after `SSL_CERT_FILE`.
 const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
     "/etc/ssl/cert.pem",
 ];
 
 /// The system's CAs, read once. OpenSSL's default paths would also look
 /// certificates up in `/etc/ssl/certs/<hash>.N` during each verification,
 /// a file read on the event loop; a store filled here reads nothing later.
-/// No bundle is not fatal (a bridge may have no `tls://` peer): peers then
-/// fail verification, and the warning says why.
-fn system_store() -> Result<X509Store, String> {
+/// `None` when no bundle is found or one cannot be parsed: the caller then
+/// keeps OpenSSL's default paths (as trusting nothing would break `tls://`
+/// peers on a system whose bundle lives elsewhere), and the warning says
+/// what that costs.
+fn system_store() -> Result<Option<X509Store>, String> {
     let mut store = X509StoreBuilder::new()
         .map_err(|e| format!("cannot create a certificate store: {}", reason(&e)))?;
     let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
@@ -229,12 +233,23 @@ fn system_store() -> Result<X509Store, String> {
         Some(f) => vec![f],
         None => SYSTEM_BUNDLES.iter().map(PathBuf::from).collect(),
     };
+    let fallback = "OpenSSL's default CA paths are used, and verifying a tls:// peer may \
+                    read certificate files on the event loop; give --peer-ca to avoid it";
     for path in &candidates {
         let Ok(pem) = std::fs::read(path) else {
             continue;
         };
-        let certs = X509::stack_from_pem(&pem)
-            .map_err(|e| format!("bad system CA bundle '{}': {}", path.display(), reason(&e)))?;
+        let certs = match X509::stack_from_pem(&pem) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!(
+                    "bad system CA bundle '{}' ({}): {fallback}",
+                    path.display(),
+                    reason(&e)
+                );
+                return Ok(None);
+            }
+        };
         let count = certs.len();
         for c in certs {
             // A bundle may list a certificate twice; OpenSSL 1.1 calls that
@@ -242,14 +257,14 @@ fn system_store() -> Result<X509Store, String> {
             let _ = store.add_cert(c);
         }
         log::debug!("peer TLS: {count} CAs from '{}'", path.display());
-        return Ok(store.build());
+        return Ok(Some(store.build()));
     }
     let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     log::warn!(
-        "no system CA bundle (tried {}): tls:// peers need --peer-ca or peer-insecure",
+        "no system CA bundle (tried {}): {fallback}",
         tried.join(", ")
     );
-    Ok(store.build())
+    Ok(None)
 }
 
 impl PeerTls {
@@ -259,11 +274,14 @@ impl PeerTls {
         let mut b = SslConnector::builder(SslMethod::tls_client())
             .map_err(|e| format!("cannot create a TLS context: {}", reason(&e)))?;
         // The builder's store has OpenSSL's default paths, with the hashed
-        // directory looked up at verification time: replaced whole, so
-        // trust comes only from files read here, at start-up.
+        // directory looked up at verification time: replaced whole when a
+        // bundle is found, so trust comes only from files read here, at
+        // start-up.
         let ca = s.peer_ca.clone().or(backend_ca);
         if ca.is_none() && !s.peer_insecure {
-            b.set_cert_store(system_store()?);
+            if let Some(store) = system_store()? {
+                b.set_cert_store(store);
+            }
         } else {
             let empty = X509StoreBuilder::new()
                 .map_err(|e| format!("cannot create a certificate store: {}", reason(&e)))?;
