@@ -102,7 +102,10 @@ impl TrustedProxies {
         let hops: Vec<Option<SocketAddr>> = match self.header {
             ForwardedHeader::Forwarded => all("forwarded")
                 .flat_map(|v| v.split(','))
-                .filter_map(forwarded_for)
+                .filter(|e| !e.trim().is_empty())
+                // An element without `for=` is a hop that named nobody:
+                // unusable, so nothing to its left is believed.
+                .map(|e| forwarded_for(e).flatten())
                 .collect(),
             ForwardedHeader::XForwardedFor => all("x-forwarded-for")
                 .flat_map(|v| v.split(','))
@@ -257,6 +260,12 @@ mod tests {
         );
         assert_eq!(
             fwd.client(d, false, &h(&[("Forwarded", "for=6.6.6.6, for=unknown")])),
+            d
+        );
+        // A trusted proxy that appends an element without `for=`: the
+        // client's element to its left is not believed.
+        assert_eq!(
+            fwd.client(d, false, &h(&[("Forwarded", "for=6.6.6.6, proto=https")])),
             d
         );
         assert_eq!(

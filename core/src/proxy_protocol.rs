@@ -125,10 +125,12 @@ pub fn parse(buf: &[u8]) -> Received {
 }
 
 /// The header announcing `source` (the real client) connected to
-/// `destination` (our address on the client's connection). Families that
-/// differ, or no destination (a Unix-socket listener), cannot be told in
-/// TCP terms: v1 says `UNKNOWN`, v2 `LOCAL`, and the peer sees our own
-/// connection's address, as the protocol specifies.
+/// `destination` (our address on the client's connection). A destination
+/// of the other family, or none (a Unix-socket listener), becomes the
+/// unspecified address of the source's family; only a placeholder source
+/// (an unvouched Unix-socket client) gives v1 `UNKNOWN` / v2 `LOCAL`, and
+/// the peer then sees our own connection's address, as the protocol
+/// specifies.
 pub fn encode(version: Version, source: SocketAddr, destination: Option<SocketAddr>) -> Vec<u8> {
     let canon = |a: SocketAddr| SocketAddr::new(canonical(a.ip()), a.port());
     // A Unix-socket client nobody vouched for has only a placeholder

@@ -4,7 +4,8 @@
 //! Plain passwords are compared in constant time (SHA-256 of both, then
 //! `openssl::memcmp::eq`, so not even the length leaks). bcrypt entries cost
 //! tens of milliseconds to verify: [`Users::check`] only says which hash to
-//! verify, and the session runs that on the worker pool. Nothing is cached:
+//! verify, and the session runs that on the verifier threads (never on the
+//! worker pool that resolves names). Nothing is cached:
 //! a cache keyed by the attempt would hold a password-equivalent in memory
 //! for no gain a WebSocket bridge needs (one check per connection).
 

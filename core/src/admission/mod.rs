@@ -6,7 +6,7 @@
 //! PROXY header said), then the `Origin` allow-list (403: cheapest, no
 //! state), then the per-address cap (429: before authentication, so one
 //! address cannot keep more bcrypt checks running than its cap), then
-//! HTTP Basic authentication (401, bcrypt on the worker pool), then the
+//! HTTP Basic authentication (401, bcrypt on threads of its own), then the
 //! backend, which thus never sees a request the bridge would refuse.
 
 pub mod auth;

@@ -343,8 +343,8 @@ pub(super) static KEYS: &[Key] = &[
         name: "trusted-proxy",
         short: None,
         value_name: "CIDR",
-        help: "Believe Forwarded, X-Forwarded-For, X-Real-IP from these addresses \
-               or unix; repeatable",
+        help: "Believe --trusted-proxy-header from these addresses or unix; \
+               repeatable",
         numeric: false,
         repeatable: true,
         flag: false,

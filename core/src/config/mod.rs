@@ -204,7 +204,7 @@ pub struct Settings {
     pub origins: Vec<String>,
     /// Open connections one client address may hold; `None` = unlimited.
     pub max_connections_per_ip: Option<usize>,
-    /// Proxies whose `Forwarded`/`X-Forwarded-For`/`X-Real-IP` are believed.
+    /// Proxies whose forwarding header (`trusted_proxy_header`) is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `--trusted-proxy unix`: clients of Unix-socket listeners are proxies too.
     pub trusted_unix: bool,
