@@ -29,6 +29,9 @@ pub enum Job {
         hash: String,
         /// Counts the check until the job is over.
         ticket: crate::admission::auth::Ticket,
+        /// Set when the session that asked is gone: a queued check is then
+        /// skipped, not run for nobody.
+        cancelled: Arc<std::sync::atomic::AtomicBool>,
     },
 }
 
@@ -141,8 +144,10 @@ fn run(job: Job) -> Outcome {
             password,
             hash,
             ticket,
+            cancelled,
         } => {
-            let ok = crate::admission::auth::verify(&password, &hash);
+            let ok = !cancelled.load(std::sync::atomic::Ordering::Acquire)
+                && crate::admission::auth::verify(&password, &hash);
             drop(ticket);
             Outcome::Verified(ok)
         }

@@ -87,6 +87,8 @@ pub struct Session {
     /// A bcrypt check runs on the worker pool for this user (`None`
     /// inside: an unknown user, refused whatever the result).
     verifying: Option<Option<String>>,
+    /// Tells the verifier threads this session no longer wants its check.
+    verify_cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     ws: WsEnd,
     raw: RawEnd,
     choice: Option<Box<Chosen>>,
@@ -146,6 +148,7 @@ impl Session {
             ip_slot: None,
             user: None,
             verifying: None,
+            verify_cancel: None,
             ws: WsEnd::server(stream, limits.max_message_size, proxy_protocol),
             raw: RawEnd::default(),
             choice: None,
@@ -367,6 +370,10 @@ impl Session {
         // Taken, so the slot is released exactly once whatever calls this.
         if let (Some(ip), Some(p)) = (self.ip_slot.take(), &cx.shared.admission.per_ip) {
             p.release(ip);
+        }
+        // A password check still queued for this session is skipped.
+        if let Some(c) = self.verify_cancel.take() {
+            c.store(true, std::sync::atomic::Ordering::Release);
         }
         self.drop_peer(cx);
         self.ws.stream.deregister(cx.registry);

@@ -163,6 +163,8 @@ impl Session {
                     return self.refuse(503, "too many password checks in progress", cx);
                 };
                 self.verifying = Some(user);
+                let cancelled = std::sync::Arc::default();
+                self.verify_cancel = Some(std::sync::Arc::clone(&cancelled));
                 verifiers.submit(
                     cx.inbox,
                     self.key,
@@ -171,6 +173,7 @@ impl Session {
                         password,
                         hash,
                         ticket,
+                        cancelled,
                     },
                 );
             }
@@ -244,6 +247,7 @@ impl Session {
             (Outcome::Verified(ok), RawState::None)
                 if self.ws.state == WsState::Waiting && self.verifying.is_some() =>
             {
+                self.verify_cancel = None;
                 match self.verifying.take().flatten() {
                     Some(user) if ok => {
                         self.user = Some(user);
