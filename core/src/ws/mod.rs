@@ -1,6 +1,8 @@
 //! The WebSocket protocol pieces a session's WebSocket end uses: frames in
-//! and out, and the server's side of the upgrade. A client role adds its
-//! upgrade beside `upgrade_server` and reuses the rest.
+//! and out, and both sides of the upgrade: the server role's
+//! (`upgrade_server`) and the client role's (`upgrade_client`); everything
+//! after the 101 is shared.
 
 pub mod frame;
+pub mod upgrade_client;
 pub mod upgrade_server;
