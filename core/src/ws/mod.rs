@@ -6,3 +6,4 @@
 pub mod frame;
 pub mod upgrade_client;
 pub mod upgrade_server;
+pub mod url;
