@@ -1,5 +1,38 @@
 # Shared by bench/run.sh and bench/tls.sh (sourced inside their main, so
-# it needs their log function and QUIET_IDLE / QUIET_WAIT).
+# it needs their log function, QUIET_IDLE / QUIET_WAIT, WORK, PEER_PID and
+# BRIDGE_PID).
+
+# All descendants of a pid (websockify forks one process per connection).
+tree_of() {
+    local p c
+    for p in "$@"; do
+        echo "$p"
+        for c in $(pgrep -P "$p" 2>/dev/null || true); do tree_of "$c"; done
+    done
+}
+
+# Stops a process we started, and whatever it forked.
+stop_pid() {
+    local pid=$1 p
+    [[ -n $pid ]] || return 0
+    local tree
+    tree=$(tree_of "$pid")
+    for p in $tree; do kill "$p" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        local alive=0
+        for p in $tree; do kill -0 "$p" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for p in $tree; do kill -9 "$p" 2>/dev/null || true; done
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    stop_pid "$BRIDGE_PID"
+    stop_pid "$PEER_PID"
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
 
 # Sets IDLE_PCT to the CPU idle percentage over the next second.
 sample_idle() {

@@ -60,37 +60,8 @@ die() {
     exit 1
 }
 
-# All descendants of a pid (websockify forks one process per connection).
-tree_of() {
-    local p c
-    for p in "$@"; do
-        echo "$p"
-        for c in $(pgrep -P "$p" 2>/dev/null || true); do tree_of "$c"; done
-    done
-}
-
-# Stops a process we started, and whatever it forked.
-stop_pid() {
-    local pid=$1 p
-    [[ -n $pid ]] || return 0
-    local tree
-    tree=$(tree_of "$pid")
-    for p in $tree; do kill "$p" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        local alive=0
-        for p in $tree; do kill -0 "$p" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for p in $tree; do kill -9 "$p" 2>/dev/null || true; done
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    stop_pid "$BRIDGE_PID"
-    stop_pid "$PEER_PID"
-    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -207,9 +178,6 @@ client_args() { # SCENARIO URL BRIDGE_PID TOOL
         *) die "unknown scenario $1" ;;
     esac
 }
-
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"

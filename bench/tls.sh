@@ -51,27 +51,8 @@ die() {
     exit 1
 }
 
-# Stops a process we started (and anything it forked).
-stop_pid() {
-    local pid=$1 p tree
-    [[ -n $pid ]] || return 0
-    tree="$pid $(pgrep -P "$pid" 2>/dev/null || true)"
-    for p in $tree; do kill "$p" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        local alive=0
-        for p in $tree; do kill -0 "$p" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for p in $tree; do kill -9 "$p" 2>/dev/null || true; done
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    stop_pid "$BRIDGE_PID"
-    stop_pid "$PEER_PID"
-    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -167,9 +148,6 @@ client_args() { # SCENARIO URL BRIDGE_PID
         *) die "unknown scenario $1" ;;
     esac
 }
-
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
