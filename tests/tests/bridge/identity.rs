@@ -299,22 +299,27 @@ fn plugin_dir() -> &'static str {
     })
 }
 
+/// A directory of file-backend answers, one peer address per file; the
+/// backend's `path=` option for it.
+fn peer_files(tag: &str, files: &[(&str, String)]) -> String {
+    let dir = temp_dir(tag);
+    for (name, address) in files {
+        std::fs::write(dir.join(name), format!("{address}\n")).expect("write peer file");
+    }
+    format!("path={}", dir.display())
+}
+
 #[test]
 fn proxy_protocol_suffix_from_a_plugin_backend() {
     let peer = ProxyPeer::new();
     let udp = peers::udp_echo();
-    let dir = temp_dir("identity-files");
-    std::fs::write(
-        dir.join("pp.txt"),
-        format!("tcp://{}?proxy-protocol=v2\n", peer.addr),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("udp.txt"),
-        format!("udp://{udp}?proxy-protocol=v1\n"),
-    )
-    .unwrap();
-    let path = format!("path={}", dir.display());
+    let path = peer_files(
+        "identity-files",
+        &[
+            ("pp.txt", format!("tcp://{}?proxy-protocol=v2", peer.addr)),
+            ("udp.txt", format!("udp://{udp}?proxy-protocol=v1")),
+        ],
+    );
     let b = Bridge::start(&[
         "--plugin-dir",
         plugin_dir(),
@@ -356,19 +361,20 @@ fn proxy_protocol_suffix_from_a_plugin_backend() {
 fn backends_never_see_checked_credentials() {
     let by_header = ProxyPeer::new();
     let fallback = ProxyPeer::new();
-    let dir = temp_dir("identity-auth-files");
     // The header value `Basic dTpw` (u:p) with '/' unchanged: no '/' in it.
-    std::fs::write(
-        dir.join("Basic dTpw.txt"),
-        format!("tcp://{}?proxy-protocol=v1\n", by_header.addr),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("default.txt"),
-        format!("tcp://{}?proxy-protocol=v1\n", fallback.addr),
-    )
-    .unwrap();
-    let path = format!("path={}", dir.display());
+    let path = peer_files(
+        "identity-auth-files",
+        &[
+            (
+                "Basic dTpw.txt",
+                format!("tcp://{}?proxy-protocol=v1", by_header.addr),
+            ),
+            (
+                "default.txt",
+                format!("tcp://{}?proxy-protocol=v1", fallback.addr),
+            ),
+        ],
+    );
     let args = [
         "-l",
         "127.0.0.1",
