@@ -43,7 +43,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use connect::{ConnectSettings, Direction, Local, OpenMessage, Retry};
+
 mod cli;
+mod connect;
 mod file;
 mod keys;
 mod values;
@@ -233,6 +236,15 @@ pub struct Settings {
     pub peer_key: Option<Located<PathBuf>>,
     /// Do not verify `tls://` peers' certificates.
     pub peer_insecure: bool,
+    /// Server listeners are bound: true unless this is `websocksy
+    /// connect`, or a file with `[connect]` sections that names no
+    /// listener (`listen`, `port` or `bind`) and no flag that does.
+    pub serve: bool,
+    /// Server side `--read-only`: clients only listen; their messages are
+    /// read and dropped, never sent to the peer.
+    pub read_only: bool,
+    /// Client connections (`websocksy connect`, `[connect]` sections).
+    pub connects: Vec<ConnectSettings>,
 }
 
 impl Default for Settings {
@@ -272,6 +284,9 @@ impl Default for Settings {
             peer_cert: None,
             peer_key: None,
             peer_insecure: false,
+            serve: true,
+            read_only: false,
+            connects: Vec::new(),
         }
     }
 }
