@@ -21,12 +21,19 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::config::Local;
+use crate::connector::Connector;
 use crate::listener::{Accepted, Listener};
 use crate::pool::Pool;
+use crate::session::LocalSide;
 use crate::session::{Ctx, Session};
 use crate::shared::Shared;
 use crate::timers::Timers;
 use crate::transport::Ready;
+use crate::transport::Stream;
 use crate::workers::Inbox;
 
 /// Listeners own the tokens below this; sessions' start here.
@@ -51,6 +58,16 @@ pub struct Loop {
     pending: Vec<usize>,
     accept_paused_until: Option<Instant>,
     drain_deadline: Option<Instant>,
+    /// Client connections (`websocksy connect`, `[connect]`); listeners
+    /// with `connect: Some(i)` make sessions of `connectors[i]`.
+    connectors: Vec<Arc<Connector>>,
+    /// Sessions of client connections whose local side is one peer: the
+    /// process exits when they are done and nothing listens.
+    singles: Vec<usize>,
+    /// A single client connection ended badly: exit status 1.
+    failed: bool,
+    /// `udp-listen` sources and their sessions.
+    udp_sources: HashMap<SocketAddr, usize>,
 }
 
 /// Build a session context from a loop's disjoint parts.
@@ -72,6 +89,7 @@ impl Loop {
     pub fn new(
         shared: Arc<Shared>,
         mut listeners: Vec<Listener>,
+        connectors: Vec<Arc<Connector>>,
         signals: bool,
     ) -> Result<Loop, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
@@ -107,11 +125,130 @@ impl Loop {
             pending: Vec::new(),
             accept_paused_until: None,
             drain_deadline: None,
+            connectors,
+            singles: Vec::new(),
+            failed: false,
+            udp_sources: HashMap::new(),
         })
     }
 
-    /// Run until SIGINT/SIGTERM and the drain that follows.
-    pub fn run(&mut self) -> Result<(), String> {
+    /// Start the client connections whose local side is one peer (or
+    /// standard input and output): one session each, now.
+    fn start_singles(&mut self) -> Result<(), String> {
+        for c in self.connectors.clone() {
+            let local = match &c.settings.from {
+                Local::Peer(p) => LocalSide::Connect(p.clone()),
+                Local::Stdio => {
+                    let s = c.stdio().map_err(|e| {
+                        format!("{}: standard input and output: {e}", c.settings.at)
+                    })?;
+                    LocalSide::Stream(Stream::Unix(s))
+                }
+                _ => continue,
+            };
+            if !self.shared.admit() {
+                return Err("--max-connections is too low for the client connections".into());
+            }
+            let label = match &c.settings.from {
+                Local::Stdio => Some("-".to_string()),
+                _ => None,
+            };
+            let key = self.start_client(c, crate::listener::UNIX_CLIENT, label, local);
+            self.singles.push(key);
+        }
+        Ok(())
+    }
+
+    /// A client-role session for `connector`, started with `local`.
+    fn start_client(
+        &mut self,
+        connector: Arc<Connector>,
+        from: SocketAddr,
+        label: Option<String>,
+        local: LocalSide,
+    ) -> usize {
+        let entry = self.sessions.vacant_entry();
+        let key = entry.key();
+        let id = self.shared.next_id();
+        let s = Session::client(id, key, connector, from, label, self.now);
+        entry.insert(s);
+        debug!("conn {id} client connection from {from}");
+        if let Some(s) = self.sessions.get_mut(key) {
+            let mut cx = ctx!(self);
+            s.begin(local, &mut cx);
+        }
+        self.pending.push(key);
+        key
+    }
+
+    /// Datagrams on a `udp-listen` socket: a new source gets its own
+    /// connected socket and a session; a datagram from a source whose
+    /// socket exists already raced its creation and joins its session.
+    fn receive_udp(&mut self, i: usize) {
+        let Some(l) = self.listeners.get(i) else {
+            return;
+        };
+        let (crate::listener::Socket::Udp(_, local), Some(ci)) = (&l.socket, l.connect) else {
+            return;
+        };
+        let local = *local;
+        let Some(connector) = self.connectors.get(ci).cloned() else {
+            return;
+        };
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let Some(crate::listener::Socket::Udp(sock, _)) =
+                self.listeners.get(i).map(|l| &l.socket)
+            else {
+                return;
+            };
+            let (n, source) = match sock.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_ready[i] = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("udp-listen {local}: {e}");
+                    continue;
+                }
+            };
+            if let Some(&key) = self.udp_sources.get(&source) {
+                if let Some(s) = self.sessions.get_mut(key) {
+                    let mut cx = ctx!(self);
+                    s.late_datagram(&buf[..n], &mut cx);
+                    self.pending.push(key);
+                    continue;
+                }
+            }
+            if !self.shared.admit() {
+                warn!("udp-listen {local}: connection cap reached, datagram from {source} dropped");
+                continue;
+            }
+            match crate::listener::udp_for_source(local, source) {
+                Ok(stream) => {
+                    let key = self.start_client(
+                        Arc::clone(&connector),
+                        source,
+                        None,
+                        LocalSide::Datagram(stream, buf[..n].to_vec()),
+                    );
+                    self.udp_sources.insert(source, key);
+                }
+                Err(e) => {
+                    self.shared.release();
+                    warn!("udp-listen {local}: no socket for {source}: {e}; datagram dropped");
+                }
+            }
+        }
+    }
+
+    /// Run until SIGINT/SIGTERM and the drain that follows, or, with no
+    /// listener, until the client connections are done. `Ok(false)`: a
+    /// single client connection failed.
+    pub fn run(&mut self) -> Result<bool, String> {
+        self.start_singles()?;
         let mut events = Events::with_capacity(1024);
         let mut touched: Vec<usize> = Vec::new();
         // With --busy-poll, the loop spins this long after the last event
@@ -174,7 +311,7 @@ impl Loop {
                 }
             }
             if signal && self.on_signal(&mut touched) {
-                return Ok(());
+                return Ok(!self.failed);
             }
             if wake {
                 while let Some(done) = self.inbox.try_recv() {
@@ -202,7 +339,11 @@ impl Loop {
             if self.accept_paused_until.is_none() {
                 for i in 0..self.listeners.len() {
                     if self.accept_ready[i] {
-                        self.accept(i);
+                        if matches!(self.listeners[i].socket, crate::listener::Socket::Udp(..)) {
+                            self.receive_udp(i);
+                        } else {
+                            self.accept(i);
+                        }
                     }
                 }
             }
@@ -214,7 +355,7 @@ impl Loop {
             if let Some(deadline) = self.drain_deadline {
                 if self.sessions.is_empty() {
                     info!("all connections closed, exiting");
-                    return Ok(());
+                    return Ok(!self.failed);
                 }
                 if self.now >= deadline {
                     info!(
@@ -222,8 +363,12 @@ impl Loop {
                         self.sessions.len()
                     );
                     self.close_all();
-                    return Ok(());
+                    return Ok(false);
                 }
+            }
+            if self.listeners.is_empty() && self.sessions.is_empty() && self.pending.is_empty() {
+                // Client connections only, all done.
+                return Ok(!self.failed);
             }
         }
     }
@@ -235,6 +380,13 @@ impl Loop {
         let mut cx = ctx!(self);
         if !s.ready(&mut cx) {
             s.close(&mut cx);
+            if let Some(i) = self.singles.iter().position(|&k| k == key) {
+                self.singles.swap_remove(i);
+                self.failed |= !s.succeeded();
+            }
+            if self.udp_sources.get(&s.client_addr()) == Some(&key) {
+                self.udp_sources.remove(&s.client_addr());
+            }
             self.sessions.remove(key);
             self.shared.release();
             // A slot is free again: take what waits in the backlog (next turn,
@@ -245,7 +397,7 @@ impl Loop {
         if s.more {
             self.pending.push(key);
         }
-        if let Some(d) = s.next_deadline(&self.shared.limits) {
+        if let Some(d) = s.next_deadline(&self.shared) {
             if s.armed.is_none_or(|a| d < a) {
                 self.timers.arm(d, key, s.id);
                 s.armed = Some(d);
@@ -257,16 +409,33 @@ impl Loop {
         let Some(listener) = self.listeners.get(i) else {
             return;
         };
+        let connect = listener.connect;
+        let name = listener.to_string();
+        let proxy_protocol = listener.proxy_protocol;
         loop {
             if !self.shared.admit() {
                 // Leave the rest in the kernel backlog until a slot frees up.
                 return;
             }
+            let Some(listener) = self.listeners.get(i) else {
+                return;
+            };
             let accepted = listener.accept(&self.shared);
             if !matches!(accepted, Ok(Accepted::Conn(..))) {
                 self.shared.release();
             }
             match accepted {
+                Ok(Accepted::Conn(stream, addr)) if connect.is_some() => {
+                    let Some(c) = connect.and_then(|c| self.connectors.get(c)).cloned() else {
+                        self.shared.release();
+                        continue;
+                    };
+                    let label = match &stream {
+                        Stream::Unix(_) => Some(name.clone()),
+                        _ => None,
+                    };
+                    self.start_client(c, addr, label, LocalSide::Stream(stream));
+                }
                 Ok(Accepted::Conn(stream, addr)) => {
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
@@ -276,8 +445,8 @@ impl Loop {
                         key,
                         stream,
                         addr,
-                        listener.proxy_protocol,
-                        &self.shared,
+                        proxy_protocol,
+                        &self.shared.limits,
                         self.now,
                     );
                     if let Err(e) = s.register(self.poll.registry()) {
@@ -285,13 +454,13 @@ impl Loop {
                         self.shared.release();
                         continue;
                     }
-                    let d = s.next_deadline(&self.shared.limits);
+                    let d = s.next_deadline(&self.shared);
                     if let Some(d) = d {
                         s.armed = Some(d);
                         self.timers.arm(d, key, id);
                     }
                     entry.insert(s);
-                    debug!("conn {id} accepted from {addr} on {listener}");
+                    debug!("conn {id} accepted from {addr} on {name}");
                 }
                 Ok(Accepted::Skip(why)) => warn!("connection dropped: {why}"),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -22,6 +22,7 @@
 pub mod admission;
 pub mod backend;
 pub mod config;
+pub mod connector;
 pub mod event_loop;
 pub mod forwarded;
 pub mod framing;

@@ -19,6 +19,12 @@ pub enum Socket {
     Tcp(mio::net::TcpListener),
     /// The path is removed when the listener goes.
     Unix(mio::net::UnixListener, PathBuf),
+    /// A client connection's `udp-listen`: each new source address gets
+    /// a socket of its own, bound to the same address and connected to
+    /// the source, which the kernel then prefers for that source's
+    /// datagrams (so the session's local side is an ordinary connected
+    /// datagram socket).
+    Udp(mio::net::UdpSocket, SocketAddr),
 }
 
 pub struct Listener {
@@ -27,6 +33,10 @@ pub struct Listener {
     pub tls: bool,
     /// Connections start with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// A client connection's local listener (`tcp-listen`, `unix-listen`,
+    /// `udp-listen`): the index of its connector in the loop. `None`: a
+    /// WebSocket server listener.
+    pub connect: Option<usize>,
 }
 
 /// The address a Unix socket client is given: it has no IP address (a
@@ -40,13 +50,21 @@ impl fmt::Display for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.socket {
             Socket::Tcp(l) => {
-                let scheme = if self.tls { "wss" } else { "ws" };
+                let scheme = match (self.connect, self.tls) {
+                    (Some(_), _) => "tcp-listen",
+                    (None, true) => "wss",
+                    (None, false) => "ws",
+                };
                 match l.local_addr() {
                     Ok(a) => write!(f, "{scheme}://{a}"),
                     Err(_) => write!(f, "{scheme}://?"),
                 }
             }
+            Socket::Unix(_, p) if self.connect.is_some() => {
+                write!(f, "unix-listen://{}", p.display())
+            }
             Socket::Unix(_, p) => write!(f, "unix:{}", p.display()),
+            Socket::Udp(_, a) => write!(f, "udp-listen://{a}"),
         }
     }
 }
@@ -106,6 +124,38 @@ fn bind_owner_only(path: &Path) -> io::Result<mio::net::UnixListener> {
     Ok(mio::net::UnixListener::from_std(socket.into()))
 }
 
+/// A UDP socket for `udp-listen` at `addr`: address and port reuse, so
+/// the per-source sockets [`udp_for_source`] makes can share the address.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<mio::net::UdpSocket> {
+    let s = reusable_udp(addr)?;
+    Ok(mio::net::UdpSocket::from_std(s.into()))
+}
+
+fn reusable_udp(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        None,
+    )?;
+    if addr.is_ipv6() {
+        s.set_only_v6(false)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
+/// The socket of one `udp-listen` source: bound where the listener is and
+/// connected to `source`, so the kernel delivers that source's datagrams
+/// to it and replies leave from the listener's address.
+pub fn udp_for_source(local: SocketAddr, source: SocketAddr) -> io::Result<Stream> {
+    let s = reusable_udp(local)?;
+    s.connect(&source.into())?;
+    Ok(Stream::Udp(mio::net::UdpSocket::from_std(s.into())))
+}
+
 /// What [`Listener::accept`] got.
 pub enum Accepted {
     Conn(Stream, SocketAddr),
@@ -119,6 +169,7 @@ impl Listener {
         match &mut self.socket {
             Socket::Tcp(l) => registry.register(l, token, Interest::READABLE),
             Socket::Unix(l, _) => registry.register(l, token, Interest::READABLE),
+            Socket::Udp(l, _) => registry.register(l, token, Interest::READABLE),
         }
     }
 
@@ -126,12 +177,17 @@ impl Listener {
         let _ = match &mut self.socket {
             Socket::Tcp(l) => registry.deregister(l),
             Socket::Unix(l, _) => registry.deregister(l),
+            Socket::Udp(l, _) => registry.deregister(l),
         };
     }
 
     /// One connection; `Err` as from accept(2) (WouldBlock when none waits).
     pub fn accept(&self, shared: &Shared) -> io::Result<Accepted> {
         match &self.socket {
+            Socket::Udp(..) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "datagrams are received, not accepted",
+            )),
             Socket::Unix(l, _) => {
                 let (s, _) = l.accept()?;
                 Ok(Accepted::Conn(Stream::Unix(s), UNIX_CLIENT))

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use websocksy::config::{self, Parsed};
-use websocksy::{admission, backend, framing, plugin, server, tls_context};
+use websocksy::{admission, backend, connector, framing, plugin, server, tls_context};
 
 fn main() -> ExitCode {
     // Before parsing: config warnings go through the logger.
@@ -51,21 +51,39 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(e) => return startup_error(&e),
     };
-    let mut server =
-        match server::Server::bind(&settings, backend.clone(), admission, tls, peer_tls) {
-            Ok(s) => s,
+    // Client connections: framings, TLS and credentials checked now.
+    let mut connectors = Vec::new();
+    for c in &settings.connects {
+        match connector::Connector::new(c, &settings, &framings) {
+            Ok(c) => connectors.push(std::sync::Arc::new(c)),
             Err(e) => {
                 backend.shutdown();
-                eprintln!("websocksy: {e}");
-                return ExitCode::from(1);
+                return startup_error(&e);
             }
-        };
+        }
+    }
+    let mut server = match server::Server::bind(
+        &settings,
+        backend.clone(),
+        admission,
+        tls,
+        peer_tls,
+        connectors,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            backend.shutdown();
+            eprintln!("websocksy: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let result = server.run();
     // Sessions (and their framing states) go first, then the backend's cleanup.
     drop(server);
     backend.shutdown();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("websocksy: {e}");
             ExitCode::from(1)

@@ -78,6 +78,15 @@ impl InBuf {
     pub fn filled(&mut self, n: usize) {
         self.end = (self.end + n).min(self.data.len());
     }
+    /// Keep only the first `n` bytes of the data (what follows belongs
+    /// to a connection that is gone).
+    pub fn truncate(&mut self, n: usize) {
+        self.end = self.end.min(self.start + n);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
     pub fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {

@@ -12,7 +12,8 @@ use socket2::{Domain, Socket, Type};
 
 use crate::admission::Admission;
 use crate::backend::Backend;
-use crate::config::{BindAddr, Settings};
+use crate::config::{BindAddr, Local, Settings};
+use crate::connector::Connector;
 use crate::event_loop::{Loop, MAX_LISTENERS};
 use crate::listener::{self, bind_unix, Listener};
 use crate::shared::Shared;
@@ -21,6 +22,7 @@ use crate::tls_context::{PeerTls, ServerTls};
 pub struct Server {
     local_addr: SocketAddr,
     main: Loop,
+    connectors: Vec<Arc<Connector>>,
 }
 
 /// Bind `addr` the way the original did: address reuse, and dual-stack on `::`.
@@ -74,7 +76,46 @@ fn tcp_listener(l: std::net::TcpListener, tls: bool, proxy_protocol: bool) -> Li
         socket: listener::Socket::Tcp(mio::net::TcpListener::from_std(l)),
         tls,
         proxy_protocol,
+        connect: None,
     }
+}
+
+/// The local listener of client connection `i`, if its local side is one.
+fn connect_listener(i: usize, c: &Connector) -> Result<Option<Listener>, String> {
+    let at = &c.settings.at;
+    let socket = match &c.settings.from {
+        Local::TcpListen { host, port } => {
+            let l = listen_tcp(host, *port).map_err(|e| format!("{at}: {e}"))?;
+            listener::Socket::Tcp(mio::net::TcpListener::from_std(l))
+        }
+        Local::UnixListen(path) => {
+            let l = bind_unix(path, None).map_err(|e| {
+                format!(
+                    "{at}: cannot listen on unix-listen://{}: {e}",
+                    path.display()
+                )
+            })?;
+            listener::Socket::Unix(l, path.clone())
+        }
+        Local::UdpListen { host, port } => {
+            let addr = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| format!("{at}: cannot resolve '{host}': {e}"))?
+                .next()
+                .ok_or_else(|| format!("{at}: no address for '{host}'"))?;
+            let l = listener::bind_udp(addr)
+                .map_err(|e| format!("{at}: cannot listen on udp-listen://{addr}: {e}"))?;
+            let bound = l.local_addr().map_err(|e| e.to_string())?;
+            listener::Socket::Udp(l, bound)
+        }
+        Local::Peer(_) | Local::Stdio => return Ok(None),
+    };
+    Ok(Some(Listener {
+        socket,
+        tls: false,
+        proxy_protocol: false,
+        connect: Some(i),
+    }))
 }
 
 impl Server {
@@ -88,16 +129,18 @@ impl Server {
         admission: Admission,
         tls: Option<ServerTls>,
         peer_tls: PeerTls,
+        connectors: Vec<Arc<Connector>>,
     ) -> Result<Server, String> {
         let mut listeners = Vec::new();
         let mut local_addr = None;
-        if settings.binds.is_empty() || settings.listen_given {
+        if settings.serve && (settings.binds.is_empty() || settings.listen_given) {
             let l = listen_tcp(&settings.listen, settings.port)?;
             local_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
             // With a certificate, the -l/-p listener speaks wss://.
             listeners.push(tcp_listener(l, tls.is_some(), settings.proxy_protocol));
         }
-        for b in &settings.binds {
+        let binds: &[_] = if settings.serve { &settings.binds } else { &[] };
+        for b in binds {
             let spec = &b.value;
             let l = match &spec.addr {
                 BindAddr::Tcp { host, port } => {
@@ -112,10 +155,17 @@ impl Server {
                         socket: listener::Socket::Unix(l, path.clone()),
                         tls: false,
                         proxy_protocol: spec.proxy_protocol,
+                        connect: None,
                     }
                 }
             };
             listeners.push(l);
+        }
+        let served = listeners.len();
+        for (i, c) in connectors.iter().enumerate() {
+            if let Some(l) = connect_listener(i, c)? {
+                listeners.push(l);
+            }
         }
         if listeners.len() > MAX_LISTENERS {
             return Err(format!("at most {MAX_LISTENERS} listeners"));
@@ -132,11 +182,18 @@ impl Server {
         shared.set_admission(admission)?;
         shared.tls = tls;
         shared.peer_tls = Some(peer_tls);
-        let labels: Vec<String> = listeners.iter().map(ToString::to_string).collect();
-        let main = Loop::new(Arc::new(shared), listeners, true)?;
+        let labels: Vec<String> = listeners
+            .iter()
+            .map(|l| match l.connect.and_then(|i| connectors.get(i)) {
+                Some(c) => format!("{l} for {}", c.label),
+                None => l.to_string(),
+            })
+            .collect();
+        let main = Loop::new(Arc::new(shared), listeners, connectors.clone(), true)?;
         match local_addr {
             Some(a) => info!("listening on {a} (max {max_connections} connections)"),
-            None => info!("accepting at most {max_connections} connections"),
+            None if served > 0 => info!("accepting at most {max_connections} connections"),
+            None => {}
         }
         for (i, label) in labels.iter().enumerate() {
             if i > 0 || local_addr.is_none() {
@@ -146,6 +203,7 @@ impl Server {
         Ok(Server {
             local_addr: local_addr.unwrap_or(crate::listener::UNIX_CLIENT),
             main,
+            connectors,
         })
     }
 
@@ -154,8 +212,15 @@ impl Server {
         self.local_addr
     }
 
-    /// Run until SIGINT/SIGTERM and the drain that follows.
-    pub fn run(&mut self) -> Result<(), String> {
-        self.main.run()
+    /// Run until SIGINT/SIGTERM and the drain that follows, or, with no
+    /// listener at all, until the client connections are done. `Ok(false)`:
+    /// a single client connection ended badly (exit status 1).
+    pub fn run(&mut self) -> Result<bool, String> {
+        let r = self.main.run();
+        // Standard output gets all the server sent before the process exits.
+        for c in &self.connectors {
+            c.finish();
+        }
+        r
     }
 }

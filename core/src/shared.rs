@@ -47,6 +47,8 @@ pub struct Shared {
     /// How long open connections get to close after SIGINT/SIGTERM.
     pub drain: Duration,
     pub busy_poll: Duration,
+    /// Server listeners are `--read-only`: what clients send is dropped.
+    pub read_only: bool,
     /// The TLS listeners' context, swapped on SIGHUP; read at accept only.
     pub tls: Option<ServerTls>,
     /// The context of `tls://` peers (always set by the server).
@@ -91,6 +93,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             drain: settings.drain_timeout,
             busy_poll: settings.busy_poll,
+            read_only: settings.read_only,
             tls: None,
             peer_tls: None,
         })

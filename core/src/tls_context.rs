@@ -333,3 +333,34 @@ impl PeerTls {
         Ok(ssl)
     }
 }
+
+/// The context of `wss://` servers a client connection dials. Until its
+/// own options land, it is the peers' context built from the connection's
+/// `--ca`, `--cert`/`--key` and `--insecure`.
+pub struct ClientTls(PeerTls);
+
+impl ClientTls {
+    pub fn load(c: &crate::config::ConnectSettings) -> Result<Option<ClientTls>, String> {
+        if !c.url.tls {
+            return Ok(None);
+        }
+        let located = |p: &Option<PathBuf>| {
+            p.clone().map(|value| Located {
+                value,
+                at: c.at.clone(),
+            })
+        };
+        let s = Settings {
+            peer_ca: located(&c.ca),
+            peer_cert: located(&c.cert),
+            peer_key: located(&c.key),
+            peer_insecure: c.insecure,
+            ..Settings::default()
+        };
+        Ok(Some(ClientTls(PeerTls::load(&s, None)?)))
+    }
+
+    pub fn ssl(&self, host: &str) -> std::io::Result<Ssl> {
+        self.0.ssl(host)
+    }
+}

@@ -17,6 +17,7 @@
 //! side therefore pauses the fast one; nothing is dropped and memory per
 //! connection stays bounded by a read buffer per direction.
 
+mod dial;
 mod open;
 mod out_queue;
 mod raw_end;
@@ -36,6 +37,8 @@ use crate::shared::{Limits, Shared};
 use crate::transport::{Ready, Stream};
 use crate::workers::Inbox;
 
+use dial::ClientSide;
+pub use dial::LocalSide;
 use raw_end::{RawEnd, RawState};
 use ws_end::{WsEnd, WsState};
 
@@ -92,6 +95,9 @@ pub struct Session {
     ws: WsEnd,
     raw: RawEnd,
     choice: Option<Box<Chosen>>,
+    /// The client role (`dial.rs`): the connection it dials and its
+    /// retries. `None` for the server role.
+    client: Option<Box<ClientSide>>,
 
     accepted: Instant,
     /// Handshake or connect deadline.
@@ -134,10 +140,9 @@ impl Session {
         stream: Stream,
         client_addr: SocketAddr,
         proxy_protocol: bool,
-        shared: &Shared,
+        limits: &Limits,
         now: Instant,
     ) -> Session {
-        let limits = &shared.limits;
         Session {
             id,
             key,
@@ -152,6 +157,7 @@ impl Session {
             ws: WsEnd::server(stream, limits.max_message_size, proxy_protocol),
             raw: RawEnd::default(),
             choice: None,
+            client: None,
             accepted: now,
             deadline: now + limits.handshake_timeout,
             close_deadline: None,
@@ -170,6 +176,41 @@ impl Session {
         }
     }
 
+    /// A session of a client connection (the client role): `local_addr`
+    /// names its local client where there is one (`tcp-listen`). Call
+    /// [`begin`](Self::begin) once it has its key in the loop.
+    pub fn client(
+        id: u64,
+        key: usize,
+        connector: std::sync::Arc<crate::connector::Connector>,
+        client_addr: SocketAddr,
+        label: Option<String>,
+        now: Instant,
+    ) -> Session {
+        let mut s = Session::new(
+            id,
+            key,
+            Stream::Unconnected,
+            client_addr,
+            false,
+            &connector.limits,
+            now,
+        );
+        s.ws = WsEnd::client(connector.limits.max_message_size);
+        s.deadline = now + connector.limits.connect_timeout;
+        s.client = Some(Box::new(ClientSide::new(connector, label)));
+        s
+    }
+
+    /// The limits this session runs under: its client connection's, or
+    /// the server's.
+    pub(super) fn limits<'a>(&'a self, shared: &'a Shared) -> &'a Limits {
+        match &self.client {
+            Some(c) => &c.connector.limits,
+            None => &shared.limits,
+        }
+    }
+
     /// Session `key` owns two tokens from [`FIRST_TOKEN`]: `2*key` for
     /// the WebSocket end and `2*key+1` for the raw end.
     pub fn ws_token(key: usize) -> Token {
@@ -183,6 +224,11 @@ impl Session {
     pub fn token_owner(t: Token) -> (usize, bool) {
         let t = t.0.saturating_sub(FIRST_TOKEN);
         (t / 2, t & 1 == 0)
+    }
+
+    /// The client's address (the local client's, for the client role).
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
     }
 
     pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
@@ -205,6 +251,9 @@ impl Session {
     }
 
     pub(super) fn peer_label(&self) -> String {
+        if let Some(c) = &self.client {
+            return c.connector.label.clone();
+        }
         match &self.choice {
             Some(c) => c.address.to_string(),
             None => "-".into(),
@@ -236,6 +285,33 @@ impl Session {
 
     pub(super) fn advance(&mut self, cx: &mut Ctx) -> bool {
         let mut progress = false;
+        if self.client.is_some() {
+            if self.ws.state == WsState::Gone && self.keeps_local() {
+                // The connection ended under a local side that stays.
+                self.reconnect(cx);
+                return true;
+            }
+            if matches!(
+                self.ws.state,
+                WsState::Dialing | WsState::Upgrading | WsState::Backoff
+            ) && self.raw.state != RawState::Open
+                && self.choice_connected()
+            {
+                self.give_up("the local side closed", cx);
+                return true;
+            }
+            if self.raw.eof
+                && self.ws.state == WsState::Backoff
+                && self
+                    .raw
+                    .input
+                    .as_ref()
+                    .is_none_or(crate::pool::InBuf::is_empty)
+            {
+                self.give_up("the local side closed while disconnected", cx);
+                return true;
+            }
+        }
         if matches!(self.ws.state, WsState::Refusing | WsState::Flushing) && self.pending_out() == 0
         {
             // Server closes first (RFC 6455 7.1.1), then waits for the client's FIN.
@@ -244,11 +320,18 @@ impl Session {
             self.begin_close(cx.now);
             progress = true;
         }
-        if self.ws.state == WsState::Gone && self.raw.mirror.is_some() {
+        if self.ws.state == WsState::Gone && self.raw.mirror.is_some() && !self.keeps_local() {
             self.raw.state = RawState::Gone;
         }
-        if !matches!(self.ws.state, WsState::Open | WsState::Closing)
-            && self.raw.state == RawState::Open
+        if !matches!(
+            self.ws.state,
+            WsState::Open
+                | WsState::Closing
+                | WsState::Dialing
+                | WsState::Upgrading
+                | WsState::Backoff
+        ) && self.raw.state == RawState::Open
+            && !self.keeps_local()
         {
             self.raw.state = RawState::Draining;
             progress = true;
@@ -263,6 +346,13 @@ impl Session {
     /// Handle whatever deadline has passed.
     pub fn on_timeout(&mut self, cx: &mut Ctx) {
         let now = cx.now;
+        if self.close_deadline.is_some_and(|d| now >= d) && self.keeps_local() {
+            // The old connection did not close in time; the local side stays.
+            debug!("conn {} close timed out", self.id);
+            self.close_deadline = None;
+            self.client_gone();
+            return;
+        }
         if self.close_deadline.is_some_and(|d| now >= d) {
             // A close handshake or drain that did not finish in time.
             debug!("conn {} close timed out", self.id);
@@ -273,6 +363,15 @@ impl Session {
             return;
         }
         match self.ws.state {
+            WsState::Dialing | WsState::Upgrading if now >= self.deadline => {
+                if matches!(self.raw.state, RawState::Resolving | RawState::Connecting) {
+                    let label = self.local_label();
+                    self.give_up(&format!("cannot connect to {label}: timed out"), cx);
+                } else {
+                    self.dial_failed("timed out", true, cx);
+                }
+            }
+            WsState::Backoff if self.retry_due(now) => self.dial(cx),
             WsState::Proxy if now >= self.deadline => {
                 info!(
                     "conn {} {} closed: no PROXY header in time",
@@ -300,8 +399,11 @@ impl Session {
                 self.refuse(502, &format!("{what} for {label} timed out"), cx);
             }
             WsState::Open => {
-                match (self.ping_sent, cx.shared.limits.ping) {
-                    (Some(sent), _) if now >= sent + cx.shared.limits.pong_timeout => {
+                let limits = self.limits(cx.shared);
+                let (ping, pong_timeout, idle) =
+                    (limits.ping, limits.pong_timeout, limits.idle_timeout);
+                match (self.ping_sent, ping) {
+                    (Some(sent), _) if now >= sent + pong_timeout => {
                         self.fail(1001, "keep-alive timeout", cx);
                         // The client is not answering; do not wait long for its close.
                         self.close_deadline = Some(now + Duration::from_secs(1));
@@ -313,12 +415,7 @@ impl Session {
                     }
                     _ => {}
                 }
-                if cx
-                    .shared
-                    .limits
-                    .idle_timeout
-                    .is_some_and(|idle| now >= self.last_activity + idle)
-                {
+                if idle.is_some_and(|idle| now >= self.last_activity + idle) {
                     self.fail(1001, "idle timeout", cx);
                 }
             }
@@ -327,16 +424,22 @@ impl Session {
     }
 
     /// The earliest instant [`on_timeout`](Self::on_timeout) has work.
-    pub fn next_deadline(&self, limits: &Limits) -> Option<Instant> {
+    pub fn next_deadline(&self, shared: &Shared) -> Option<Instant> {
         if self.finished() {
             return None;
         }
+        let limits = self.limits(shared);
         let min = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let phase = match self.ws.state {
-            WsState::Proxy | WsState::Http | WsState::Waiting => Some(self.deadline),
+            WsState::Proxy
+            | WsState::Http
+            | WsState::Waiting
+            | WsState::Dialing
+            | WsState::Upgrading => Some(self.deadline),
+            WsState::Backoff => self.retry_at(),
             WsState::Open => {
                 let ping = match (self.ping_sent, limits.ping) {
                     (Some(sent), _) => Some(sent + limits.pong_timeout),
@@ -352,6 +455,9 @@ impl Session {
 
     /// SIGINT/SIGTERM: answer what is pending, close what is open with 1001.
     pub fn shutdown(&mut self, cx: &mut Ctx) {
+        if self.client.is_some() {
+            self.stop_dialling(cx);
+        }
         match self.ws.state {
             WsState::Proxy => self.client_gone(),
             WsState::Http if self.ws.stream.handshaking() => self.client_gone(),
@@ -363,6 +469,15 @@ impl Session {
             _ => {}
         }
         self.begin_close(cx.now);
+    }
+
+    /// The local peer of a client-role session is connected (or there is
+    /// none to connect): only then does its end mean the session's end.
+    fn choice_connected(&self) -> bool {
+        !matches!(
+            self.raw.state,
+            RawState::None | RawState::Querying | RawState::Resolving | RawState::Connecting
+        )
     }
 
     /// Release the sockets and log the outcome.
@@ -385,7 +500,26 @@ impl Session {
         }
         cx.pool.give_out(std::mem::take(&mut self.raw.msg));
         self.ws.out.clear();
-        if self.opened {
+        if self.client.is_some() {
+            let code = self
+                .close_code
+                .map_or("none".to_string(), |c| c.to_string());
+            info!(
+                "conn {} {} -> {} closed: code {code}{}{}, {} bytes in, {} bytes out, {:.1}s",
+                self.id,
+                self.local_label(),
+                self.peer_label(),
+                if self.close_reason.is_empty() {
+                    ""
+                } else {
+                    " "
+                },
+                self.close_reason,
+                self.bytes_in,
+                self.bytes_out,
+                self.accepted.elapsed().as_secs_f64()
+            );
+        } else if self.opened {
             let code = self
                 .close_code
                 .map_or("none".to_string(), |c| c.to_string());

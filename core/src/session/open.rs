@@ -243,6 +243,13 @@ impl Session {
 
     /// A worker finished a job for this session.
     pub fn on_outcome(&mut self, outcome: Outcome, cx: &mut Ctx) {
+        if self.client.is_some()
+            && self.ws.state == WsState::Dialing
+            && self.raw.state != RawState::Resolving
+        {
+            // The server's name, for a client-role dial.
+            return self.on_dial_outcome(outcome, cx);
+        }
         match (outcome, self.raw.state) {
             (Outcome::Verified(ok), RawState::None)
                 if self.ws.state == WsState::Waiting && self.verifying.is_some() =>
@@ -309,16 +316,26 @@ impl Session {
             preface = proxy_protocol::encode(v, self.client_addr, self.local_addr);
         }
         self.choice = Some(Box::new(Chosen {
-            address: choice.address.clone(),
+            address: choice.address,
             protocol,
             headers: choice.headers,
             preface,
         }));
-        match &choice.address {
+        self.connect_peer(cx);
+    }
+
+    /// Reach the peer `choice` names: the mirror at once, a name through
+    /// the resolver on the worker pool, an address with a non-blocking
+    /// connect. Both roles come here; [`peer_connected`] goes on.
+    pub(super) fn connect_peer(&mut self, cx: &mut Ctx) {
+        let Some(address) = self.choice.as_ref().map(|c| c.address.clone()) else {
+            return;
+        };
+        match &address {
             PeerAddress::Mirror => {
                 self.raw.mirror = Some(Mirror::default());
                 self.raw.state = RawState::Open;
-                self.open_ws(cx);
+                self.peer_ready(cx);
             }
             PeerAddress::Tcp(hp) | PeerAddress::Tls(hp) | PeerAddress::Udp(hp) => {
                 match hp.literal() {
@@ -466,7 +483,17 @@ impl Session {
         {
             self.raw.rd.insert(Ready::readable());
         }
-        self.open_ws(cx);
+        self.peer_ready(cx);
+    }
+
+    /// The peer is up: the server role answers 101; the client role
+    /// (whose peer is its local side) dials the server.
+    fn peer_ready(&mut self, cx: &mut Ctx) {
+        if self.client.is_some() {
+            self.dial(cx);
+        } else {
+            self.open_ws(cx);
+        }
     }
 
     /// Send the 101 and start speaking WebSocket.
@@ -534,6 +561,10 @@ impl Session {
         headers: &[(&str, &str)],
         cx: &mut Ctx,
     ) {
+        if self.client.is_some() {
+            // The client role's local peer failed: nobody to answer in HTTP.
+            return self.give_up(reason, cx);
+        }
         info!(
             "conn {} {} -> {} refused: {status} {reason}",
             self.id,

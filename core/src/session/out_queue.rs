@@ -19,7 +19,8 @@ use tungstenite::protocol::frame::coding::OpCode;
 use crate::framing::Opcode;
 use crate::pool::InBuf;
 use crate::transport::Stream;
-use crate::ws::frame::Head;
+use crate::ws::frame::{self, Head};
+use crate::ws::mask::{self, MaskKeys};
 
 /// Slices written with one writev at most.
 const MAX_IOV: usize = 64;
@@ -32,6 +33,9 @@ pub struct OutQueue {
     /// Unwritten bytes in all.
     len: usize,
     build: BytesMut,
+    /// Keys for the frames a client-role end sends (all of them masked);
+    /// `None` for the server role.
+    mask: Option<Box<MaskKeys>>,
 }
 
 impl OutQueue {
@@ -59,12 +63,27 @@ impl OutQueue {
         self.push(b);
     }
 
-    /// Queue one final, unmasked frame built from `payload` (control
-    /// frames, and messages the bridge holds whole).
+    /// From now on every frame is masked: this queue feeds a client-role end.
+    pub fn set_masking(&mut self) {
+        self.mask = Some(Box::default());
+    }
+
+    /// The key for the next frame a client-role end sends; `None` for a server.
+    pub fn next_mask(&mut self) -> Option<[u8; 4]> {
+        self.mask.as_mut().map(|m| m.next())
+    }
+
+    /// Queue one final frame built from `payload` (control frames, and
+    /// messages the bridge holds whole), masked for the client role.
     pub fn encode(&mut self, opcode: OpCode, payload: &[u8]) {
+        let key = self.next_mask();
         self.build
-            .extend_from_slice(Head::new(opcode, payload.len(), None).as_slice());
+            .extend_from_slice(Head::new(opcode, payload.len(), key).as_slice());
+        let at = self.build.len();
         self.build.extend_from_slice(payload);
+        if let Some(k) = key {
+            mask::apply(&mut self.build[at..], k);
+        }
         let b = self.build.split().freeze();
         self.push(b);
     }
@@ -137,6 +156,9 @@ pub struct Part {
     pub head: Head,
     pub start: usize,
     pub len: usize,
+    /// The client role's key: the payload is masked in place with it
+    /// before it is written ([`Part::mask_payload`]).
+    pub mask: Option<[u8; 4]>,
 }
 
 impl Part {
@@ -144,13 +166,23 @@ impl Part {
         head: Head::EMPTY,
         start: 0,
         len: 0,
+        mask: None,
     };
 
-    pub fn new(op: Opcode, start: usize, len: usize) -> Part {
+    pub fn new(op: Opcode, start: usize, len: usize, mask: Option<[u8; 4]>) -> Part {
         Part {
-            head: Head::data(op, len),
+            head: Head::new(frame::data_opcode(op), len, mask),
             start,
             len,
+            mask,
+        }
+    }
+
+    /// Mask the payload where it sits: it is sent from there and never
+    /// read again, so the client role costs one pass and no copy.
+    pub fn mask_payload(&self, raw: &mut [u8]) {
+        if let (Some(k), Some(p)) = (self.mask, raw.get_mut(self.start..self.start + self.len)) {
+            mask::apply(p, k);
         }
     }
 }

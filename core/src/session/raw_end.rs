@@ -170,7 +170,16 @@ impl Session {
                     self.peer_failed(io::ErrorKind::ConnectionReset.into(), cx);
                     return true;
                 }
+                if self.local_read_only() {
+                    return self.discard_local(cx);
+                }
                 self.read_peer_data(cx)
+            }
+            RawState::Open if !self.raw.eof && !self.local_read_only() => {
+                match self.holds_local() {
+                    Some(cap) => self.hold_local(cap, cx),
+                    None => false,
+                }
             }
             RawState::Lingering => {
                 let Some(p) = self.raw.stream.as_mut() else {
@@ -246,6 +255,58 @@ impl Session {
         progress
     }
 
+    /// `--read-only` client connections: the local side's input is read
+    /// and dropped, so its end is still seen.
+    fn discard_local(&mut self, cx: &mut Ctx) -> bool {
+        let Some(p) = self.raw.stream.as_mut() else {
+            return false;
+        };
+        let (gone, progress) = discard(|b| p.read(b), &mut self.raw.rd, cx.pool.scratch());
+        if gone {
+            self.peer_eof(cx);
+        }
+        progress
+    }
+
+    /// No connection yet (client role with `--retry`): hold what a stream
+    /// local side offers, up to `cap` bytes, to frame once one opens;
+    /// beyond that the local side is not read (backpressure). Datagrams
+    /// wait in the kernel.
+    fn hold_local(&mut self, cap: usize, cx: &mut Ctx) -> bool {
+        let mut progress = false;
+        while self.raw.rd.r() {
+            let Some(peer) = self.raw.stream.as_mut() else {
+                break;
+            };
+            if peer.is_datagram() {
+                break;
+            }
+            let buf = self.raw.input.get_or_insert_with(|| cx.pool.take_in());
+            if buf.is_full() && (buf.raw().len() >= cap || !buf.make_room(cap)) {
+                break;
+            }
+            match peer.read(buf.spare()) {
+                Ok(0) => {
+                    self.raw.eof = true;
+                    self.raw.rd.clear_r();
+                    progress = true;
+                }
+                Ok(n) => {
+                    buf.filled(n);
+                    progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.raw.rd.clear_r(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.peer_failed(e, cx);
+                    return true;
+                }
+            }
+        }
+        self.release_in(cx);
+        progress
+    }
+
     /// Run the framing function over the unframed bytes; frames leave
     /// through [`write_parts`] at most [`MAX_PARTS`] at a time.
     pub(super) fn frame_peer_data(&mut self, cx: &mut Ctx) {
@@ -266,7 +327,7 @@ impl Session {
                         break;
                     }
                     Framed::Message { len, opcode } if len > 0 && len <= data.len() => {
-                        parts[n] = Part::new(opcode, buf.offset(), len);
+                        parts[n] = Part::new(opcode, buf.offset(), len, self.ws.out.next_mask());
                         n += 1;
                         self.bytes_out += len as u64;
                         buf.consume(len);
@@ -323,7 +384,8 @@ impl Session {
             // The framing wanted to cut elsewhere: the datagram still goes whole.
             _ => framing.finish(data),
         };
-        let part = opcode.map(|op| Part::new(op, buf.offset(), n));
+        let mask = self.ws.out.next_mask();
+        let part = opcode.map(|op| Part::new(op, buf.offset(), n, mask));
         buf.consume(n);
         self.raw.fresh = 0;
         if let Some(part) = part {
@@ -357,6 +419,9 @@ impl Session {
         let Some(buf) = self.raw.input.as_mut() else {
             return Ok(());
         };
+        for p in parts {
+            p.mask_payload(buf.raw_mut());
+        }
         let mut writable = self.ws.rd.w();
         let r = write_parts(
             &mut self.ws.stream,
@@ -396,7 +461,12 @@ impl Session {
         self.raw.rd.clear_r();
         if self.ws.state == WsState::Open {
             self.flush_unframed(cx);
-            self.fail(1000, "peer closed the connection", cx);
+            let why = if self.client.is_some() {
+                "local side closed"
+            } else {
+                "peer closed the connection"
+            };
+            self.fail(1000, why, cx);
         }
     }
 
@@ -422,6 +492,10 @@ impl Session {
     }
 
     pub(super) fn stop_peer_writes(&mut self, now: Instant) {
+        if self.keeps_local() {
+            // A client-role session reconnects; its local side stays open.
+            return;
+        }
         self.begin_close(now);
         match self.raw.state {
             RawState::Open => self.raw.state = RawState::Draining,

@@ -85,7 +85,7 @@ impl Rig {
             Stream::Unix(ws),
             "127.0.0.1:1".parse().unwrap(),
             false,
-            &shared,
+            &shared.limits,
             now,
         );
         s.register(poll.registry()).unwrap();

@@ -28,6 +28,13 @@ pub(super) enum WsState {
     Http,
     /// Request complete; waiting for the backend and the peer connect.
     Waiting,
+    /// Client role: connecting its local peer, resolving the server's
+    /// name, connecting, TLS handshake.
+    Dialing,
+    /// Client role: the upgrade request is sent; reading the answer.
+    Upgrading,
+    /// Client role: waiting to dial again (`--retry`); no socket.
+    Backoff,
     /// Writing an HTTP error response.
     Refusing,
     Open,
@@ -89,11 +96,34 @@ impl WsEnd {
     }
 }
 
+impl WsEnd {
+    /// The end of a connection we dial: no socket until the dial, frames
+    /// in unmasked, every frame out masked.
+    pub(super) fn client(max_message: usize) -> WsEnd {
+        let mut out = OutQueue::default();
+        out.set_masking();
+        WsEnd {
+            stream: Stream::Unconnected,
+            rd: Ready::default(),
+            state: WsState::Dialing,
+            http: Vec::new(),
+            upgrade: None,
+            reader: FrameReader::new(Role::Client, max_message),
+            input: None,
+            parsed: 0,
+            pend: (0, 0),
+            out,
+            deferred_pong: None,
+        }
+    }
+}
+
 impl Session {
     pub(super) fn client_read(&mut self, cx: &mut Ctx) -> bool {
         match self.ws.state {
             WsState::Proxy => self.read_proxy_header(),
             WsState::Http => self.read_request(cx),
+            WsState::Upgrading => self.read_response(cx),
             WsState::Open | WsState::Closing => self.read_frames(cx),
             WsState::Lingering => {
                 let (gone, progress) = discard(
@@ -291,6 +321,7 @@ impl Session {
                 }
             }
             Event::Close(code, reason) => {
+                self.server_closed(code);
                 if self.close_code.is_none() {
                     self.close_code = Some(code.unwrap_or(1005));
                     self.close_reason = String::from_utf8_lossy(reason.as_slice()).into_owned();
@@ -326,6 +357,9 @@ impl Session {
         cx: &mut Ctx,
     ) {
         self.last_activity = cx.now;
+        if self.drops_ws_payload(cx) {
+            return;
+        }
         let Some(buf) = self.ws.input.as_mut() else {
             return;
         };
@@ -446,6 +480,9 @@ impl Session {
     }
 
     pub(super) fn client_write(&mut self, cx: &mut Ctx) -> bool {
+        if self.ws.state == WsState::Dialing {
+            return self.check_dial(cx);
+        }
         if self.ws.out.is_empty() || !self.ws.rd.w() {
             return false;
         }

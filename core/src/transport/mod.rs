@@ -35,6 +35,10 @@ pub enum Stream {
     Udp(mio::net::UdpSocket),
     UnixDgram(mio::net::UnixDatagram),
     Tls(Box<tls::TlsStream>),
+    /// No socket: a client-role WebSocket end between connections
+    /// (resolving the server's name, waiting to retry). Reads and writes
+    /// would block; there is nothing to register or shut down.
+    Unconnected,
 }
 
 /// Outcome of starting a connect.
@@ -115,6 +119,7 @@ impl Stream {
                 io::ErrorKind::Unsupported,
                 "no peek on a datagram socket",
             )),
+            Stream::Unconnected => Err(io::ErrorKind::WouldBlock.into()),
         })
     }
 
@@ -152,6 +157,7 @@ impl Stream {
             Stream::Udp(s) => registry.register(s, token, both),
             Stream::UnixDgram(s) => registry.register(s, token, both),
             Stream::Tls(t) => registry.register(t.socket_mut(), token, both),
+            Stream::Unconnected => Ok(()),
         }
     }
 
@@ -163,6 +169,7 @@ impl Stream {
             Stream::Udp(s) => registry.deregister(s),
             Stream::UnixDgram(s) => registry.deregister(s),
             Stream::Tls(t) => registry.deregister(t.socket_mut()),
+            Stream::Unconnected => Ok(()),
         };
     }
 
@@ -174,6 +181,7 @@ impl Stream {
             Stream::Unix(s) => unix::connect_result(s),
             Stream::Tls(t) => tcp::connect_result(t.socket_mut()),
             Stream::Udp(_) | Stream::UnixDgram(_) => Ok(true),
+            Stream::Unconnected => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
@@ -185,6 +193,7 @@ impl Stream {
             Stream::Udp(s) => s.recv(buf),
             Stream::UnixDgram(s) => s.recv(buf),
             Stream::Tls(t) => t.read(buf),
+            Stream::Unconnected => Err(io::ErrorKind::WouldBlock.into()),
         })
     }
 
@@ -196,6 +205,7 @@ impl Stream {
             Stream::Udp(s) => s.send(buf),
             Stream::UnixDgram(s) => s.send(buf),
             Stream::Tls(t) => t.write(buf),
+            Stream::Unconnected => Err(io::ErrorKind::WouldBlock.into()),
         })
     }
 
@@ -210,6 +220,7 @@ impl Stream {
                 let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
                 self.write(first)
             }
+            Stream::Unconnected => Err(io::ErrorKind::WouldBlock.into()),
         })
     }
 
@@ -224,7 +235,7 @@ impl Stream {
                 t.shutdown_write();
                 Ok(())
             }
-            Stream::Udp(_) | Stream::UnixDgram(_) => Ok(()),
+            Stream::Udp(_) | Stream::UnixDgram(_) | Stream::Unconnected => Ok(()),
         };
     }
 
@@ -238,7 +249,7 @@ impl Stream {
                 t.shutdown_both();
                 Ok(())
             }
-            Stream::Udp(_) | Stream::UnixDgram(_) => Ok(()),
+            Stream::Udp(_) | Stream::UnixDgram(_) | Stream::Unconnected => Ok(()),
         };
     }
 }

@@ -4,6 +4,7 @@
 //! after the 101 is shared.
 
 pub mod frame;
+pub mod mask;
 pub mod upgrade_client;
 pub mod upgrade_server;
 pub mod url;
