@@ -216,8 +216,7 @@ impl Loop {
             };
             if let Some(&key) = self.udp_sources.get(&source) {
                 if let Some(s) = self.sessions.get_mut(key) {
-                    let mut cx = ctx!(self);
-                    s.late_datagram(&buf[..n], &mut cx);
+                    s.late_datagram(&buf[..n]);
                     self.pending.push(key);
                     continue;
                 }

@@ -135,11 +135,8 @@ impl Session {
                 if let Err(e) = stream.register(cx.registry, self.raw_token()) {
                     return self.give_up(&format!("cannot register the local side: {e}"), cx);
                 }
-                let mut b = cx.pool.take_in();
-                let n = first.len().min(b.spare().len());
-                b.spare()[..n].copy_from_slice(&first[..n]);
-                b.filled(n);
-                self.raw.input = Some(b);
+                self.raw.early_bytes = first.len();
+                self.raw.early.push_back(first);
                 self.raw.stream = Some(stream);
                 self.raw.state = RawState::Open;
                 self.dial(cx);
@@ -427,6 +424,17 @@ impl Session {
             let op = if m.binary { Data::Binary } else { Data::Text };
             self.ws.out.encode(OpCode::Data(op), &m.bytes);
         }
+        // Datagrams the listener took for this source before it was open.
+        while let Some(d) = self.raw.early.pop_front() {
+            let mut b = cx.pool.take_in();
+            let n = d.len().min(b.spare().len());
+            b.spare()[..n].copy_from_slice(&d[..n]);
+            b.filled(n);
+            self.raw.input = Some(b);
+            self.frame_datagram(cx);
+            self.release_in(cx);
+        }
+        self.raw.early_bytes = 0;
         // What the local side offered while there was no connection.
         if self.raw.input.as_ref().is_some_and(|b| !b.is_empty()) {
             if self.raw.stream.as_ref().is_some_and(Stream::is_datagram) {
@@ -451,6 +459,7 @@ impl Session {
         self.ws.out.clear();
         self.ws.http = Vec::new();
         let alive = self.local_alive();
+        let local = self.local_label();
         let Some(c) = self.client.as_mut() else {
             return;
         };
@@ -473,7 +482,7 @@ impl Session {
             format!(" of {}", r.max)
         };
         info!(
-            "conn {} -> {}: {why}; retry {}{of} in {:.3}s",
+            "conn {} {local} -> {}: {why}; retry {}{of} in {:.3}s",
             self.id,
             c.connector.label,
             c.failures,
@@ -495,7 +504,7 @@ impl Session {
             .close_code
             .map_or("none".to_string(), |c| c.to_string());
         info!(
-            "conn {} {} -> {} connection ended: code {code}{}{}, {} bytes in, {} bytes out",
+            "conn {} {} -> {} connection ended: code {code}{}{} ({} bytes in, {} bytes out so far)",
             self.id,
             self.local_label(),
             self.peer_label(),
@@ -645,7 +654,11 @@ impl Session {
 
     /// A datagram from this session's `udp-listen` source that reached
     /// the listener's socket before the source's own socket existed.
-    pub fn late_datagram(&mut self, data: &[u8], cx: &mut Ctx) {
+    pub fn late_datagram(&mut self, data: &[u8]) {
+        let cap = self
+            .client
+            .as_ref()
+            .map_or(0, |c| c.connector.settings.retry.buffer);
         if self.ws.state == WsState::Open {
             let op = self
                 .raw
@@ -655,15 +668,14 @@ impl Session {
                 .unwrap_or(crate::framing::Opcode::Binary);
             self.ws.out.encode(crate::ws::frame::data_opcode(op), data);
             self.bytes_out += data.len() as u64;
-        } else if self.raw.input.as_ref().is_none_or(|b| b.is_empty()) {
-            let b = self.raw.input.get_or_insert_with(|| cx.pool.take_in());
-            let n = data.len().min(b.spare().len());
-            b.spare()[..n].copy_from_slice(&data[..n]);
-            b.filled(n);
+        } else if self.raw.early_bytes + data.len() <= cap.max(65_536) {
+            // Held like the first one, within the retry buffer's bound.
+            self.raw.early_bytes += data.len();
+            self.raw.early.push_back(data.to_vec());
         } else {
             info!(
-                "conn {} {}: a datagram arrived before the connection was open and one waits already: dropped",
-                self.id, self.client_addr
+                "conn {} {}: {} bytes of datagrams wait for the connection already; one more dropped",
+                self.id, self.client_addr, self.raw.early_bytes
             );
         }
     }

@@ -500,7 +500,14 @@ impl Session {
         }
         cx.pool.give_out(std::mem::take(&mut self.raw.msg));
         self.ws.out.clear();
-        if self.client.is_some() {
+        if self.client.is_some() && !self.opened {
+            info!(
+                "conn {} {} -> {} closed: no connection was opened",
+                self.id,
+                self.local_label(),
+                self.peer_label()
+            );
+        } else if self.client.is_some() {
             let code = self
                 .close_code
                 .map_or("none".to_string(), |c| c.to_string());

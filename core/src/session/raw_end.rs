@@ -56,6 +56,10 @@ pub(super) struct RawEnd {
     pub(super) msg_done: bool,
     /// Bytes the peer gets before any client byte: a PROXY header.
     pub(super) preface: Vec<u8>,
+    /// Client role, `udp-listen`: datagrams the listener received for this
+    /// source before its connection was open, sent as messages once it is.
+    pub(super) early: std::collections::VecDeque<Vec<u8>>,
+    pub(super) early_bytes: usize,
 }
 
 impl Session {
