@@ -1,5 +1,6 @@
 //! TLS contexts built from the settings' files: the listeners' (rebuilt on
-//! SIGHUP) and, for `tls://` peers, the connector's.
+//! SIGHUP) and the connectors of `tls://` peers and of `wss://` client
+//! connections (`websocksy connect`, `[connect]`).
 //!
 //! Files are read on the thread that calls [`ServerTls::load`] or
 //! [`ServerTls::reload`]: at start-up, and on SIGHUP on the loop that
@@ -18,7 +19,7 @@ use openssl::ssl::{
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509Name, X509};
 
-use crate::config::{BindSpec, ClientCertMode, Located, Settings};
+use crate::config::{BindSpec, ClientCertMode, ConnectSettings, Located, Settings};
 
 /// The first OpenSSL reason of a failure, e.g. "no start line".
 fn reason(e: &ErrorStack) -> String {
@@ -224,7 +225,10 @@ const SYSTEM_BUNDLES: &[&str] = &[
 /// keeps OpenSSL's default paths (as trusting nothing would break `tls://`
 /// peers on a system whose bundle lives elsewhere), and the warning says
 /// what that costs.
-fn system_store() -> Result<Option<X509Store>, String> {
+///
+/// `what` names the connections it is for and `ca_option` the option that
+/// avoids the fallback, for the warning.
+fn system_store(what: &str, ca_option: &str) -> Result<Option<X509Store>, String> {
     let mut store = X509StoreBuilder::new()
         .map_err(|e| format!("cannot create a certificate store: {}", reason(&e)))?;
     let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
@@ -233,8 +237,10 @@ fn system_store() -> Result<Option<X509Store>, String> {
         Some(f) => vec![f],
         None => SYSTEM_BUNDLES.iter().map(PathBuf::from).collect(),
     };
-    let fallback = "OpenSSL's default CA paths are used, and verifying a tls:// peer may \
-                    read certificate files on the event loop; give --peer-ca to avoid it";
+    let fallback = format!(
+        "OpenSSL's default CA paths are used, and verifying {what} may read certificate \
+         files on the event loop; give {ca_option} to avoid it"
+    );
     for path in &candidates {
         let Ok(pem) = std::fs::read(path) else {
             continue;
@@ -256,7 +262,7 @@ fn system_store() -> Result<Option<X509Store>, String> {
             // an error, and it changes nothing.
             let _ = store.add_cert(c);
         }
-        log::debug!("peer TLS: {count} CAs from '{}'", path.display());
+        log::debug!("{what}: {count} CAs from '{}'", path.display());
         return Ok(Some(store.build()));
     }
     let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
@@ -279,7 +285,7 @@ impl PeerTls {
         // start-up.
         let ca = s.peer_ca.clone().or(backend_ca);
         if ca.is_none() && !s.peer_insecure {
-            if let Some(store) = system_store()? {
+            if let Some(store) = system_store("a tls:// peer", "--peer-ca")? {
                 b.set_cert_store(store);
             }
         } else {
@@ -334,33 +340,292 @@ impl PeerTls {
     }
 }
 
-/// The context of `wss://` servers a client connection dials. Until its
-/// own options land, it is the peers' context built from the connection's
-/// `--ca`, `--cert`/`--key` and `--insecure`.
-pub struct ClientTls(PeerTls);
+/// The context of one `wss://` client connection (`websocksy connect`, a
+/// `[connect]` section), built once at start-up and shared by all its
+/// attempts: `--ca` or the system's CAs, an optional client certificate,
+/// TLS 1.2 at least, no renegotiation, ALPN `http/1.1` (the upgrade is an
+/// HTTP/1.1 request), and the server's name checked unless `--insecure`.
+pub struct ClientTls {
+    connector: SslConnector,
+    insecure: bool,
+    /// `--sni`: sent instead of the URL's host and verified instead of it.
+    sni: Option<String>,
+}
 
 impl ClientTls {
-    pub fn load(c: &crate::config::ConnectSettings) -> Result<Option<ClientTls>, String> {
+    /// `None` for a `ws://` URL. Errors name the option (`--cert`) or the
+    /// section (`FILE:LINE: [connect] cert`) and the file.
+    pub fn load(c: &ConnectSettings) -> Result<Option<ClientTls>, String> {
         if !c.url.tls {
             return Ok(None);
         }
-        let located = |p: &Option<PathBuf>| {
-            p.clone().map(|value| Located {
-                value,
-                at: c.at.clone(),
-            })
+        let at = |key: &str, path: &PathBuf| Located {
+            value: path.clone(),
+            at: c.option_at(key),
         };
-        let s = Settings {
-            peer_ca: located(&c.ca),
-            peer_cert: located(&c.cert),
-            peer_key: located(&c.key),
-            peer_insecure: c.insecure,
-            ..Settings::default()
-        };
-        Ok(Some(ClientTls(PeerTls::load(&s, None)?)))
+        let mut b = SslConnector::builder(SslMethod::tls_client())
+            .map_err(|e| format!("cannot create a TLS context: {}", reason(&e)))?;
+        // As for peers: trust comes only from files read now, never from a
+        // hashed directory looked up during a handshake on the loop.
+        if c.ca.is_none() && !c.insecure {
+            if let Some(store) = system_store("a wss:// server", "--ca")? {
+                b.set_cert_store(store);
+            }
+        } else {
+            let empty = X509StoreBuilder::new()
+                .map_err(|e| format!("cannot create a certificate store: {}", reason(&e)))?;
+            b.set_cert_store(empty.build());
+        }
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(|e| format!("cannot set the client TLS version: {}", reason(&e)))?;
+        b.set_options(SslOptions::NO_RENEGOTIATION);
+        // A server speaking HTTP/2 by default must not pick it: the
+        // upgrade to WebSocket is an HTTP/1.1 request (RFC 8441 aside).
+        b.set_alpn_protos(b"\x08http/1.1")
+            .map_err(|e| format!("cannot set ALPN: {}", reason(&e)))?;
+        if let Some(ca) = &c.ca {
+            let ca = at("ca", ca);
+            readable(&ca, "CA file")?;
+            b.set_ca_file(&ca.value).map_err(|e| {
+                format!(
+                    "{}: bad CA file '{}': {}",
+                    ca.at,
+                    ca.value.display(),
+                    reason(&e)
+                )
+            })?;
+        }
+        match (&c.cert, &c.key) {
+            (Some(cert), Some(key)) => load_pair(&mut b, &at("cert", cert), &at("key", key))?,
+            (Some(_), None) => return Err(format!("{} needs a key", c.option_at("cert"))),
+            (None, Some(_)) => return Err(format!("{} needs a certificate", c.option_at("key"))),
+            (None, None) => {}
+        }
+        if c.insecure {
+            b.set_verify(SslVerifyMode::NONE);
+            log::warn!(
+                "connect to {}: --insecure: the server's certificate is not verified",
+                c.url_shown()
+            );
+        }
+        b.set_mode(io_mode());
+        Ok(Some(ClientTls {
+            connector: b.build(),
+            insecure: c.insecure,
+            sni: c.sni.clone(),
+        }))
     }
 
+    /// A client-side `Ssl` in the connect state, to wrap with
+    /// [`TlsStream::new`](crate::transport::tls::TlsStream::new) around the
+    /// TCP socket to `host` (the URL's host, without brackets). SNI is the
+    /// `--sni` name, else `host` unless it is an IP literal; unless
+    /// insecure, the certificate must name that same name (or the IP).
     pub fn ssl(&self, host: &str) -> std::io::Result<Ssl> {
-        self.0.ssl(host)
+        let name = self.sni.as_deref().unwrap_or(host);
+        let mut ssl = self
+            .connector
+            .configure()
+            .and_then(|c| c.verify_hostname(!self.insecure).into_ssl(name))
+            .map_err(std::io::Error::other)?;
+        ssl.set_connect_state();
+        Ok(ssl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+
+    use openssl::asn1::Asn1Time;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::{PKey, Private};
+    use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode};
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509Builder, X509NameBuilder, X509};
+
+    use super::ClientTls;
+    use crate::config::{ConnectSettings, Local};
+    use crate::ws::url::Url;
+
+    /// A self-signed certificate for `server.example` and 127.0.0.1.
+    fn self_signed() -> (X509, PKey<Private>) {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "server.example").unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        let san = SubjectAlternativeName::new()
+            .dns("server.example")
+            .ip("127.0.0.1")
+            .build(&b.x509v3_context(None, None))
+            .unwrap();
+        b.append_extension(san).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        (b.build(), key)
+    }
+
+    /// Files removed on drop.
+    struct Files(Vec<PathBuf>);
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            for f in &self.0 {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+
+    fn write(files: &mut Files, name: &str, pem: &[u8]) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "websocksy-client-tls-{}-{name}.pem",
+            std::process::id()
+        ));
+        std::fs::write(&path, pem).unwrap();
+        files.0.push(path.clone());
+        path
+    }
+
+    fn settings(url: &str) -> ConnectSettings {
+        ConnectSettings::new(
+            Url::parse(url).unwrap(),
+            Local::Stdio,
+            "command line".into(),
+        )
+    }
+
+    /// What the server saw of one handshake: SNI, ALPN, whether a client
+    /// certificate came.
+    type Seen = (Option<String>, Option<Vec<u8>>, bool);
+
+    /// One handshake; `Err` is the client's failure.
+    fn handshake(
+        tls: &ClientTls,
+        host: &str,
+        cert: &X509,
+        key: &PKey<Private>,
+    ) -> Result<Seen, String> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+        b.set_certificate(cert).unwrap();
+        b.set_private_key(key).unwrap();
+        b.set_alpn_select_callback(|_, offered| {
+            openssl::ssl::select_next_proto(b"\x08http/1.1", offered)
+                .ok_or(openssl::ssl::AlpnError::NOACK)
+        });
+        // Any client certificate will do: only whether one came is checked.
+        b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+        let acceptor = b.build();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            acceptor.accept(s).ok().map(|s| {
+                let ssl = s.ssl();
+                (
+                    ssl.servername(openssl::ssl::NameType::HOST_NAME)
+                        .map(str::to_string),
+                    ssl.selected_alpn_protocol().map(<[u8]>::to_vec),
+                    ssl.peer_certificate().is_some(),
+                )
+            })
+        });
+        let ssl = tls.ssl(host).map_err(|e| e.to_string())?;
+        let result = ssl
+            .connect(TcpStream::connect(addr).unwrap())
+            .map(drop)
+            .map_err(|e| e.to_string());
+        let seen = server.join().unwrap();
+        result.map(|()| seen.unwrap())
+    }
+
+    #[test]
+    fn ws_urls_have_no_tls() {
+        assert!(ClientTls::load(&settings("ws://h/")).unwrap().is_none());
+        assert!(ClientTls::load(&settings("http://h/")).unwrap().is_none());
+    }
+
+    #[test]
+    fn verifies_the_server_with_the_given_ca_and_names() {
+        let (cert, key) = self_signed();
+        let mut files = Files(Vec::new());
+        let ca = write(&mut files, "ca", &cert.to_pem().unwrap());
+
+        let mut c = settings("wss://127.0.0.1:1/");
+        c.ca = Some(ca.clone());
+        let tls = ClientTls::load(&c).unwrap().unwrap();
+        // An IP literal: no SNI, the certificate's IP entry is checked.
+        let (sni, alpn, client_cert) = handshake(&tls, "127.0.0.1", &cert, &key).unwrap();
+        assert_eq!(sni, None);
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+        assert!(!client_cert);
+        // A name: sent as SNI and checked.
+        let (sni, _, _) = handshake(&tls, "server.example", &cert, &key).unwrap();
+        assert_eq!(sni.as_deref(), Some("server.example"));
+        let err = handshake(&tls, "other.example", &cert, &key).unwrap_err();
+        assert!(err.contains("certificate verify failed"), "{err}");
+
+        // --sni replaces the URL's host for both.
+        c.sni = Some("server.example".into());
+        let tls = ClientTls::load(&c).unwrap().unwrap();
+        let (sni, _, _) = handshake(&tls, "10.9.9.9", &cert, &key).unwrap();
+        assert_eq!(sni.as_deref(), Some("server.example"));
+
+        // Without the CA, the system's do not know this certificate.
+        let tls = ClientTls::load(&settings("wss://h/")).unwrap().unwrap();
+        assert!(handshake(&tls, "server.example", &cert, &key).is_err());
+        // Unless told not to check.
+        let mut c = settings("wss://h/");
+        c.insecure = true;
+        let tls = ClientTls::load(&c).unwrap().unwrap();
+        handshake(&tls, "other.example", &cert, &key).unwrap();
+    }
+
+    #[test]
+    fn client_certificate() {
+        let (cert, key) = self_signed();
+        let mut files = Files(Vec::new());
+        let ca = write(&mut files, "cc-ca", &cert.to_pem().unwrap());
+        let (client, client_key) = self_signed();
+        let client_pem = write(&mut files, "cc-cert", &client.to_pem().unwrap());
+        let key_pem = write(
+            &mut files,
+            "cc-key",
+            &client_key.private_key_to_pem_pkcs8().unwrap(),
+        );
+        let mut c = settings("wss://server.example/");
+        c.ca = Some(ca);
+        c.cert = Some(client_pem.clone());
+        c.key = Some(key_pem);
+        let tls = ClientTls::load(&c).unwrap().unwrap();
+        let (_, _, sent) = handshake(&tls, "server.example", &cert, &key).unwrap();
+        assert!(sent);
+
+        // Errors name the option and the file.
+        let mut bad = c.clone();
+        bad.key = Some(client_pem.clone());
+        let err = ClientTls::load(&bad).err().unwrap();
+        assert!(err.starts_with("--key: bad key '"), "{err}");
+        bad.key = None;
+        assert_eq!(ClientTls::load(&bad).err().unwrap(), "--cert needs a key");
+        let mut bad = c.clone();
+        bad.at = "/etc/w.cfg:7".into();
+        bad.ca = Some("/no/such/ca.pem".into());
+        let err = ClientTls::load(&bad).err().unwrap();
+        assert!(
+            err.starts_with("/etc/w.cfg:7: [connect] ca: cannot read CA file '/no/such/ca.pem'"),
+            "{err}"
+        );
     }
 }

@@ -6,8 +6,10 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::parser::ValueSource;
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
+use super::connect_keys::{ConnectKey, Draft, CONNECT_KEYS};
 use super::keys::{Key, KEYS};
 use super::values::{backend_option_value, framing_option_value};
 use super::{BackendOption, ConfigError, FramingOption, Origin, Parsed, Settings};
@@ -16,12 +18,30 @@ use super::{BackendOption, ConfigError, FramingOption, Origin, Parsed, Settings}
 pub(super) struct CommandLine {
     pub config_file: Option<PathBuf>,
     matches: ArgMatches,
+    /// The options after `connect`, if that is the command.
+    connect: Option<ArgMatches>,
 }
 
 // Ids of the arguments that are not `[core]` keys.
 const BACKEND_OPTION: &str = "backend_options";
 const FRAMING_OPTION: &str = "framing_options";
 const CONFIG_FILE: &str = "config_file";
+const CONNECT: &str = "connect";
+
+/// `[core]` keys `websocksy connect` takes too: they set up the process
+/// (plugins, limits, the drain on SIGTERM), not a listener.
+const PROCESS_KEYS: &[&str] = &[
+    "plugin",
+    "plugin-dir",
+    "max-message-size",
+    "drain-timeout",
+    "busy-poll",
+    // A `tls://` local side is a peer like any other.
+    "peer-ca",
+    "peer-cert",
+    "peer-key",
+    "peer-insecure",
+];
 
 impl CommandLine {
     /// `Err` is help, version or a mistake: see [`clap_outcome`].
@@ -31,33 +51,68 @@ impl CommandLine {
         T: Into<OsString> + Clone,
     {
         let mut matches = command().try_get_matches_from(args)?;
+        let connect = matches.remove_subcommand().map(|(_, m)| m);
         Ok(CommandLine {
             config_file: matches.remove_one::<PathBuf>(CONFIG_FILE),
             matches,
+            connect,
         })
+    }
+
+    /// `websocksy connect ...`: a client, no server.
+    pub fn is_connect(&self) -> bool {
+        self.connect.is_some()
+    }
+
+    /// Refuses what comes before `connect` (before anything is read):
+    /// its options all go after it, and it takes no configuration file.
+    pub fn check_connect(&self) -> Result<(), ConfigError> {
+        if self.connect.is_none() {
+            return Ok(());
+        }
+        if let Some(f) = &self.config_file {
+            return Err(ConfigError(format!(
+                "'connect' takes no configuration file ('{}'); a file gives client \
+                 connections as [connect] sections: websocksy FILE",
+                f.display()
+            )));
+        }
+        let given = |id: &str| self.matches.value_source(id) == Some(ValueSource::CommandLine);
+        if given(BACKEND_OPTION) {
+            return Err(ConfigError(
+                "'--backend-option' is a server option; 'websocksy connect' does not take it"
+                    .into(),
+            ));
+        }
+        if given(FRAMING_OPTION) {
+            return Err(ConfigError(
+                "'--framing-option' goes after 'connect': \
+                 websocksy connect URL --from LOCAL [OPTIONS]"
+                    .into(),
+            ));
+        }
+        if let Some(key) = KEYS.iter().find(|k| given(k.name)) {
+            return Err(ConfigError(if PROCESS_KEYS.contains(&key.name) {
+                format!(
+                    "'--{}' goes after 'connect': websocksy connect URL --from LOCAL [OPTIONS]",
+                    key.name
+                )
+            } else {
+                format!(
+                    "'--{}' is a server option; 'websocksy connect' does not take it",
+                    key.name
+                )
+            }));
+        }
+        Ok(())
     }
 
     /// Applies the options over what the file set: `[core]` keys replace
     /// its values (in table order, so `-b` comes before the `-c` options it
-    /// may warn about), `-c` and `--framing-option` are appended.
-    pub fn apply(mut self, s: &mut Settings) -> Result<(), ConfigError> {
-        for key in KEYS {
-            let Some(values) = self.matches.remove_many::<String>(key.name) else {
-                continue;
-            };
-            let at = format!("--{}", key.name);
-            for v in values {
-                // Checked by clap already; kept as an error rather than a
-                // panic all the same.
-                key.apply(s, &v, &at).map_err(|why| {
-                    ConfigError(format!(
-                        "invalid value '{}' for '{at} <{}>': {why}",
-                        key.shown(&v),
-                        key.value_name
-                    ))
-                })?;
-            }
-        }
+    /// may warn about), `-c` and `--framing-option` are appended. After
+    /// `connect`, the connection is added to `drafts`.
+    pub fn apply(mut self, s: &mut Settings, drafts: &mut Vec<Draft>) -> Result<(), ConfigError> {
+        apply_keys(&mut self.matches, s, KEYS.iter())?;
         let backend_options = self
             .matches
             .remove_many::<(String, String)>(BACKEND_OPTION)
@@ -68,32 +123,114 @@ impl CommandLine {
                 let origin = Origin::Argument(format!("-c {key}={value}"));
                 BackendOption { key, value, origin }
             }));
-        let framing_options = self
-            .matches
-            .remove_many::<(String, String, String)>(FRAMING_OPTION)
-            .into_iter()
-            .flatten();
-        s.framing_options
-            .extend(framing_options.map(|(framing, key, value)| {
-                let origin = Origin::Argument(format!("--framing-option {framing}:{key}={value}"));
-                FramingOption {
-                    framing,
-                    key,
-                    value,
-                    origin,
-                }
-            }));
+        apply_framing_options(&mut self.matches, s);
+        if let Some(mut m) = self.connect.take() {
+            // Only these: `--ping`, `--cert`... after `connect` are the
+            // connection's, not the server keys of the same name.
+            let process = KEYS.iter().filter(|k| PROCESS_KEYS.contains(&k.name));
+            apply_keys(&mut m, s, process)?;
+            apply_framing_options(&mut m, s);
+            drafts.push(connect_draft(&mut m)?);
+        }
         Ok(())
     }
+}
+
+/// `keys` among `m`'s arguments, applied in table order.
+fn apply_keys<'a>(
+    m: &mut ArgMatches,
+    s: &mut Settings,
+    keys: impl Iterator<Item = &'a Key>,
+) -> Result<(), ConfigError> {
+    for key in keys {
+        let Some(values) = m.remove_many::<String>(key.name) else {
+            continue;
+        };
+        let at = format!("--{}", key.name);
+        for v in values {
+            // Checked by clap already; kept as an error rather than a
+            // panic all the same.
+            key.apply(s, &v, &at).map_err(|why| {
+                ConfigError(format!(
+                    "invalid value '{}' for '{at} <{}>': {why}",
+                    key.shown(&v),
+                    key.value_name
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn apply_framing_options(m: &mut ArgMatches, s: &mut Settings) {
+    let framing_options = m
+        .remove_many::<(String, String, String)>(FRAMING_OPTION)
+        .into_iter()
+        .flatten();
+    s.framing_options
+        .extend(framing_options.map(|(framing, key, value)| {
+            let origin = Origin::Argument(format!("--framing-option {framing}:{key}={value}"));
+            FramingOption {
+                framing,
+                key,
+                value,
+                origin,
+            }
+        }));
+}
+
+/// The connection `websocksy connect` describes, not yet checked as a
+/// whole.
+fn connect_draft(m: &mut ArgMatches) -> Result<Draft, ConfigError> {
+    let mut d = Draft::command_line();
+    for key in CONNECT_KEYS {
+        let Some(values) = m.remove_many::<String>(key.name) else {
+            continue;
+        };
+        let at = if key.positional {
+            format!("<{}>", key.value_name)
+        } else {
+            format!("--{} <{}>", key.name, key.value_name)
+        };
+        for v in values {
+            key.apply(&mut d, &v, 0).map_err(|why| {
+                ConfigError(format!(
+                    "invalid value '{}' for '{at}': {why}",
+                    key.shown(&v)
+                ))
+            })?;
+        }
+    }
+    Ok(d)
+}
+
+fn framing_option_arg() -> Arg {
+    Arg::new(FRAMING_OPTION)
+        .long("framing-option")
+        .value_name("NAME:KEY=VALUE")
+        .help(
+            "Pass KEY=VALUE to framing NAME as a library-level option; \
+             repeatable, kept in order",
+        )
+        .action(ArgAction::Append)
+        .value_parser(framing_option_value)
 }
 
 fn command() -> Command {
     let mut cmd = Command::new("websocksy")
         .version(env!("CARGO_PKG_VERSION"))
         .about("Bridge between WebSocket clients and TCP, UDP and Unix sockets")
+        .override_usage(
+            "websocksy [OPTIONS] [CONFIG_FILE]\n       \
+             websocksy connect URL --from LOCAL [OPTIONS]  (client mode, see connect --help)",
+        )
         .after_help(AFTER_HELP)
         .args_override_self(true)
-        .next_line_help(true);
+        .next_line_help(true)
+        // `websocksy help` stays what it always was: a file named help.
+        .disable_help_subcommand(true)
+        // Named by the usage line; a "Commands:" list would say it twice.
+        .subcommand(connect_command().hide(true));
     for key in KEYS {
         cmd = cmd.arg(key_arg(key));
         // Listed beside -b in --help, where they always were.
@@ -110,17 +247,7 @@ fn command() -> Command {
                     .action(ArgAction::Append)
                     .value_parser(backend_option_value),
             );
-            cmd = cmd.arg(
-                Arg::new(FRAMING_OPTION)
-                    .long("framing-option")
-                    .value_name("NAME:KEY=VALUE")
-                    .help(
-                        "Pass KEY=VALUE to framing NAME as a library-level option; \
-                         repeatable, kept in order",
-                    )
-                    .action(ArgAction::Append)
-                    .value_parser(framing_option_value),
-            );
+            cmd = cmd.arg(framing_option_arg());
         }
     }
     cmd.arg(
@@ -129,6 +256,55 @@ fn command() -> Command {
             .help("INI-like configuration file, applied before the other options (see below)")
             .value_parser(value_parser!(PathBuf)),
     )
+}
+
+/// `websocksy connect URL --from LOCAL [OPTIONS]`.
+fn connect_command() -> Command {
+    let mut cmd = Command::new(CONNECT)
+        .about("Dial a WebSocket server and bridge a local side to it (client mode)")
+        .override_usage("websocksy connect URL --from LOCAL [OPTIONS]")
+        .after_help(CONNECT_AFTER_HELP)
+        .args_override_self(true)
+        .next_line_help(true);
+    for key in CONNECT_KEYS {
+        cmd = cmd.arg(connect_arg(key));
+    }
+    for key in KEYS.iter().filter(|k| PROCESS_KEYS.contains(&k.name)) {
+        cmd = cmd.arg(key_arg(key));
+    }
+    cmd.arg(framing_option_arg())
+}
+
+/// A connection's option; like [`key_arg`], the value is kept as text and
+/// applied afterwards with the parser the file uses.
+fn connect_arg(key: &'static ConnectKey) -> Arg {
+    let arg = Arg::new(key.name)
+        .value_name(key.value_name)
+        .help(key.help)
+        .allow_negative_numbers(key.numeric)
+        .action(if key.repeatable {
+            ArgAction::Append
+        } else {
+            ArgAction::Set
+        })
+        .value_parser(move |v: &str| {
+            if !key.may_echo(v) {
+                return Ok(v.to_string());
+            }
+            key.check(v).map(|()| v.to_string())
+        });
+    let arg = if key.positional {
+        arg.required(true)
+    } else {
+        arg.long(key.name).required(key.name == "from")
+    };
+    if key.flag {
+        arg.num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+    } else {
+        arg
+    }
 }
 
 fn key_arg(key: &'static Key) -> Arg {
@@ -179,6 +355,18 @@ pub(super) fn clap_outcome(err: &clap::Error) -> Result<Parsed, ConfigError> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or("invalid arguments");
     let mut msg = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    // "the following required arguments were not provided:" lists them on
+    // the lines after it, up to the usage.
+    if err.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+        let missing: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .map(str::trim)
+            .collect();
+        msg.push(' ');
+        msg.push_str(&missing.join(" "));
+    }
     // Keep "a similar argument exists: '--port'"; drop the generic tips and
     // the usage dump, which would break the one-line contract.
     for tip in lines.filter(|l| l.starts_with("tip: ") && l.contains("similar")) {
@@ -220,12 +408,18 @@ Configuration file:
   max-message-size, max-connections, drain-timeout, plugin-dir, plugin,
   busy-poll, bind, cert, key, client-ca, client-cert, peer-ca, peer-cert,
   peer-key, peer-insecure, auth, origin, max-connections-per-ip,
-  trusted-proxy, trusted-proxy-header, proxy-protocol); bind, origin,
-  trusted-proxy and plugin may be repeated;
+  trusted-proxy, trusted-proxy-header, proxy-protocol, read-only); bind,
+  origin, trusted-proxy and plugin may be repeated;
   unknown [core] keys are ignored with a warning. [backend] lines go to the backend in order,
   like -c options. [framing:NAME] lines are library-level options of the framing NAME
   (the name 'framing =' selects), like --framing-option NAME:KEY=VALUE; a connection's
   framing-config still overrides them. The built-in framings take none.
+
+Client connections:
+  Each [connect] section dials a WebSocket server, with the options of
+  'websocksy connect' as keys (url = ..., from = ..., retry = on; see
+  websocksy connect --help). A file with [connect] sections runs no
+  server unless it or the command line names a listener (listen, port, bind).
 
 Listeners and TLS:
   Without --bind, the bridge listens on -l/-p. Each --bind SPEC adds one:
@@ -246,6 +440,35 @@ backend_NAME.so (or libbackend_NAME.so) from there; -b PATH loads a file.
 Default directory: the first that exists of <exe dir>/plugins,
 <exe dir>/../lib/websocksy and <exe dir>. Plugin log lines use the target
 websocksy::plugin::<file stem> (RUST_LOG=websocksy::plugin::NAME=debug).";
+
+const CONNECT_AFTER_HELP: &str = "\
+LOCAL, the local side:
+  tcp-listen://ADDR:PORT    one WebSocket connection per accepted TCP client
+  unix-listen:///PATH       the same on a Unix socket (unix-listen:/PATH too)
+  udp-listen://ADDR:PORT    one connection per source address, one datagram =
+                            one message; idle ones close after --idle-timeout
+  tcp://HOST:PORT, udp://HOST:PORT, unix:///PATH, unix-dgram:///PATH,
+  tls://HOST:PORT           connect to this peer once, with one WebSocket
+                            connection for it (tls:// is verified as
+                            --peer-ca, --peer-cert, --peer-key, --peer-insecure say)
+  mirror://                 send every message back to the server
+  -                         standard input and output
+  IPv6 addresses go in brackets: tcp-listen://[::1]:9000. Port 0 picks a free one.
+
+Reconnects (--retry): waits start at --retry-interval and grow by --retry-growth
+up to --retry-max-interval, each drawn at random below its bound. While the
+server is unreachable, up to --retry-buffer bytes from the local side are held,
+then the local side is no longer read. 401 and 403 answers end the connection
+unless --retry-on-auth-failure.
+
+Options that are flags take =BOOL too (--retry=false). Each option is also a
+key of a [connect] section in a configuration file, without the dashes
+(url = ws://..., from = ..., header and protocol repeatable):
+  [connect]
+  url = wss://feed.example/ws
+  from = tcp-listen://127.0.0.1:9000
+  header = X-Token: abc
+  retry = on";
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::connect_keys::{self, Draft};
 use super::values::framing_name_value;
 use super::{keys, BackendOption, ConfigError, FramingOption, Origin, Settings, LOG_TARGET};
 
@@ -13,18 +14,25 @@ enum Section {
     Backend,
     /// `[framing:NAME]`, holding NAME.
     Framing(String),
+    /// `[connect]`: the last of `drafts`.
+    Connect,
 }
 
 /// Far beyond any real configuration; without a limit, a huge file named
 /// by mistake (or one that keeps growing, like a log) would eat memory.
 const MAX_FILE_SIZE: u64 = 1 << 20;
 
-/// Applies the file at `path` to `s`.
-pub(super) fn apply(s: &mut Settings, path: &Path) -> Result<(), ConfigError> {
+/// Applies the file at `path` to `s`; each `[connect]` section is added
+/// to `drafts`, to be checked once the command line is applied too.
+pub(super) fn apply(
+    s: &mut Settings,
+    path: &Path,
+    drafts: &mut Vec<Draft>,
+) -> Result<(), ConfigError> {
     let name = path.display().to_string();
     let bytes = read_config_file(path)
         .map_err(|why| ConfigError(format!("cannot read config file '{name}': {why}")))?;
-    apply_text(s, &name, &bytes)
+    apply_text(s, &name, &bytes, drafts)
 }
 
 /// Reads a regular file of at most [`MAX_FILE_SIZE`] bytes.
@@ -83,6 +91,25 @@ fn read_bounded(r: impl std::io::Read, limit: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// A file read at start-up that is not the configuration (credentials, an
+/// opening message): at most `limit` bytes. Pipes are fine here, so that
+/// `<(...)` works; a directory is refused by name rather than by errno.
+pub(super) fn read_start_up_file(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    if std::fs::metadata(path).map_err(|e| e.to_string())?.is_dir() {
+        return Err("a directory".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("larger than {limit} bytes"));
+    }
+    Ok(bytes)
+}
+
 fn too_large() -> String {
     format!(
         "larger than {} MiB, the limit for a configuration file",
@@ -91,7 +118,12 @@ fn too_large() -> String {
 }
 
 /// Applies the file's contents; `name` is only used in messages and origins.
-fn apply_text(s: &mut Settings, name: &str, bytes: &[u8]) -> Result<(), ConfigError> {
+fn apply_text(
+    s: &mut Settings,
+    name: &str,
+    bytes: &[u8],
+    drafts: &mut Vec<Draft>,
+) -> Result<(), ConfigError> {
     // Editors on Windows may prepend a BOM, which would hide the first header.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut section = Section::Core;
@@ -110,6 +142,9 @@ fn apply_text(s: &mut Settings, name: &str, bytes: &[u8]) -> Result<(), ConfigEr
                     Section::Core
                 } else if line.starts_with("[backend]") {
                     Section::Backend
+                } else if line.starts_with("[connect]") {
+                    drafts.push(Draft::section(name, index + 1));
+                    Section::Connect
                 } else if let Some(rest) = line.strip_prefix("[framing:") {
                     Section::Framing(framing_section_name(rest).map_err(|why| {
                         ConfigError(format!("{at}: invalid section '{line}': {why}"))
@@ -117,7 +152,7 @@ fn apply_text(s: &mut Settings, name: &str, bytes: &[u8]) -> Result<(), ConfigEr
                 } else {
                     return Err(ConfigError(format!(
                         "{at}: unknown section '{line}' \
-                     (expected [core], [backend] or [framing:NAME], case-sensitive)"
+                     (expected [core], [backend], [framing:NAME] or [connect], case-sensitive)"
                     )));
                 };
             continue;
@@ -165,9 +200,47 @@ fn apply_text(s: &mut Settings, name: &str, bytes: &[u8]) -> Result<(), ConfigEr
                 value: value.to_string(),
                 origin: at,
             }),
+            Section::Connect => {
+                let Some(draft) = drafts.last_mut() else {
+                    continue;
+                };
+                connect_line(draft, key, value, &at, index + 1)?;
+            }
         }
     }
     Ok(())
+}
+
+/// One `key = value` of a `[connect]` section. Stricter than `[core]`,
+/// which warns about unknown keys for the original's sake: a section is
+/// new, so a misspelt option (`retry-intervall`) is an error rather than a
+/// connection that silently runs with the default.
+fn connect_line(
+    d: &mut Draft,
+    key: &str,
+    value: &str,
+    at: &Origin,
+    line: usize,
+) -> Result<(), ConfigError> {
+    let Some(k) = connect_keys::find(key) else {
+        return Err(ConfigError(format!(
+            "{at}: unknown [connect] key '{key}' (see websocksy connect --help)"
+        )));
+    };
+    // Two `url`s in one section are most likely a missing header: refused
+    // rather than letting the last one win, as it does in [core].
+    if let (false, Some(first)) = (k.repeatable, d.given_at(key)) {
+        return Err(ConfigError(format!(
+            "{at}: '{key}' given twice in one [connect] section (first on line {first}); \
+             each connection starts with its own [connect] header"
+        )));
+    }
+    k.apply(d, value, line).map_err(|why| {
+        ConfigError(format!(
+            "{at}: invalid value '{}' for '{key}': {why}",
+            k.shown(value)
+        ))
+    })
 }
 
 /// NAME of a `[framing:NAME]` header, from what follows `[framing:`. Like
@@ -304,7 +377,7 @@ mod tests {
             msg,
             format!(
                 "{}:3: unknown section '[Core]' \
-                 (expected [core], [backend] or [framing:NAME], case-sensitive)",
+                 (expected [core], [backend], [framing:NAME] or [connect], case-sensitive)",
                 file.path()
             )
         );

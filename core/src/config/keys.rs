@@ -385,6 +385,19 @@ pub(super) static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "read-only",
+        short: None,
+        value_name: "BOOL",
+        help: "Clients only listen: what they send is read and dropped, never given to the peer",
+        numeric: false,
+        repeatable: false,
+        flag: true,
+        value: &Field {
+            parse: bool_value,
+            store: |s, v, _| s.read_only = v,
+        },
+    },
+    Key {
         name: "bind",
         short: None,
         value_name: "SPEC",
@@ -553,7 +566,7 @@ mod tests {
             "cert" | "key" | "client-ca" => "/a.pem",
             "client-cert" => "optional",
             "peer-ca" | "peer-cert" | "peer-key" => "/b.pem",
-            "peer-insecure" => "true",
+            "peer-insecure" | "read-only" => "true",
             _ => "2.5",
         }
     }

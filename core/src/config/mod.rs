@@ -37,6 +37,9 @@
 //! `-c`, `--framing-option` and the file name) and by `file.rs` (the INI
 //! reader); `values.rs` holds the value parsers both share, so an option
 //! and its `[core]` key refuse a value with the same reason.
+//! `connect_keys.rs` is the same kind of table for client connections:
+//! the options after `websocksy connect` and the keys of `[connect]`
+//! sections, checked as a whole once both are applied.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -47,6 +50,7 @@ pub use connect::{ConnectSettings, Direction, Local, OpenMessage, Retry};
 
 mod cli;
 mod connect;
+mod connect_keys;
 mod file;
 mod keys;
 mod values;
@@ -332,11 +336,22 @@ where
         Ok(cli) => cli,
         Err(err) => return cli::clap_outcome(&err),
     };
+    cli.check_connect()?;
+    let connect_mode = cli.is_connect();
     let mut settings = Settings::default();
+    let mut drafts = Vec::new();
     if let Some(path) = &cli.config_file {
-        file::apply(&mut settings, path)?;
+        file::apply(&mut settings, path, &mut drafts)?;
         settings.config_file = Some(path.display().to_string());
     }
-    cli.apply(&mut settings)?;
+    cli.apply(&mut settings, &mut drafts)?;
+    for d in drafts {
+        let c = d.finish(&settings)?;
+        settings.connects.push(c);
+    }
+    // A file of client connections alone is a client; one that names a
+    // listener as well runs both.
+    settings.serve = !connect_mode
+        && (settings.connects.is_empty() || settings.listen_given || !settings.binds.is_empty());
     Ok(Parsed::Run(settings))
 }

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{BindAddr, BindSpec, ClientCertMode};
+use super::{BindAddr, BindSpec, ClientCertMode, Local};
+use crate::peer::PeerAddress;
+use crate::ws::url::Url;
 
 pub(super) fn port_value(v: &str) -> Result<u16, String> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
@@ -326,6 +328,12 @@ pub(super) fn bind_value(v: &str) -> Result<BindSpec, String> {
 
 /// `HOST:PORT` or `[IPv6]:PORT`; port 0 picks a free one.
 fn bind_host_port(v: &str) -> Result<BindAddr, String> {
+    let (host, port) = listen_host_port(v)?;
+    Ok(BindAddr::Tcp { host, port })
+}
+
+/// `HOST:PORT` or `[IPv6]:PORT` to listen on: the host without brackets.
+fn listen_host_port(v: &str) -> Result<(String, u16), String> {
     let (host, port) = if let Some(rest) = v.strip_prefix('[') {
         let (h, tail) = rest
             .split_once(']')
@@ -341,10 +349,270 @@ fn bind_host_port(v: &str) -> Result<BindAddr, String> {
         listen_value(h)?;
         (h, p)
     };
-    Ok(BindAddr::Tcp {
-        host: host.to_string(),
-        port: port_value(port)?,
-    })
+    Ok((host.to_string(), port_value(port)?))
+}
+
+// Client connections (`websocksy connect`, `[connect]` sections).
+
+/// `--from LOCAL`: a local listener, one peer, the mirror, or `-`.
+pub(super) fn local_value(v: &str) -> Result<Local, String> {
+    const EXPECTED: &str = "expected tcp-listen://ADDR:PORT, unix-listen:///PATH, \
+                            udp-listen://ADDR:PORT, tcp://, udp://, unix://, unix-dgram://, \
+                            tls://, mirror:// or - (standard input and output)";
+    if v == "-" {
+        return Ok(Local::Stdio);
+    }
+    let Some((scheme, rest)) = v.split_once(':') else {
+        return Err(EXPECTED.into());
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    match scheme.as_str() {
+        "tcp-listen" | "udp-listen" => {
+            let rest = rest
+                .strip_prefix("//")
+                .ok_or_else(|| format!("expected {scheme}://ADDR:PORT"))?;
+            let (host, port) = listen_host_port(rest.strip_suffix('/').unwrap_or(rest))?;
+            Ok(if scheme == "tcp-listen" {
+                Local::TcpListen { host, port }
+            } else {
+                Local::UdpListen { host, port }
+            })
+        }
+        "unix-listen" => {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err("expected a socket path after 'unix-listen:'".into());
+            }
+            // sun_path holds 108 bytes including the terminating NUL.
+            if path.len() > 107 {
+                return Err(format!("socket path '{path}' is longer than 107 bytes"));
+            }
+            Ok(Local::UnixListen(PathBuf::from(path)))
+        }
+        // `unix:/path`, as --bind writes it, is taken too.
+        "unix" | "unix-dgram" if !rest.starts_with("//") => {
+            PeerAddress::parse(&format!("{scheme}://{rest}"), None).map(Local::Peer)
+        }
+        "tcp" | "udp" | "unix" | "unix-dgram" | "tls" | "mirror" => {
+            if !rest.starts_with("//") {
+                return Err(format!("expected {scheme}://..."));
+            }
+            PeerAddress::parse(v, None).map(Local::Peer)
+        }
+        _ => Err(format!("unknown scheme '{scheme}:', {EXPECTED}")),
+    }
+}
+
+/// The server's URL; an error never shows the password of its user info.
+pub(super) fn url_value(v: &str) -> Result<Url, String> {
+    Url::parse(v).map_err(|why| why.replace(v, &url_shown(v)))
+}
+
+/// Where the user info of a URL is (`user:password` before the host's
+/// `@`), with or without a scheme (a forgotten `ws://` must not make the
+/// password show up in the error).
+fn userinfo_range(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rfind('@').map(|end| start..start + end)
+}
+
+/// A URL as messages show it: the user info hidden.
+pub(super) fn url_shown(v: &str) -> String {
+    match userinfo_range(v) {
+        Some(r) => format!("{}<hidden>{}", &v[..r.start], &v[r.end..]),
+        None => v.to_string(),
+    }
+}
+
+/// RFC 9110 `token`: header names and subprotocols.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Headers the bridge writes itself in the upgrade request; a second
+/// copy would make the request ambiguous, or invalid.
+const BRIDGE_HEADERS: &[&str] = &[
+    "Host",
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
+];
+
+/// `--header 'Name: value'`: the value trimmed of blanks at both ends.
+pub(super) fn header_value(v: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = v.split_once(':') else {
+        return Err("expected 'Name: value'".into());
+    };
+    if name.is_empty() {
+        return Err("expected 'Name: value', the name is empty".into());
+    }
+    if !is_token(name) {
+        return Err("the name is not a valid header name \
+                    (letters, digits and !#$%&'*+-.^_`|~, no spaces)"
+            .into());
+    }
+    if let Some(h) = BRIDGE_HEADERS.iter().find(|h| h.eq_ignore_ascii_case(name)) {
+        return Err(format!("{h} is set by websocksy itself"));
+    }
+    if name.eq_ignore_ascii_case("Sec-WebSocket-Protocol") {
+        return Err("Sec-WebSocket-Protocol is set by websocksy: give each \
+                    subprotocol with --protocol (protocol = in a file)"
+            .into());
+    }
+    if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("Transfer-Encoding")
+    {
+        return Err(format!(
+            "{name} does not apply: the upgrade request has no body"
+        ));
+    }
+    let value = value.trim_matches([' ', '\t']);
+    if value.contains(['\r', '\n']) {
+        return Err("the value has a line break".into());
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err("the value has a control character".into());
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// A header as messages show it: the name only, since values are often
+/// tokens or cookies.
+pub(super) fn header_shown(v: &str) -> String {
+    match v.split_once(':') {
+        Some((name, _)) if is_token(name) => format!("{name}: ..."),
+        _ => "<hidden>".into(),
+    }
+}
+
+/// `--protocol NAME`: a subprotocol to offer.
+pub(super) fn protocol_value(v: &str) -> Result<String, String> {
+    if !is_token(v) {
+        return Err(
+            "expected a subprotocol name: a token of letters, digits and \
+                    !#$%&'*+-.^_`|~ (no spaces or commas)"
+                .into(),
+        );
+    }
+    Ok(v.to_string())
+}
+
+/// `--origin` of a client: what the header will say, as given.
+pub(super) fn client_origin_value(v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        return Err("expected an origin such as https://app.example".into());
+    }
+    if v.chars().any(char::is_control) {
+        return Err("the origin has a line break or control character".into());
+    }
+    Ok(v.to_string())
+}
+
+/// `--sni NAME`: a DNS name; RFC 6066 has no room for an IP address.
+pub(super) fn sni_value(v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        return Err("expected a host name".into());
+    }
+    if v.parse::<std::net::IpAddr>().is_ok() {
+        return Err("an IP address cannot be sent as SNI (RFC 6066); give a host name".into());
+    }
+    if v.len() > 253 {
+        return Err("a host name is at most 253 bytes".into());
+    }
+    if let Some(c) = v
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+    {
+        return Err(format!(
+            "'{}' cannot appear in a host name (non-ASCII names go in their xn-- form)",
+            c.escape_default()
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// Text that must not be empty (an opening message, a framing's
+/// configuration): leaving the option out is how to give none.
+pub(super) fn text_value(v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        return Err("empty; leave the option out instead".into());
+    }
+    Ok(v.to_string())
+}
+
+/// `--retry-growth`: how much each wait grows. Bounded so that a wait
+/// computed as a `Duration` cannot overflow before the maximum caps it
+/// (no one needs a factor of 1000).
+pub(super) fn growth_value(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(g) if (1.0..=100.0).contains(&g) => Ok(g),
+        _ => Err("expected a factor from 1 to 100, e.g. 2 or 1.5".into()),
+    }
+}
+
+/// `--retry-max N`: attempts after the first failure, 0 for no limit.
+pub(super) fn retry_max_value(v: &str) -> Result<u32, String> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a whole number of attempts, 0 for no limit".into());
+    }
+    v.parse()
+        .map_err(|_| format!("too large, at most {}", u32::MAX))
+}
+
+/// `%XX` escapes of a URL's user info; the result must be UTF-8.
+pub(super) fn percent_decode(v: &str) -> Result<String, String> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut bytes = v.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let hex = |b: Option<u8>| b.and_then(|b| (b as char).to_digit(16));
+        match (hex(bytes.next()), hex(bytes.next())) {
+            (Some(hi), Some(lo)) => out.push((hi * 16 + lo) as u8),
+            _ => return Err("a '%' not followed by two hex digits".into()),
+        }
+    }
+    String::from_utf8(out).map_err(|_| "not UTF-8 once decoded".into())
+}
+
+/// Basic credentials for a client: `$NAME`, an environment variable
+/// holding `user:password`, or a file whose first line that is neither
+/// blank nor a `#` comment is `user:password`. Messages never show the
+/// password (nor the line: it would be the password whenever the colon is
+/// missing).
+pub(super) fn client_credentials(spec: &str) -> Result<(String, String), String> {
+    let (line, whose) = if let Some(name) = spec.strip_prefix('$') {
+        let v = std::env::var(name).map_err(|_| {
+            format!("--auth ${name}: the environment variable {name} is not set or not UTF-8")
+        })?;
+        (
+            v.trim_end_matches(['\r', '\n']).to_string(),
+            format!("--auth ${name}"),
+        )
+    } else {
+        let bytes = super::file::read_start_up_file(std::path::Path::new(spec), 64 << 10)
+            .map_err(|why| format!("cannot read auth file '{spec}': {why}"))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| format!("auth file '{spec}': not UTF-8"))?;
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .ok_or_else(|| format!("auth file '{spec}' has no user:password line"))?;
+        (first.to_string(), format!("auth file '{spec}'"))
+    };
+    match line.split_once(':') {
+        Some((user, password)) if !user.is_empty() => Ok((user.into(), password.into())),
+        Some(_) => Err(format!("{whose}: the user name before ':' is empty")),
+        None => Err(format!("{whose}: expected user:password")),
+    }
 }
 
 #[cfg(test)]

@@ -224,12 +224,9 @@ impl Session {
             let connector = Arc::clone(&c.connector);
             let started = mio::net::TcpStream::connect(addr).and_then(|sock| {
                 let mut stream = match &connector.tls {
+                    // SNI and the name checked: `--sni`, else the URL's host.
                     Some(tls) => {
-                        let host = connector
-                            .settings
-                            .sni
-                            .as_deref()
-                            .unwrap_or(&connector.settings.url.addr.host);
+                        let host = &connector.settings.url.addr.host;
                         Stream::Tls(Box::new(TlsStream::new(tls.ssl(host)?, sock)?))
                     }
                     None => Stream::Tcp(sock),
