@@ -151,6 +151,7 @@ impl Loop {
             }
             let label = match &c.settings.from {
                 Local::Stdio => Some("-".to_string()),
+                Local::Peer(p) => Some(p.to_string()),
                 _ => None,
             };
             let key = self.start_client(c, crate::listener::UNIX_CLIENT, label, local);
