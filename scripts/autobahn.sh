@@ -27,15 +27,19 @@
 # Reports: reports/autobahn/ (index.html, index.json, one report per case,
 # spec.json, websocksy.log, wstest.log).
 #
+# The client mode has its own run against wstest's fuzzingserver:
+# scripts/autobahn-client.sh (the two share scripts/autobahn/common.sh).
+#
 # Exit status: 0 no case FAILED; 1 some case FAILED or had a close deviation
 # (see AUTOBAHN_STRICT_CLOSE), or the bridge crashed or did not exit cleanly;
 # 2 the run itself broke; 3 wstest is not installed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HERE="$ROOT/scripts/autobahn"
+TAG=autobahn
+# shellcheck source=scripts/autobahn/common.sh
+. "$ROOT/scripts/autobahn/common.sh"
 OUT="$ROOT/reports/autobahn"
-REQUIREMENTS="$HERE/requirements-py27.txt"
 CASES="${AUTOBAHN_CASES:-}"
 MODE=run
 TLS=0
@@ -53,72 +57,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-pyenv_root() {
-    if [ -n "${PYENV_ROOT:-}" ]; then
-        echo "$PYENV_ROOT"
-    elif command -v pyenv >/dev/null 2>&1; then
-        pyenv root
-    else
-        echo "$HOME/.pyenv"
-    fi
-}
-PY27="$(pyenv_root)/versions/2.7.18/bin/python"
-WSTEST="${WSTEST:-$(dirname "$PY27")/wstest}"
-# The helper runs under wstest's own interpreter (always there when wstest is).
-PY="$(dirname "$WSTEST")/python"
-[ -x "$PY" ] || PY="$(command -v python3 || command -v python || true)"
-
-install_hint() {
-    cat >&2 <<EOF
-autobahn: wstest (Autobahn|Testsuite 0.8.2) is not installed at $WSTEST.
-  Install it with:   scripts/autobahn.sh --install
-  which runs:        $PY27 -m pip install -r scripts/autobahn/requirements-py27.txt
-  (needs pyenv's Python 2.7.18 and gcc; .ci/run does this on CI)
-  Or point WSTEST at another wstest; set WEBSOCKSY_SKIP_AUTOBAHN=1 to skip the cargo test.
-EOF
-}
-
-wstest_ok() {
-    [ -x "$WSTEST" ] && [ -x "$PY" ] &&
-        "$PY" -c 'import autobahntestsuite, autobahn, twisted' >/dev/null 2>&1
-}
-
-case "$MODE" in
-    check)
-        if wstest_ok; then echo "autobahn: wstest at $WSTEST"; exit 0; fi
-        install_hint
-        exit 3
-        ;;
-    install)
-        if [ ! -x "$PY27" ]; then
-            echo "autobahn: $PY27 not found: Python 2.7.18 under pyenv is required (pyenv install 2.7.18)" >&2
-            exit 2
-        fi
-        # Every version is pinned, so this is a no-op once installed. Quiet
-        # when it works, the whole pip output when it does not.
-        PIPLOG="$(mktemp)"
-        if ! "$PY27" -m pip install --disable-pip-version-check --no-warn-script-location \
-            -r "$REQUIREMENTS" >"$PIPLOG" 2>&1; then
-            cat "$PIPLOG" >&2
-            rm -f "$PIPLOG"
-            echo "autobahn: pip install -r scripts/autobahn/requirements-py27.txt failed" >&2
-            exit 2
-        fi
-        rm -f "$PIPLOG"
-        wstest_ok || { echo "autobahn: install finished but wstest does not work" >&2; exit 2; }
-        echo "autobahn: wstest installed at $WSTEST"
-        exit 0
-        ;;
-esac
-
+check_or_install "$MODE"
 wstest_ok || { install_hint; exit 3; }
-
-if [ -z "${WEBSOCKSY_BIN:-}" ]; then
-    echo "autobahn: building the release binary"
-    (cd "$ROOT" && "${CARGO:-cargo}" build --release --quiet -p websocksy --bin websocksy)
-    WEBSOCKSY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/websocksy"
-fi
-[ -x "$WEBSOCKSY_BIN" ] || { echo "autobahn: no binary at $WEBSOCKSY_BIN" >&2; exit 2; }
+release_binary
 
 SCHEME=ws
 TLS_ARGS=()
@@ -130,14 +71,7 @@ mkdir -p "$OUT"
 find "$OUT" -mindepth 1 -delete
 LOG="$OUT/websocksy.log"
 if [ "$TLS" = 1 ]; then
-    # A self-signed P-256 certificate for this run only.
-    if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$OUT/key.pem" -out "$OUT/cert.pem" -days 2 -subj /CN=127.0.0.1 \
-        -addext subjectAltName=IP:127.0.0.1 >"$OUT/openssl.log" 2>&1; then
-        cat "$OUT/openssl.log" >&2
-        echo "autobahn: cannot make a certificate with openssl" >&2
-        exit 2
-    fi
+    throwaway_cert "$OUT"
     TLS_ARGS=(--cert "$OUT/cert.pem" --key "$OUT/key.pem")
 fi
 
@@ -214,15 +148,4 @@ if grep -q 'panicked' "$LOG"; then
     PROBLEMS=1
 fi
 
-set +e
-"$PY" "$HERE/autobahn.py" summary "$OUT"
-SUMMARY_RC=$?
-set -e
-echo ""
-echo "autobahn: reports in ${OUT#"$ROOT"/}/index.html (per case: ${OUT#"$ROOT"/}/*.json)"
-if [ "$SUMMARY_RC" -eq 2 ]; then exit 2; fi
-if [ "$SUMMARY_RC" -ne 0 ] || [ "$PROBLEMS" -ne 0 ]; then
-    echo "autobahn: FAILED"
-    exit 1
-fi
-echo "autobahn: passed (no FAILED case)"
+summarise_and_exit "$OUT" fuzzingclient

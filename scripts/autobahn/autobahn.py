@@ -1,17 +1,23 @@
-"""Helpers for scripts/autobahn.sh: write the fuzzingclient spec, summarise
-the report. Runs under the same Python as wstest (2.7) and under Python 3.
+"""Helpers for scripts/autobahn.sh and scripts/autobahn-client.sh: write the
+fuzzingclient or fuzzingserver spec, summarise the report. Runs under the
+same Python as wstest (2.7) and under Python 3.
 
-  autobahn.py spec TEMPLATE OUT_SPEC URL OUTDIR [CASES]
-      CASES is comma-separated ("1.*,2.*"); empty keeps the template's list.
-  autobahn.py summary OUTDIR
+  autobahn.py spec TEMPLATE OUT_SPEC URL OUTDIR [CASES [KEY CERT]]
+      URL goes to every entry of the template's "servers" (fuzzingclient) or
+      to its "url" (fuzzingserver). CASES is comma-separated ("1.*,2.*");
+      empty keeps the template's list. KEY and CERT: the fuzzingserver's TLS
+      key and certificate (for a wss:// URL).
+  autobahn.py summary OUTDIR [MODE [EXPECTED]]
       Reads OUTDIR/index.json and the per-case reports, prints the counts and
       the cases that need attention, and exits:
         0  no case FAILED
         1  some case FAILED (behavior FAILED, or behaviorClose FAILED:
            closed by the wrong endpoint / handshake never completed), or,
            unless AUTOBAHN_STRICT_CLOSE=0, some case has another close
-           deviation (FAILED BY CLIENT, UNCLEAN, WRONG CODE)
+           deviation (FAILED BY CLIENT, UNCLEAN, WRONG CODE), or the report
+           has fewer than EXPECTED cases (some never ran: missing=)
         2  no usable report
+      MODE (default fuzzingclient) only names the run in the output.
 """
 
 from __future__ import print_function
@@ -36,14 +42,20 @@ def text(html):
     return re.sub(r"\s+", " ", s).strip()
 
 
-def spec(template, out, url, outdir, cases):
+def spec(template, out, url, outdir, cases, key=None, cert=None):
     with io.open(template, encoding="utf-8") as f:
         d = json.load(f)
     d["outdir"] = outdir
-    for server in d["servers"]:
-        server["url"] = url
+    if "servers" in d:
+        for server in d["servers"]:
+            server["url"] = url
+    else:
+        d["url"] = url
     if cases.strip():
         d["cases"] = [c.strip() for c in cases.split(",") if c.strip()]
+    if key and cert:
+        d["key"] = key
+        d["cert"] = cert
     with io.open(out, "w", encoding="utf-8") as f:
         f.write(u"%s\n" % json.dumps(d, indent=2, sort_keys=True))
     print(" ".join(d["cases"]))
@@ -58,7 +70,7 @@ def load_case(outdir, entry):
         return {}
 
 
-def summary(outdir):
+def summary(outdir, mode="fuzzingclient", expected=None):
     index = os.path.join(outdir, "index.json")
     try:
         with io.open(index, encoding="utf-8") as f:
@@ -82,7 +94,7 @@ def summary(outdir):
             close_counts[c] = close_counts.get(c, 0) + 1
         extra = sorted(b for b in counts if b not in BEHAVIORS)
         print("")
-        print("Autobahn|Testsuite fuzzingclient, agent %s: %d cases" % (agent, len(ids)))
+        print("Autobahn|Testsuite %s, agent %s: %d cases" % (mode, agent, len(ids)))
         print("  behavior:      " + ", ".join("%s %d" % (b, counts[b]) for b in BEHAVIORS + extra))
         print("  behaviorClose: " + ", ".join("%s %d" % (c, close_counts[c]) for c in sorted(close_counts)))
 
@@ -119,13 +131,25 @@ def summary(outdir):
             print("  NON-STRICT (accepted by the RFC, not the strictest behaviour): " + " ".join(non_strict))
         if unimpl:
             print("  UNIMPLEMENTED: " + " ".join(unimpl))
-        n_failed = len(failed) + len(close_failed) + (len(close_other) if strict else 0)
+        missing = max(0, expected - len(ids)) if expected is not None else 0
+        if missing:
+            print("")
+            print("  MISSING: %d of the %d cases are not in the report (they never ran to the end)"
+                  % (missing, expected))
+        n_failed = len(failed) + len(close_failed) + (len(close_other) if strict else 0) + missing
         total_failed += n_failed
         print("")
         print("RESULT agent=%s total=%d ok=%d non_strict=%d informational=%d unimplemented=%d failed=%d "
-              "close_failed=%d close_deviations=%d" % (
+              "close_failed=%d close_deviations=%d%s" % (
                   agent, len(ids), counts["OK"], counts["NON-STRICT"], counts["INFORMATIONAL"],
-                  counts["UNIMPLEMENTED"], len(failed), len(close_failed), len(close_other)))
+                  counts["UNIMPLEMENTED"], len(failed), len(close_failed), len(close_other),
+                  " missing=%d" % missing if expected is not None else ""))
+    if total_cases == 0 and expected:
+        # A report, but no case ran to the end: the testee's fault, not the run's.
+        print("autobahn: the report lists none of the %d cases" % expected)
+        print("RESULT agent=- total=0 ok=0 non_strict=0 informational=0 unimplemented=0 failed=0 "
+              "close_failed=0 close_deviations=0 missing=%d" % expected)
+        return 1
     if total_cases == 0:
         print("autobahn: the report lists no cases")
         return 2
@@ -133,11 +157,14 @@ def summary(outdir):
 
 
 def main(argv):
-    if len(argv) >= 6 and argv[1] == "spec":
-        spec(argv[2], argv[3], argv[4], argv[5], argv[6] if len(argv) > 6 else "")
+    if len(argv) in (6, 7, 9) and argv[1] == "spec":
+        spec(argv[2], argv[3], argv[4], argv[5], argv[6] if len(argv) > 6 else "",
+             *(argv[7:9] if len(argv) == 9 else ()))
         return 0
-    if len(argv) == 3 and argv[1] == "summary":
-        return summary(argv[2])
+    if 3 <= len(argv) <= 5 and argv[1] == "summary":
+        mode = argv[3] if len(argv) > 3 and argv[3] else "fuzzingclient"
+        expected = int(argv[4]) if len(argv) > 4 else None
+        return summary(argv[2], mode, expected)
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -5,9 +5,11 @@
 //! `listening on ADDR` and tests wait for log lines or connects.
 
 pub mod certs;
+pub mod connect;
 pub mod fronts;
 pub mod pattern;
 pub mod peers;
+pub mod pyserver;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read};
@@ -126,10 +128,90 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// Lines a process wrote (its log, or a peer's events), each with the
+/// time it was read, collected by a reader thread; waited on with a
+/// condition variable, never by polling.
 #[derive(Default)]
 struct Log {
-    lines: Mutex<Vec<String>>,
+    lines: Mutex<Vec<(Instant, String)>>,
     grew: Condvar,
+    /// Set when the stream reached EOF (the process closed it or exited).
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Log {
+    /// Collect `r`'s lines on a thread; `echo` names the process when
+    /// `WEBSOCKSY_TEST_ECHO` is set (each line is copied to stderr).
+    fn spawn_reader<R: Read + Send + 'static>(r: R, echo: &'static str) -> Arc<Log> {
+        let log = Arc::new(Log::default());
+        let l2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("WEBSOCKSY_TEST_ECHO").is_some() {
+                    eprintln!("{echo}: {line}");
+                }
+                let mut v = l2.lines.lock().unwrap();
+                v.push((Instant::now(), line));
+                l2.grew.notify_all();
+            }
+            let _v = l2.lines.lock().unwrap();
+            l2.done.store(true, Ordering::SeqCst);
+            l2.grew.notify_all();
+        });
+        log
+    }
+
+    /// The first line containing `needle` (and when it was read), waiting
+    /// up to `wait` for it; `None` if it did not come or the stream ended
+    /// without it.
+    fn wait(&self, needle: &str, wait: Duration) -> Option<(Instant, String)> {
+        let deadline = Instant::now() + wait;
+        let mut v = self.lines.lock().unwrap();
+        loop {
+            if let Some(l) = v.iter().find(|(_, l)| l.contains(needle)) {
+                return Some(l.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline || self.done.load(Ordering::SeqCst) {
+                return None;
+            }
+            v = self.grew.wait_timeout(v, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Wait up to `wait` until `n` lines contain `needle`; all of those
+    /// there are then (fewer on timeout or at the end of the stream).
+    fn wait_n(&self, needle: &str, n: usize, wait: Duration) -> Vec<(Instant, String)> {
+        let deadline = Instant::now() + wait;
+        let mut v = self.lines.lock().unwrap();
+        loop {
+            let found: Vec<_> = v
+                .iter()
+                .filter(|(_, l)| l.contains(needle))
+                .cloned()
+                .collect();
+            let now = Instant::now();
+            if found.len() >= n || now >= deadline || self.done.load(Ordering::SeqCst) {
+                return found;
+            }
+            v = self.grew.wait_timeout(v, deadline - now).unwrap().0;
+        }
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        let v = self.lines.lock().unwrap();
+        v.iter().filter(|(_, l)| l.contains(needle)).count()
+    }
+
+    fn all(&self) -> Vec<String> {
+        let v = self.lines.lock().unwrap();
+        v.iter().map(|(_, l)| l.clone()).collect()
+    }
+
+    fn timed(&self) -> Vec<(Instant, String)> {
+        self.lines.lock().unwrap().clone()
+    }
 }
 
 /// A running bridge. Killed on drop.
@@ -193,33 +275,35 @@ impl Bridge {
     }
 
     pub fn wait_log_for(&self, needle: &str, wait: Duration) -> Option<String> {
-        let deadline = Instant::now() + wait;
-        let mut v = self.log.lines.lock().unwrap();
-        loop {
-            if let Some(l) = v.iter().find(|l| l.contains(needle)) {
-                return Some(l.clone());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            v = self.log.grew.wait_timeout(v, deadline - now).unwrap().0;
-        }
+        self.log.wait(needle, wait).map(|(_, l)| l)
+    }
+
+    /// Wait until `n` log lines contain `needle` and return them with the
+    /// time each was read (for intervals between retries, say); panics
+    /// with the log after `wait`.
+    pub fn wait_log_n(&self, needle: &str, n: usize, wait: Duration) -> Vec<(Instant, String)> {
+        let got = self.log.wait_n(needle, n, wait);
+        assert!(
+            got.len() >= n,
+            "{} of {n} log lines with {needle:?}; log:\n{}",
+            got.len(),
+            self.logs()
+        );
+        got
     }
 
     /// Number of log lines containing `needle` so far.
     pub fn count_log(&self, needle: &str) -> usize {
-        self.log
-            .lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.log.count(needle)
     }
 
     pub fn logs(&self) -> String {
-        self.log.lines.lock().unwrap().join("\n")
+        self.log.all().join("\n")
+    }
+
+    /// Every log line so far with the time it was read.
+    pub fn log_lines_timed(&self) -> Vec<(Instant, String)> {
+        self.log.timed()
     }
 
     pub fn pid(&self) -> u32 {
@@ -322,38 +406,7 @@ impl Bridge {
     /// `LD_PRELOAD` and `ASAN_OPTIONS` to run C plugins built with
     /// AddressSanitizer.
     pub fn spawn_env<S: AsRef<std::ffi::OsStr>>(args: &[S], envs: &[(&str, &str)]) -> Bridge {
-        let mut child = Command::new(binary())
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("WEBSOCKSY_TEST_LOG").unwrap_or_else(|_| "debug".into()),
-            )
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn websocksy");
-        let log = Arc::new(Log::default());
-        let stderr = child.stderr.take().expect("stderr");
-        let l2 = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("WEBSOCKSY_TEST_ECHO").is_some() {
-                    eprintln!("bridge: {line}");
-                }
-                let mut v = l2.lines.lock().unwrap();
-                v.push(line);
-                l2.grew.notify_all();
-            }
-        });
-        let mut b = Bridge {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            log,
-            exit: None,
-        };
+        let mut b = Self::spawn_io(args, envs, Stdio::null(), Stdio::null());
         let line = b.wait_log("listening on ");
         let rest = line
             .split("listening on ")
@@ -372,6 +425,39 @@ impl Bridge {
                 .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
         }
         b
+    }
+}
+
+impl Bridge {
+    /// Spawn the binary with these arguments, environment, stdin and
+    /// stdout, its stderr collected as the log; returns at once (no wait
+    /// for `listening on`, and `addr` is `0.0.0.0:0`). [`Bridge::spawn_env`]
+    /// and [`connect::Connect`] are built on it.
+    pub(crate) fn spawn_io<S: AsRef<std::ffi::OsStr>>(
+        args: &[S],
+        envs: &[(&str, &str)],
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> Bridge {
+        let mut child = Command::new(binary())
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("WEBSOCKSY_TEST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
+            .envs(envs.iter().copied())
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn websocksy");
+        let log = Log::spawn_reader(child.stderr.take().expect("stderr"), "bridge");
+        Bridge {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log,
+            exit: None,
+        }
     }
 }
 

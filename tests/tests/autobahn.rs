@@ -3,8 +3,12 @@
 //! built in release mode, over `ws://` and again over `wss://`
 //! (`--tls`), and these tests require that no case FAILED and that no
 //! case's close behavior deviates (e.g. FAILED BY CLIENT: the server left
-//! closing the TCP connection to the client). The two runs take turns:
-//! side by side they would share the CPU with each other's timeouts.
+//! closing the TCP connection to the client). `scripts/autobahn-client.sh`
+//! does the same for the client mode: wstest's fuzzingserver against
+//! `websocksy connect URL --from mirror://`, one process per case, where
+//! additionally every case must be in the report and no websocksy may
+//! hang, crash or panic. The runs take turns: side by side they would
+//! share the CPU with each other's timeouts.
 //!
 //! wstest lives in pyenv's Python 2.7.18; when it is missing this test
 //! installs it (`scripts/autobahn.sh --install`, every version pinned). If
@@ -25,10 +29,11 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn script(args: &[&str]) -> Output {
+/// Run `scripts/NAME` with these arguments.
+fn script(name: &str, args: &[&str]) -> Output {
     let root = workspace_root();
     Command::new("bash")
-        .arg(root.join("scripts/autobahn.sh"))
+        .arg(root.join("scripts").join(name))
         .args(args)
         .current_dir(&root)
         // The full case set, whatever the caller's shell has.
@@ -37,7 +42,7 @@ fn script(args: &[&str]) -> Output {
         // Close-behavior deviations count as failures here.
         .env_remove("AUTOBAHN_STRICT_CLOSE")
         .output()
-        .expect("run bash scripts/autobahn.sh")
+        .unwrap_or_else(|e| panic!("run bash scripts/{name}: {e}"))
 }
 
 fn text(o: &Output) -> String {
@@ -57,19 +62,28 @@ fn result_field(out: &str, key: &str) -> Option<u64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
+const SERVER: &str = "autobahn.sh";
+const CLIENT: &str = "autobahn-client.sh";
+
 #[test]
 fn autobahn_fuzzingclient_has_no_failed_case() {
-    conformance(&[]);
+    conformance(SERVER, &[]);
 }
 
 #[test]
 fn autobahn_fuzzingclient_over_wss_has_no_failed_case() {
-    conformance(&["--tls"]);
+    conformance(SERVER, &["--tls"]);
 }
 
-/// Run the whole case set with these extra script arguments and require
-/// a clean result.
-fn conformance(args: &[&str]) {
+/// The client mode against wstest's fuzzingserver.
+#[test]
+fn autobahn_fuzzingserver_against_connect_has_no_failed_case() {
+    conformance(CLIENT, &[]);
+}
+
+/// Run the whole case set with `scripts/NAME` and these extra arguments
+/// and require a clean result.
+fn conformance(name: &str, args: &[&str]) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if std::env::var("WEBSOCKSY_SKIP_AUTOBAHN").as_deref() == Ok("1") {
         // Written past the test harness's capture so it shows in every run.
@@ -78,38 +92,44 @@ fn conformance(args: &[&str]) {
         );
         return;
     }
-    let mut check = script(&["--check"]);
+    let mut check = script(name, &["--check"]);
     if !check.status.success() {
         // A fresh machine: install the pinned wstest into pyenv's 2.7.18 so
         // the README's one test command works there too.
-        let install = script(&["--install"]);
+        let install = script(name, &["--install"]);
         if !install.status.success() {
             panic!("installing Autobahn|Testsuite failed:\n{}", text(&install));
         }
-        check = script(&["--check"]);
+        check = script(name, &["--check"]);
     }
     if !check.status.success() {
         panic!(
             "Autobahn|Testsuite (wstest) is not installed, so conformance cannot be tested.\n\
              Install it with `scripts/autobahn.sh --install` (pip install -r \
              scripts/autobahn/requirements-py27.txt into $(pyenv root)/versions/2.7.18), \
-             or set WEBSOCKSY_SKIP_AUTOBAHN=1 to skip this test.\n{}",
+             or set WEBSOCKSY_SKIP_AUTOBAHN=1 to skip this test (scripts/{name} --check \
+             also needs Python 3's websockets, which .ci/run installs).\n{}",
             text(&check)
         );
     }
 
-    let run = script(args);
+    let run = script(name, args);
     let out = text(&run);
     // Shown with --nocapture, and in the failure message otherwise.
     println!("{out}");
     let total = result_field(&out, "total");
     let failed = result_field(&out, "failed");
     let close_failed = result_field(&out, "close_failed");
+    let reports = match (name, args.contains(&"--tls")) {
+        (SERVER, false) => "autobahn",
+        (SERVER, true) => "autobahn-wss",
+        (_, false) => "autobahn-client",
+        (_, true) => "autobahn-client-wss",
+    };
     assert!(
         run.status.success(),
-        "scripts/autobahn.sh failed ({}); reports in reports/autobahn{}/:\n{out}",
-        run.status,
-        if args.contains(&"--tls") { "-wss" } else { "" }
+        "scripts/{name} failed ({}); reports in reports/{reports}/:\n{out}",
+        run.status
     );
     // Guard against a run that passed by running nothing.
     assert!(
@@ -130,4 +150,13 @@ fn conformance(args: &[&str]) {
         Some(0),
         "close-behavior deviations:\n{out}"
     );
+    if name == CLIENT {
+        // One websocksy per case: a case that never reached the report
+        // (websocksy could not connect, hung, or died) is a failure too.
+        assert_eq!(
+            result_field(&out, "missing"),
+            Some(0),
+            "cases missing:\n{out}"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 mod admission;
 mod cli;
+mod connect_harness;
 mod deploy;
 mod flow;
 mod framing;
