@@ -52,8 +52,9 @@ usage: wsbench COMMAND [--option value]...
   idle --url URL --pid PID [--conns 5000] [--min-avail-mib 4096]
   many --url URL [--conns 100] [--rounds 1000] [--size 64]
   report --results FILE --meta FILE --commands FILE [--tls FILE]
-                                     prints BENCHMARKS.md (with FILE, the
-                                     wss:// section tls.sh wrote, inside)
+         [--client-commands FILE]    prints BENCHMARKS.md (with FILE, the
+                                     wss:// section tls.sh wrote, inside;
+                                     the client-mode section's commands)
   tls-report --results FILE --meta FILE --commands FILE
                                      prints that wss:// section
 
@@ -230,6 +231,7 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
             a.str("meta")?,
             a.str("commands")?,
             a.0.get("tls").map(String::as_str),
+            a.0.get("client-commands").map(String::as_str),
         )
         .map_err(e)?,
         "tls-report" => {
