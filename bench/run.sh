@@ -2,19 +2,34 @@
 # Benchmarks websocksy against websocat and websockify as WebSocket-to-TCP
 # bridges and writes BENCHMARKS.md. Run by hand (never from cargo test):
 #
-#   bench/run.sh                     # everything, 3 runs each (~15-25 min)
+#   bench/run.sh                     # everything, 3 runs each (~20-30 min)
 #   RUNS=1 SCENARIOS="latency many" TOOLS=websocksy bench/run.sh
+#   RUNS=1 SCENARIOS="client-latency client-upload client-download" OUT=/tmp/c.md bench/run.sh
 #
 # Needs: cargo; websocat (cargo install websocat --locked); websockify
 # (pip install websockify). A missing peer tool is reported and skipped.
 #
+# Server mode (sections 1-5): a WebSocket client (wsbench) -> the bridge
+# listening -> TCP peers (wsbench serve). Client mode (section 7, the
+# client-* scenarios): a TCP client (wsbench tcp-*) -> the bridge's local
+# TCP port -> the bridge dials WebSocket servers (wsbench ws-serve):
+#   websocksy connect ws://127.0.0.1:WSPORT/ --from tcp-listen://127.0.0.1:0
+#   websocat --binary -E tcp-l:127.0.0.1:PORT ws://127.0.0.1:WSPORT/
+# plus the same TCP client straight to the TCP peers (the floor, "direct").
+# websockify has no client mode: it is skipped in the client-* scenarios.
+#
 # Knobs (environment): RUNS, TOOLS, SCENARIOS (latency echo64k echo16k
-# echo1k source idle many), LAT_COUNT, LAT_WARMUP, LAT_SIZE, ECHO64K_MIB,
-# ECHO16K_MIB, ECHO1K_MIB, SOURCE_MIB, IDLE_N, IDLE_N_WEBSOCKIFY,
-# MIN_AVAIL_MIB, MANY_CONNS, QUIET_IDLE, QUIET_WAIT,
-# MANY_ROUNDS, OUT (report path; default BENCHMARKS.md at the repository
-# root), WEBSOCKSY (a prebuilt binary to measure instead of building one),
-# KEEP_WORK=1 (keep the work directory with logs and raw results).
+# echo1k source idle many client-latency client-upload client-download),
+# LAT_COUNT, LAT_WARMUP, LAT_SIZE (also the client-latency round trips),
+# ECHO64K_MIB, ECHO16K_MIB, ECHO1K_MIB, SOURCE_MIB, IDLE_N,
+# IDLE_N_WEBSOCKIFY, MIN_AVAIL_MIB, MANY_CONNS, QUIET_IDLE, QUIET_WAIT,
+# MANY_ROUNDS, CLIENT_UPLOAD_MIB, CLIENT_DOWNLOAD_MIB, CLIENT_MSG (the
+# WebSocket source's message size, bytes), CLIENT_CHUNK (the TCP client's
+# write size in client-upload, bytes), OUT (report path; default
+# BENCHMARKS.md at the repository root), WEBSOCKSY (a prebuilt binary to
+# measure instead of building one), WSBENCH (a prebuilt wsbench, likewise;
+# with both, nothing is built), KEEP_WORK=1 (keep the work directory with
+# logs and raw results).
 #
 # wss:// against ws:// is bench/tls.sh; its section (bench/last-tls.md) is
 # carried into the report written here.
@@ -27,7 +42,7 @@ main() {
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
 TOOLS=${TOOLS:-"websocksy websocat websockify"}
-SCENARIOS=${SCENARIOS:-"latency echo64k echo16k echo1k source idle many"}
+SCENARIOS=${SCENARIOS:-"latency echo64k echo16k echo1k source idle many client-latency client-upload client-download"}
 LAT_COUNT=${LAT_COUNT:-20000}
 LAT_WARMUP=${LAT_WARMUP:-1000}
 LAT_SIZE=${LAT_SIZE:-64}
@@ -43,6 +58,10 @@ IDLE_N_WEBSOCKIFY=${IDLE_N_WEBSOCKIFY:-500}
 MIN_AVAIL_MIB=${MIN_AVAIL_MIB:-6144}
 MANY_CONNS=${MANY_CONNS:-100}
 MANY_ROUNDS=${MANY_ROUNDS:-1000}
+CLIENT_UPLOAD_MIB=${CLIENT_UPLOAD_MIB:-1024}
+CLIENT_DOWNLOAD_MIB=${CLIENT_DOWNLOAD_MIB:-1024}
+CLIENT_MSG=${CLIENT_MSG:-65536}
+CLIENT_CHUNK=${CLIENT_CHUNK:-65536}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 CLIENT_WALL=900 # seconds: hard bound on one client command
 # Before each measurement, wait up to QUIET_WAIT seconds for a second in
@@ -67,6 +86,14 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- setup
 
+for sc in $SCENARIOS; do
+    case $sc in
+        latency | echo64k | echo16k | echo1k | source | idle | many) ;;
+        client-latency | client-upload | client-download) ;;
+        *) die "unknown scenario $sc" ;;
+    esac
+done
+
 # 5000 idle connections need 5000 client sockets here, 10000 in a
 # single-process bridge and 5000 in the peer server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -74,13 +101,16 @@ if (($(ulimit -n) < 3 * IDLE_N + 1000)); then
     log "warning: ulimit -n is $(ulimit -n); the idle scenario may stop early"
 fi
 
-log "building (release)"
-BUILD_PKGS=(-p websocksy-bench)
+BUILD_PKGS=()
+[[ -n ${WSBENCH:-} ]] || BUILD_PKGS+=(-p websocksy-bench)
 [[ -n ${WEBSOCKSY:-} ]] || BUILD_PKGS+=(-p websocksy)
-(cd "$ROOT" && cargo build --release "${BUILD_PKGS[@]}" 2>&1 | tail -n 2) >&2
+if ((${#BUILD_PKGS[@]})); then
+    log "building (release)"
+    (cd "$ROOT" && cargo build --release "${BUILD_PKGS[@]}" 2>&1 | tail -n 2) >&2
+fi
 # Snapshot the binaries: the tree may be rebuilt while we measure.
 mkdir -p "$WORK/bin"
-cp "$ROOT/target/release/wsbench" "$WORK/bin/"
+cp "${WSBENCH:-$ROOT/target/release/wsbench}" "$WORK/bin/wsbench"
 WSBENCH=$WORK/bin/wsbench
 if [[ -z ${WEBSOCKSY:-} ]]; then
     cp "$ROOT/target/release/websocksy" "$WORK/bin/"
@@ -99,22 +129,35 @@ for t in $TOOLS; do
         *) die "unknown tool $t" ;;
     esac
 done
+# The client-* scenarios: the tools with a client mode.
+CLIENT_TOOLS=()
+for t in ${AVAILABLE[@]+"${AVAILABLE[@]}"}; do
+    if [[ $t == websockify ]]; then
+        [[ " $SCENARIOS " == *" client-"* ]] && log "websockify has no client mode: skipped in the client-* scenarios"
+    else
+        CLIENT_TOOLS+=("$t")
+    fi
+done
 
 # ------------------------------------------------------------ processes
 
-# Starts the TCP peers; sets PEER_PID ECHO_PORT SOURCE_PORT.
+# start_peer [ws-serve ARGS...]: starts the TCP peers (`wsbench serve`)
+# or, with `ws-serve ...`, the WebSocket servers of the client-mode
+# scenarios; sets PEER_PID ECHO_PORT SOURCE_PORT SINK_PORT.
 start_peer() {
-    local fifo=$WORK/peer.fifo line fd
+    local fifo=$WORK/peer.fifo line fd cmd=("$@")
+    ((${#cmd[@]})) || cmd=(serve)
     rm -f "$fifo"
     mkfifo "$fifo"
-    "$WSBENCH" serve --max-secs 3600 >"$fifo" 2>>"$WORK/peer.log" &
+    "$WSBENCH" "${cmd[@]}" --max-secs 3600 >"$fifo" 2>>"$WORK/peer.log" &
     PEER_PID=$!
     exec {fd}<"$fifo"
-    read -r -t 10 -u "$fd" line || die "wsbench serve printed no ports"
+    read -r -t 10 -u "$fd" line || die "wsbench ${cmd[0]} printed no ports"
     exec {fd}<&-
-    [[ $line =~ ^echo=([0-9]+)\ source=([0-9]+)(\ sink=[0-9]+)?$ ]] || die "wsbench serve said: $line"
+    [[ $line =~ ^echo=([0-9]+)\ source=([0-9]+)(\ sink=([0-9]+))?$ ]] || die "wsbench ${cmd[0]} said: $line"
     ECHO_PORT=${BASH_REMATCH[1]}
     SOURCE_PORT=${BASH_REMATCH[2]}
+    SINK_PORT=${BASH_REMATCH[4]}
 }
 
 # bridge_cmd TOOL PORT TARGET_PORT: the command line, for running and for
@@ -160,6 +203,62 @@ start_bridge() {
     "$WSBENCH" wait --addr "127.0.0.1:$BRIDGE_PORT" --timeout 15 || die "$tool is not accepting on $BRIDGE_PORT"
 }
 
+# client_bridge_cmd TOOL PORT URL: a bridge in client mode, listening on
+# local TCP PORT (0 for websocksy, which logs the port it bound) and
+# dialing the WebSocket server at URL for each connection.
+client_bridge_cmd() {
+    case $1 in
+        websocksy) echo "$WEBSOCKSY connect $3 --from tcp-listen://127.0.0.1:$2" ;;
+        websocat) echo "$WEBSOCAT --binary -E tcp-l:127.0.0.1:$2 $3" ;;
+    esac
+}
+
+# start_client_bridge TOOL URL; sets BRIDGE_PID BRIDGE_PORT, or returns 1
+# with BRIDGE_ERR set (the run is recorded as failed, the others go on).
+start_client_bridge() {
+    local tool=$1 url=$2 logf=$WORK/$1-client.log from
+    BRIDGE_PORT=
+    BRIDGE_ERR=
+    # Where this start's lines begin in the log (for an error message).
+    from=$(($(cat "$logf" 2>/dev/null | wc -l) + 1))
+    if [[ $tool == websocksy ]]; then
+        # It binds port 0 and logs `listening on tcp-listen://127.0.0.1:PORT
+        # for ws://...`: read its stderr through a fifo until that line.
+        local fifo=$WORK/bridge.fifo line fd
+        rm -f "$fifo"
+        mkfifo "$fifo"
+        # shellcheck disable=SC2046
+        $(client_bridge_cmd websocksy 0 "$url") 2>"$fifo" >>"$logf" &
+        BRIDGE_PID=$!
+        exec {fd}<"$fifo"
+        while IFS= read -r -t 10 -u "$fd" line; do
+            echo "$line" >>"$logf"
+            if [[ $line =~ listening\ on\ tcp-listen://127\.0\.0\.1:([0-9]+) ]]; then
+                BRIDGE_PORT=${BASH_REMATCH[1]}
+                break
+            fi
+        done
+        if [[ -z $BRIDGE_PORT ]]; then
+            exec {fd}<&-
+            BRIDGE_ERR="websocksy connect did not report its tcp-listen port: $(tail -n "+$from" "$logf" | tail -n 3 | tr '\n' ' ')"
+            return 1
+        fi
+        cat <&"$fd" >>"$logf" &
+        exec {fd}<&-
+    else
+        BRIDGE_PORT=$("$WSBENCH" free-port)
+        # shellcheck disable=SC2046
+        $(client_bridge_cmd "$tool" "$BRIDGE_PORT" "$url") >>"$logf" 2>&1 &
+        BRIDGE_PID=$!
+    fi
+    # (A connection that only checks the port makes the bridge dial the
+    # WebSocket server once; its sink, echo and source send nothing unasked.)
+    if ! "$WSBENCH" wait --addr "127.0.0.1:$BRIDGE_PORT" --timeout 15 2>>"$logf"; then
+        BRIDGE_ERR="$tool is not accepting on $BRIDGE_PORT: $(tail -n "+$from" "$logf" | tail -n 3 | tr '\n' ' ')"
+        return 1
+    fi
+}
+
 # ------------------------------------------------------------ scenarios
 
 client_args() { # SCENARIO URL BRIDGE_PID TOOL
@@ -179,8 +278,71 @@ client_args() { # SCENARIO URL BRIDGE_PID TOOL
     esac
 }
 
+# tcp_client_args SCENARIO ADDR [BRIDGE_PID]: a client-* scenario's
+# wsbench command, into a bridge's port (with its pid) or a TCP peer.
+tcp_client_args() {
+    local to="--addr $2${3:+ --pid $3}"
+    case $1 in
+        client-latency) echo "tcp-latency $to --count $LAT_COUNT --warmup $LAT_WARMUP --size $LAT_SIZE" ;;
+        client-upload) echo "tcp-upload $to --total-mib $CLIENT_UPLOAD_MIB --chunk $CLIENT_CHUNK" ;;
+        client-download) echo "tcp-download $to --total-mib $CLIENT_DOWNLOAD_MIB" ;;
+        *) die "unknown scenario $1" ;;
+    esac
+}
+
+# The peer a client-* scenario needs: echo, sink or source (of `wsbench
+# ws-serve` for the bridges, of `wsbench serve` for the floor).
+client_target() {
+    case $1 in
+        client-latency) echo "$ECHO_PORT" ;;
+        client-upload) echo "$SINK_PORT" ;;
+        client-download) echo "$SOURCE_PORT" ;;
+    esac
+}
+
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
+
+# measure SCENARIO TOOL RUN WSBENCH_ARGS...: waits for a quiet machine,
+# runs the client and records its line (or its error).
+measure() {
+    local sc=$1 tool=$2 run=$3 out
+    shift 3
+    wait_quiet
+    if out=$(timeout "$CLIENT_WALL" "$WSBENCH" "$@" 2>"$WORK/client.err"); then
+        :
+    else
+        out="error=$(tr '\n' ' ' <"$WORK/client.err")"
+    fi
+    printf '%s\t%s\t%s\t%s quiet_idle_pct=%s\n' "$sc" "$tool" "$run" "$out" "$IDLE_PCT" >>"$RESULTS"
+    log "$sc $tool run $run: $out"
+}
+
+run_client_one() { # SCENARIO TOOL RUN
+    local sc=$1 tool=$2 run=$3
+    start_peer ws-serve --msg "$CLIENT_MSG"
+    if start_client_bridge "$tool" "ws://127.0.0.1:$(client_target "$sc")/"; then
+        # shellcheck disable=SC2046
+        measure "$sc" "$tool" "$run" $(tcp_client_args "$sc" "127.0.0.1:$BRIDGE_PORT" "$BRIDGE_PID")
+    else
+        printf '%s\t%s\t%s\terror=%s\n' "$sc" "$tool" "$run" "$BRIDGE_ERR" >>"$RESULTS"
+        log "$sc $tool run $run: error=$BRIDGE_ERR"
+    fi
+    stop_pid "$BRIDGE_PID"
+    BRIDGE_PID=
+    stop_pid "$PEER_PID"
+    PEER_PID=
+}
+
+# The floor of a client-* scenario: the same TCP client straight to the
+# TCP peers, no bridge.
+run_client_direct() { # SCENARIO RUN
+    start_peer
+    # shellcheck disable=SC2046
+    measure "$1" direct "$2" $(tcp_client_args "$1" "127.0.0.1:$(client_target "$1")")
+    stop_pid "$PEER_PID"
+    PEER_PID=
+}
 
 run_one() { # SCENARIO TOOL RUN
     local sc=$1 tool=$2 run=$3 target out
@@ -224,10 +386,20 @@ run_direct() { # RUN
 T0=$SECONDS
 for sc in $SCENARIOS; do
     for run in $(seq "$RUNS"); do
-        for tool in "${AVAILABLE[@]}"; do
-            run_one "$sc" "$tool" "$run"
-        done
-        [[ $sc == latency ]] && run_direct "$run"
+        case $sc in
+            client-*)
+                for tool in ${CLIENT_TOOLS[@]+"${CLIENT_TOOLS[@]}"}; do
+                    run_client_one "$sc" "$tool" "$run"
+                done
+                run_client_direct "$sc" "$run"
+                ;;
+            *)
+                for tool in "${AVAILABLE[@]}"; do
+                    run_one "$sc" "$tool" "$run"
+                done
+                [[ $sc == latency ]] && run_direct "$run"
+                ;;
+        esac
     done
 done
 MINUTES=$(((SECONDS - T0 + 59) / 60))
@@ -266,6 +438,8 @@ META=$WORK/meta.tsv
     printf 'websocksy_cmd\t%s\n' "websocksy -l 127.0.0.1 -p 0 -c host=tcp://127.0.0.1:PEER"
     printf 'websocat_cmd\t%s\n' "websocat --binary -E ws-l:127.0.0.1:PORT tcp:127.0.0.1:PEER"
     printf 'websockify_cmd\t%s\n' "websockify 127.0.0.1:PORT 127.0.0.1:PEER"
+    printf 'websocksy_client_cmd\t%s\n' "websocksy connect ws://127.0.0.1:WSPORT/ --from tcp-listen://127.0.0.1:0"
+    printf 'websocat_client_cmd\t%s\n' "websocat --binary -E tcp-l:127.0.0.1:PORT ws://127.0.0.1:WSPORT/"
     printf 'warmup\t%s\n' "$LAT_WARMUP"
     printf 'min_avail_mib\t%s\n' "$MIN_AVAIL_MIB"
     printf 'quiet_idle\t%s\n' "$QUIET_IDLE"
@@ -280,6 +454,10 @@ META=$WORK/meta.tsv
     printf 'idle_n_websockify\t%s\n' "$IDLE_N_WEBSOCKIFY"
     printf 'many_conns\t%s\n' "$MANY_CONNS"
     printf 'many_rounds\t%s\n' "$MANY_ROUNDS"
+    printf 'client_upload_mib\t%s\n' "$CLIENT_UPLOAD_MIB"
+    printf 'client_download_mib\t%s\n' "$CLIENT_DOWNLOAD_MIB"
+    printf 'client_msg\t%s\n' "$CLIENT_MSG"
+    printf 'client_chunk\t%s\n' "$CLIENT_CHUNK"
     printf 'notes\t%s\n' "$ROOT/bench/ANALYSIS.md"
 } >"$META"
 
@@ -303,10 +481,31 @@ COMMANDS=$WORK/commands.txt
     echo "# websockify's idle run uses --conns $IDLE_N_WEBSOCKIFY"
 } >"$COMMANDS"
 
+CLIENT_COMMANDS=$WORK/client-commands.txt
+{
+    echo "# the client-mode scenarios only ($RUNS runs each; OUT= keeps BENCHMARKS.md):"
+    echo "RUNS=$RUNS SCENARIOS=\"client-latency client-upload client-download\" OUT=/tmp/client.md bench/run.sh"
+    echo
+    echo "# one run by hand:"
+    echo "cargo build --release -p websocksy -p websocksy-bench"
+    echo "target/release/wsbench ws-serve --msg $CLIENT_MSG &   # WebSocket servers: prints echo=WSECHO source=WSSOURCE sink=WSSINK"
+    echo "target/release/websocksy connect ws://127.0.0.1:WSECHO/ --from tcp-listen://127.0.0.1:0   # logs 'listening on tcp-listen://127.0.0.1:PORT for ws://...'"
+    echo "websocat --binary -E tcp-l:127.0.0.1:PORT ws://127.0.0.1:WSECHO/   # PORT from 'wsbench free-port'"
+    echo "# (WSSINK for client-upload, WSSOURCE for client-download)"
+    for sc in client-latency client-upload client-download; do
+        echo "target/release/wsbench $(tcp_client_args "$sc" 127.0.0.1:PORT BRIDGE_PID)"
+    done
+    echo "# the floor, no bridge:"
+    echo "target/release/wsbench serve &   # TCP peers: prints echo=PEER source=SOURCE sink=SINK"
+    echo "target/release/wsbench $(tcp_client_args client-latency 127.0.0.1:PEER)"
+    echo "target/release/wsbench $(tcp_client_args client-upload 127.0.0.1:SINK)"
+    echo "target/release/wsbench $(tcp_client_args client-download 127.0.0.1:SOURCE)"
+} >"$CLIENT_COMMANDS"
+
 # The wss:// section bench/tls.sh last wrote is kept in the report.
 TLS_ARGS=()
 [[ -f $ROOT/bench/last-tls.md ]] && TLS_ARGS=(--tls "$ROOT/bench/last-tls.md")
-"$WSBENCH" report --results "$RESULTS" --meta "$META" --commands "$COMMANDS" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} >"$OUT.tmp"
+"$WSBENCH" report --results "$RESULTS" --meta "$META" --commands "$COMMANDS" --client-commands "$CLIENT_COMMANDS" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 cp "$RESULTS" "$ROOT/bench/last-results.tsv"
 log "wrote $OUT (raw results: bench/last-results.tsv)"

@@ -5,6 +5,7 @@ mod peer;
 mod report;
 mod scenarios;
 mod ws;
+mod wspeer;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -18,12 +19,31 @@ usage: wsbench COMMAND [--option value]...
   serve [--max-secs 7200]            TCP echo, source and sink peers on
                                      ephemeral ports; prints
                                      `echo=PORT source=PORT sink=PORT`
+  ws-serve [--max-secs 7200] [--msg 65536]
+                                     WebSocket echo, source and sink servers
+                                     (for bridges in client mode) on
+                                     ephemeral ports; prints
+                                     `echo=PORT source=PORT sink=PORT`.
+                                     echo: each frame back as it came;
+                                     sink: an 8-byte big-endian count, then
+                                     that many payload bytes, answered by a
+                                     one-byte binary message; source: waits
+                                     for such a count, sends that many bytes
+                                     in --msg byte binary messages, closes
   free-port                          prints a port that was free just now
   wait --addr HOST:PORT [--timeout 10]
                                      connects until the port accepts
   latency --url URL [--count 20000] [--warmup 1000] [--size 64]
   tcp-latency --addr HOST:PORT [--count 20000] [--warmup 1000] [--size 64]
-                                     the same over plain TCP (baseline)
+                                     the same over plain TCP (baseline, or
+                                     into a client-mode bridge's port)
+  tcp-upload --addr HOST:PORT [--total-mib 1024] [--chunk 65536]
+                                     plain TCP: an 8-byte count, then the
+                                     bytes in --chunk byte writes; waits for
+                                     the sink's one-byte answer
+  tcp-download --addr HOST:PORT [--total-mib 1024]
+                                     plain TCP: writes an 8-byte count, reads
+                                     that many bytes
   echo --url URL [--total-mib 1024] [--msg 65536]
   source --url URL [--total-mib 1024]
   upload --url URL [--total-mib 1024] [--msg 65536]
@@ -32,15 +52,17 @@ usage: wsbench COMMAND [--option value]...
   idle --url URL --pid PID [--conns 5000] [--min-avail-mib 4096]
   many --url URL [--conns 100] [--rounds 1000] [--size 64]
   report --results FILE --meta FILE --commands FILE [--tls FILE]
-                                     prints BENCHMARKS.md (with FILE, the
-                                     wss:// section tls.sh wrote, inside)
+         [--client-commands FILE]    prints BENCHMARKS.md (with FILE, the
+                                     wss:// section tls.sh wrote, inside;
+                                     the client-mode section's commands)
   tls-report --results FILE --meta FILE --commands FILE
                                      prints that wss:// section
 
 Every measuring command accepts --timeout SECS (socket timeout, default 60)
 and prints one line of key=value pairs. latency, echo, source and many also
 take --pid PID (the bridge): its CPU time (and its children's) during the
-measurement is reported as bridge_cpu_s.
+measurement is reported as bridge_cpu_s (tcp-latency, tcp-upload and
+tcp-download too, when they measure a bridge in client mode).
 
 latency, source and upload also take wss:// URLs: --ca PEM verifies the
 bridge's certificate for the name localhost (default: no verification),
@@ -111,6 +133,9 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
     let e = |e: io::Error| e.to_string();
     let line = match cmd {
         "serve" => return peer::serve(a.num("max-secs", 7200)?).map_err(e),
+        "ws-serve" => {
+            return wspeer::serve(a.num("max-secs", 7200)?, a.num("msg", 65536)?).map_err(e)
+        }
         "free-port" => {
             let l = TcpListener::bind("127.0.0.1:0").map_err(e)?;
             l.local_addr().map_err(e)?.port().to_string()
@@ -138,6 +163,22 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
             a.num("count", 20_000)?,
             a.num("warmup", 1_000)?,
             a.num("size", 64)?,
+            cpu,
+            timeout,
+        )
+        .map_err(e)?,
+        "tcp-upload" => scenarios::tcp_upload(
+            a.str("addr")?,
+            a.num("total-mib", 1024u64)? << 20,
+            a.num("chunk", 65536)?,
+            cpu,
+            timeout,
+        )
+        .map_err(e)?,
+        "tcp-download" => scenarios::tcp_download(
+            a.str("addr")?,
+            a.num("total-mib", 1024u64)? << 20,
+            cpu,
             timeout,
         )
         .map_err(e)?,
@@ -190,6 +231,7 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
             a.str("meta")?,
             a.str("commands")?,
             a.0.get("tls").map(String::as_str),
+            a.0.get("client-commands").map(String::as_str),
         )
         .map_err(e)?,
         "tls-report" => {

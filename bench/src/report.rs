@@ -260,13 +260,257 @@ fn read_meta(meta_path: &str) -> io::Result<BTreeMap<String, String>> {
         .collect())
 }
 
+/// The columns of the client-mode section: the two bridges that have a
+/// client mode, and the same TCP client without a bridge.
+const CLIENT_COLS: [&str; 3] = ["websocksy", "websocat", "direct"];
+
+/// Bridge CPU seconds per GiB moved.
+fn cpu_s_per_gib(r: &Run) -> Option<f64> {
+    let c = num(r, "bridge_cpu_s")?;
+    let gib = num(r, "total_mib")? / 1024.0;
+    (gib > 0.0).then(|| c / gib)
+}
+
+/// One row of the client-mode table: `f` of each column's median run
+/// (chosen by `by`; `f` also gets the column's name), and websocksy ÷
+/// websocat. A column with a median run but no value (the floor has no
+/// bridge CPU) shows "–".
+fn client_row(
+    res: &Results,
+    sc: &str,
+    by: &str,
+    label: &str,
+    f: impl Fn(&str, &Run) -> Option<f64>,
+) -> String {
+    let vals: Vec<Option<f64>> = CLIENT_COLS
+        .iter()
+        .map(|t| res.median(sc, t, by).and_then(|r| f(t, r)))
+        .collect();
+    let cells: Vec<String> = CLIENT_COLS
+        .iter()
+        .zip(&vals)
+        .map(|(t, v)| match v {
+            Some(v) => fmt_num(*v),
+            None if res.median(sc, t, by).is_some() => "–".into(),
+            None if res.runs.contains_key(&(sc.to_string(), t.to_string())) => "failed".into(),
+            None => "not run".into(),
+        })
+        .collect();
+    format!(
+        "| {label} | {} | {} | {} | {} |\n",
+        cells[0],
+        cells[1],
+        cells[2],
+        ratio(vals[0], vals[1])
+    )
+}
+
+/// Section 7: websocksy as a WebSocket client (`websocksy connect`) next
+/// to websocat as one, and the plain-TCP floor.
+fn render_client(res: &Results, m: &dyn Fn(&str) -> String, commands: Option<&str>) -> String {
+    let mut o = String::new();
+    let scenarios = ["client-latency", "client-upload", "client-download"];
+    let _ = write!(
+        o,
+        "## 7. Client mode: `websocksy connect` against websocat as a client\n\n"
+    );
+    if !res
+        .runs
+        .keys()
+        .any(|(sc, _)| scenarios.contains(&sc.as_str()))
+    {
+        o += "Not run (bench/run.sh without the client-latency, client-upload and client-download \
+              scenarios).\n\n";
+        return o;
+    }
+    let size = m("lat_size");
+    let _ = write!(
+        o,
+        "The bridge the other way round: a plain TCP client (`wsbench tcp-latency`, `tcp-upload`, \
+         `tcp-download`) connects to the bridge's local TCP port, the bridge opens one WebSocket \
+         connection per TCP connection to a WebSocket server (`wsbench ws-serve`: echo, sink or \
+         source) and carries the bytes over it, masking every frame it sends as a client must. \
+         Commands: websocksy `{wc}` (its port from its `listening on tcp-listen://...` log line), \
+         websocat `{cc}` (a free port, then `wsbench wait`). websockify has no client mode and is \
+         not in this section. The floor (\"direct TCP\") is the same TCP client straight to the TCP \
+         peers of sections 1-5 (`wsbench serve`: echo, sink, source), no bridge and no WebSocket. \
+         Fresh processes for every run; {runs} runs, medians as above; nothing pinned to a core, \
+         as in section 1.\n\n\
+         - Round trip: {count} sequential round trips of {size} bytes after {warm} warm-up ones. The \
+           client writes {size} bytes, the bridge sends them as a binary message, the WebSocket echo \
+           server sends each frame back as it came (so one {size}-byte message), the bridge writes \
+           its payload to TCP and the client reads all {size} bytes back and checks them.\n\
+         - Upload (local → server): the client writes an 8-byte count, then {up} MiB in {chunk}-byte \
+           writes; each bridge cuts the byte stream into messages as it reads it; the WebSocket sink \
+           takes the payloads as one byte stream and, once the counted bytes are in, answers a \
+           one-byte message, which the bridge writes back to the client. The clock stops when the \
+           client has that byte.\n\
+         - Download (server → local): the client writes an 8-byte count; the WebSocket source \
+           then sends {down} MiB in binary messages of {msg} bytes (a realistic bulk size, the \
+           size of section 2's largest) and closes with 1000; the clock stops when the client has \
+           read them all. The TCP source of the floor ignores the count and streams.\n\
+         - Bridge CPU: as in the other sections (user + system of the bridge process, from \
+           `/proc/PID/stat`), per round trip or per GiB.\n\n\
+         | | websocksy connect | websocat (client) | direct TCP (floor) | websocksy ÷ websocat |\n\
+         |---|---:|---:|---:|---:|\n",
+        wc = m("websocksy_client_cmd"),
+        cc = m("websocat_client_cmd"),
+        runs = m("runs"),
+        count = m("lat_count"),
+        warm = m("warmup"),
+        up = m("client_upload_mib"),
+        chunk = m("client_chunk"),
+        down = m("client_download_mib"),
+        msg = m("client_msg"),
+    );
+    let lat = "client-latency";
+    for (key, what) in [
+        ("median_us", "median"),
+        ("p99_us", "p99"),
+        ("p999_us", "p99.9"),
+        ("mean_us", "mean"),
+    ] {
+        o += &client_row(
+            res,
+            lat,
+            "median_us",
+            &format!("round trip, {size} B: {what} µs"),
+            |_, r| num(r, key),
+        );
+    }
+    let floor = res
+        .median(lat, "direct", "median_us")
+        .and_then(|r| num(r, "median_us"));
+    o += &client_row(
+        res,
+        lat,
+        "median_us",
+        "round trip: median added by the bridge (median − floor median), µs",
+        |t, r| {
+            if t == "direct" {
+                None
+            } else {
+                num(r, "median_us").zip(floor).map(|(a, b)| a - b)
+            }
+        },
+    );
+    o += &client_row(
+        res,
+        lat,
+        "median_us",
+        "round trip: bridge CPU µs per round trip",
+        |_, r| cpu_us_per("count")(r),
+    );
+    let up = "client-upload";
+    let down = "client-download";
+    o += &client_row(
+        res,
+        up,
+        "mib_s",
+        &format!(
+            "upload (local → server), {} MiB: MiB/s",
+            m("client_upload_mib")
+        ),
+        |_, r| num(r, "mib_s"),
+    );
+    o += &client_row(res, up, "mib_s", "upload: bridge CPU s per GiB", |_, r| {
+        cpu_s_per_gib(r)
+    });
+    o += &client_row(
+        res,
+        down,
+        "mib_s",
+        &format!(
+            "download (server → local), {} MiB: MiB/s",
+            m("client_download_mib")
+        ),
+        |_, r| num(r, "mib_s"),
+    );
+    o += &client_row(
+        res,
+        down,
+        "mib_s",
+        "download: bridge CPU s per GiB",
+        |_, r| cpu_s_per_gib(r),
+    );
+    o += "\n";
+    for (sc, key, unit) in [
+        (lat, "median_us", " µs"),
+        (up, "mib_s", " MiB/s"),
+        (down, "mib_s", " MiB/s"),
+    ] {
+        let parts: Vec<String> = CLIENT_COLS
+            .iter()
+            .map(|t| format!("{t} {}", res.all_runs(sc, t, key)))
+            .collect();
+        let _ = writeln!(o, "{sc}: all runs ({key}{unit}): {}.\n", parts.join("; "));
+        for t in CLIENT_COLS {
+            for e in res.errors(sc, t) {
+                let _ = writeln!(o, "{t} {sc} failed: `{e}`\n");
+            }
+        }
+    }
+
+    // The same bridge in its two roles, from this run.
+    let med = |sc: &str, by: &str, f: &dyn Fn(&Run) -> Option<f64>| {
+        res.median(sc, "websocksy", by).and_then(f)
+    };
+    let cell = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "–".into());
+    let _ = write!(
+        o,
+        "websocksy in its two roles, from this run (server mode: sections 1 and 3; in client \
+         mode it masks every byte it sends and reads unmasked frames, the other way round from \
+         server mode):\n\n\
+         | websocksy | server mode | client mode | client ÷ server |\n|---|---:|---:|---:|\n"
+    );
+    let pairs: [(&str, Option<f64>, Option<f64>); 4] = [
+        (
+            "round trip median, µs (server: latency; client: client-latency)",
+            med("latency", "median_us", &|r| num(r, "median_us")),
+            med(lat, "median_us", &|r| num(r, "median_us")),
+        ),
+        (
+            "round trip, bridge CPU µs each",
+            med("latency", "median_us", &cpu_us_per("count")),
+            med(lat, "median_us", &cpu_us_per("count")),
+        ),
+        (
+            "TCP → WebSocket, MiB/s (server: source, peer → client; client: client-upload)",
+            med("source", "mib_s", &|r| num(r, "mib_s")),
+            med(up, "mib_s", &|r| num(r, "mib_s")),
+        ),
+        (
+            "TCP → WebSocket, bridge CPU s per GiB",
+            med("source", "mib_s", &cpu_s_per_gib),
+            med(up, "mib_s", &cpu_s_per_gib),
+        ),
+    ];
+    for (label, a, b) in pairs {
+        let _ = writeln!(
+            o,
+            "| {label} | {} | {} | {} |",
+            cell(a),
+            cell(b),
+            ratio(b, a)
+        );
+    }
+    o += "\nWebSocket → TCP (client-download) has no one-way counterpart among sections 1-5; \
+          the closest is section 6's upload over `ws://` (bench/tls.sh, another run).\n\n";
+    if let Some(c) = commands {
+        let _ = write!(o, "Reproduce:\n\n```sh\n{c}```\n\n");
+    }
+    o
+}
+
 /// BENCHMARKS.md; `tls` is the section `bench/tls.sh` last wrote
-/// (`bench/last-tls.md`), put in before "Against the targets".
+/// (`bench/last-tls.md`), put in before "Against the targets", followed by
+/// the client-mode section (`client_commands`: its commands to reproduce).
 pub fn render(
     results: &str,
     meta_path: &str,
     commands_path: &str,
     tls: Option<&str>,
+    client_commands: Option<&str>,
 ) -> io::Result<String> {
     let res = Results::parse(&fs::read_to_string(results)?);
     let meta = read_meta(meta_path)?;
@@ -630,6 +874,12 @@ pub fn render(
             o += "\n";
         }
     }
+
+    let client_commands = match client_commands {
+        Some(p) => Some(fs::read_to_string(p)?),
+        None => None,
+    };
+    o += &render_client(&res, &m, client_commands.as_deref());
 
     // targets
     o += "## Against the targets\n\n| target | websocksy | websocat | ratio | |\n|---|---:|---:|---:|---|\n";

@@ -66,9 +66,10 @@ fn latency_summary(mut ns: Vec<u64>) -> String {
     ns.sort_unstable();
     let mean = ns.iter().sum::<u64>() as f64 / ns.len().max(1) as f64;
     format!(
-        "median_us={} p99_us={} mean_us={:.1} min_us={} max_us={}",
+        "median_us={} p99_us={} p999_us={} mean_us={:.1} min_us={} max_us={}",
         us(percentile(&ns, 0.5)),
         us(percentile(&ns, 0.99)),
+        us(percentile(&ns, 0.999)),
         mean / 1000.0,
         us(ns.first().copied().unwrap_or(0)),
         us(ns.last().copied().unwrap_or(0)),
@@ -149,23 +150,37 @@ fn latency_on<S: Conn>(
     ))
 }
 
-/// Baseline for scenario 1: the same round trips over plain TCP straight
-/// to the echo peer, no bridge and no WebSocket framing.
+/// A plain TCP client: TCP_NODELAY, read and write timeouts.
+fn tcp_connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    Ok(s)
+}
+
+/// Round trips over plain TCP: the baseline of scenario 1 (straight to
+/// the TCP echo peer, no bridge and no WebSocket framing) and the client-mode
+/// round trip (to a bridge's tcp-listen port, the bridge connected to the
+/// WebSocket echo server; `cpu` is then the bridge's).
 pub fn tcp_latency(
     addr: &str,
     count: usize,
     warmup: usize,
     size: usize,
+    cpu: Cpu,
     timeout: Duration,
 ) -> io::Result<String> {
     use std::io::Read;
-    let mut s = TcpStream::connect(addr)?;
-    s.set_nodelay(true)?;
-    s.set_read_timeout(Some(timeout))?;
+    let mut s = tcp_connect(addr, timeout)?;
     let payload = ws::pattern(size);
     let mut got = vec![0u8; size];
     let mut samples = Vec::with_capacity(count);
+    let mut cpu0 = None;
     for i in 0..warmup + count {
+        if i == warmup {
+            cpu0 = cpu.sample();
+        }
         let t = Instant::now();
         s.write_all(&payload)?;
         s.read_exact(&mut got)?;
@@ -177,9 +192,95 @@ pub fn tcp_latency(
             samples.push(dt);
         }
     }
+    let used = cpu.since(cpu0);
     Ok(format!(
-        "count={count} size={size} {}",
+        "count={count} size={size} {}{used}",
         latency_summary(samples)
+    ))
+}
+
+/// Client-mode upload: a plain TCP client streams `total` bytes in `chunk`
+/// byte writes, after an 8-byte big-endian count, then waits for the one
+/// byte [`SINK_ACK`] that says all of them arrived. Against the TCP sink
+/// peer (the floor) or a bridge's tcp-listen port with the bridge connected
+/// to the WebSocket sink (`cpu` is then the bridge's).
+pub fn tcp_upload(
+    addr: &str,
+    total: u64,
+    chunk: usize,
+    cpu: Cpu,
+    timeout: Duration,
+) -> io::Result<String> {
+    use std::io::Read;
+    let mut s = tcp_connect(addr, timeout)?;
+    let buf = ws::pattern(chunk.max(1));
+    let cpu0 = cpu.sample();
+    let start = Instant::now();
+    s.write_all(&total.to_be_bytes())?;
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        s.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    let mut ack = [0u8; 1];
+    s.read_exact(&mut ack)
+        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the sink's answer: {e}")))?;
+    let secs = start.elapsed().as_secs_f64();
+    let used = cpu.since(cpu0);
+    if ack != [SINK_ACK] {
+        return Err(io::Error::other(format!(
+            "the sink answered {ack:?} instead of [{SINK_ACK}]"
+        )));
+    }
+    Ok(format!(
+        "total_mib={:.0} chunk={} secs={secs:.3} mib_s={:.1}{used}",
+        total as f64 / MIB,
+        buf.len(),
+        total as f64 / MIB / secs,
+    ))
+}
+
+/// Client-mode download: a plain TCP client writes an 8-byte big-endian
+/// count, then reads that many bytes. The WebSocket source sends exactly
+/// that many (in messages of its `--msg` size) and closes; the TCP source
+/// peer (the floor) ignores the count and streams. `cpu` as in
+/// [`tcp_upload`].
+pub fn tcp_download(addr: &str, total: u64, cpu: Cpu, timeout: Duration) -> io::Result<String> {
+    use std::io::Read;
+    let mut s = tcp_connect(addr, timeout)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let cpu0 = cpu.sample();
+    let start = Instant::now();
+    s.write_all(&total.to_be_bytes())?;
+    let mut got = 0u64;
+    let mut reads = 0u64;
+    while got < total {
+        let want = buf
+            .len()
+            .min(usize::try_from(total - got).unwrap_or(usize::MAX));
+        match s.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("connection closed after {got} of {total} bytes"),
+                ))
+            }
+            Ok(n) => {
+                got += n as u64;
+                reads += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let used = cpu.since(cpu0);
+    Ok(format!(
+        "total_mib={:.0} secs={secs:.3} mib_s={:.1} reads={reads} avg_read={:.0}{used}",
+        got as f64 / MIB,
+        got as f64 / MIB / secs,
+        got as f64 / reads.max(1) as f64,
     ))
 }
 

@@ -9,6 +9,13 @@
 //! * Frames read (the server's, unmasked) are parsed in a large buffer and
 //!   their payload is handed out in place, never copied.
 //!
+//! The server side (the WebSocket peers of the client-mode benchmarks,
+//! `wsbench ws-serve`) uses the same reader with [`FrameReader::server`]
+//! set: client frames must be masked and are unmasked in place; server
+//! frames ([`push_server_frame`]) are unmasked. [`accept`] answers the
+//! opening handshake (tungstenite's server side: the request checked, the
+//! 101 with `Sec-WebSocket-Accept`).
+//!
 //! `wss://` ([`connect_stream`]) gives an OpenSSL stream instead of a
 //! `TcpStream`. The scenarios that take one are generic over [`Conn`] and
 //! are called with the concrete type, so the plain path compiles to the
@@ -249,6 +256,51 @@ fn upgrade<S: Read + Write>(url: &str, stream: S) -> io::Result<()> {
     Ok(())
 }
 
+/// The server's opening handshake on an accepted socket: reads the
+/// client's upgrade request (never past its end, so the first frame stays
+/// in the socket), checks it and answers 101 with the accept key.
+pub fn accept(s: &TcpStream) -> io::Result<()> {
+    let mut r = s;
+    match tungstenite::accept(HeadOnly::new(&mut r)) {
+        Ok(ws) => {
+            drop(ws);
+            Ok(())
+        }
+        Err(e) => Err(io::Error::other(format!("server handshake failed: {e}"))),
+    }
+}
+
+/// Appends one server frame (unmasked; `fin` as given) to `out`.
+pub fn push_server_frame(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8]) {
+    out.push(if fin { 0x80 } else { 0 } | opcode);
+    let n = payload.len();
+    if n < 126 {
+        out.push(n as u8);
+    } else if n <= 0xffff {
+        out.push(126);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    out.extend_from_slice(payload);
+}
+
+/// XORs `buf` with `key`, `buf[0]` being byte `offset` of the payload.
+pub fn unmask(buf: &mut [u8], key: [u8; 4], offset: u64) {
+    let o = (offset & 3) as usize;
+    let k = [key[o], key[(o + 1) & 3], key[(o + 2) & 3], key[(o + 3) & 3]];
+    let k8 = u64::from_ne_bytes([k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]]);
+    let mut words = buf.chunks_exact_mut(8);
+    for w in &mut words {
+        let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) ^ k8;
+        w.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in words.into_remainder().iter_mut().enumerate() {
+        *b ^= k[i & 3];
+    }
+}
+
 /// Appends one client frame (FIN, `opcode`, masked with [`MASK`]) to `out`.
 pub fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     out.push(0x80 | opcode);
@@ -298,7 +350,8 @@ pub fn close_conn<S: Conn>(s: &mut S) {
     s.finish();
 }
 
-/// Parses server frames out of a large buffer.
+/// Parses server frames out of a large buffer (or, with
+/// [`FrameReader::server`], a client's masked frames).
 pub struct FrameReader<S = TcpStream> {
     s: S,
     buf: Vec<u8>,
@@ -307,14 +360,30 @@ pub struct FrameReader<S = TcpStream> {
     /// Answer pings in [`FrameReader::read_bytes`]. Off when another
     /// thread writes on the same socket (a pong could land mid-frame).
     pub answer_pings: bool,
+    /// The server's side of the connection: every frame read must be
+    /// masked (RFC 6455 5.1) and is unmasked in place before the sink sees
+    /// it; pongs are sent unmasked. Off (the client's side): frames read
+    /// must be unmasked.
+    pub server: bool,
 }
 
 /// What [`FrameReader::next`] found.
 pub struct Frame {
+    pub fin: bool,
     pub opcode: u8,
     pub len: u64,
     /// The payload of control frames (data payloads go to the sink).
     pub control: Vec<u8>,
+}
+
+impl Frame {
+    /// The close code of a close frame (1005 if it has none).
+    pub fn close_code(&self) -> u16 {
+        match self.control.as_slice() {
+            [a, b, ..] => u16::from_be_bytes([*a, *b]),
+            _ => 1005,
+        }
+    }
 }
 
 impl<S: Read + Write> FrameReader<S> {
@@ -325,6 +394,7 @@ impl<S: Read + Write> FrameReader<S> {
             start: 0,
             end: 0,
             answer_pings: true,
+            server: false,
         }
     }
 
@@ -358,36 +428,52 @@ impl<S: Read + Write> FrameReader<S> {
         Ok(())
     }
 
-    /// Reads one frame; a data frame's payload goes to `sink` in place, in
-    /// one or more pieces. Close frames come back as an error.
-    pub fn next(&mut self, sink: &mut dyn FnMut(&[u8])) -> io::Result<Frame> {
+    /// Reads one frame, close frames included; a data frame's payload goes
+    /// to `sink` in place (unmasked), in one or more pieces. Partial reads
+    /// anywhere in a frame are fine: the header is gathered first, the
+    /// payload handed out as it arrives.
+    pub fn next_frame(&mut self, sink: &mut dyn FnMut(&[u8])) -> io::Result<Frame> {
         self.fill(2)?;
         let b0 = self.buf[self.start];
         let b1 = self.buf[self.start + 1];
-        if b1 & 0x80 != 0 {
-            return Err(io::Error::other("server sent a masked frame"));
+        let masked = b1 & 0x80 != 0;
+        if masked != self.server {
+            return Err(io::Error::other(if self.server {
+                "client sent an unmasked frame"
+            } else {
+                "server sent a masked frame"
+            }));
         }
-        let (hlen, len) = match b1 & 0x7f {
-            126 => {
-                self.fill(4)?;
-                (
-                    4,
-                    u16::from_be_bytes([self.buf[self.start + 2], self.buf[self.start + 3]]) as u64,
-                )
-            }
-            127 => {
-                self.fill(10)?;
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&self.buf[self.start + 2..self.start + 10]);
-                (10, u64::from_be_bytes(b))
-            }
-            n => (2, n as u64),
+        let ext = match b1 & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let hlen = 2 + ext + if masked { 4 } else { 0 };
+        self.fill(hlen)?;
+        let h = &self.buf[self.start..self.start + hlen];
+        let len = match ext {
+            2 => u16::from_be_bytes([h[2], h[3]]) as u64,
+            8 => u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
+            _ => (b1 & 0x7f) as u64,
+        };
+        let key = if masked {
+            [h[hlen - 4], h[hlen - 3], h[hlen - 2], h[hlen - 1]]
+        } else {
+            [0; 4]
         };
         self.start += hlen;
+        let fin = b0 & 0x80 != 0;
         let opcode = b0 & 0x0f;
         let is_control = opcode >= 0x8;
+        if is_control && (len > 125 || !fin) {
+            return Err(io::Error::other(format!(
+                "bad control frame: opcode {opcode}, {len} bytes, fin {fin}"
+            )));
+        }
         let mut control = Vec::new();
         let mut left = len;
+        let mut off = 0u64;
         while left > 0 {
             if self.start == self.end {
                 self.start = 0;
@@ -402,7 +488,10 @@ impl<S: Read + Write> FrameReader<S> {
                 self.end = n;
             }
             let take = ((self.end - self.start) as u64).min(left) as usize;
-            let piece = &self.buf[self.start..self.start + take];
+            let piece = &mut self.buf[self.start..self.start + take];
+            if masked {
+                unmask(piece, key, off);
+            }
             if is_control {
                 control.extend_from_slice(piece);
             } else {
@@ -410,28 +499,43 @@ impl<S: Read + Write> FrameReader<S> {
             }
             self.start += take;
             left -= take as u64;
+            off += take as u64;
         }
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
-        if opcode == OP_CLOSE {
-            let code = if control.len() >= 2 {
-                u16::from_be_bytes([control[0], control[1]])
-            } else {
-                1005
-            };
-            let reason = String::from_utf8_lossy(control.get(2..).unwrap_or(&[])).into_owned();
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                format!("bridge sent close {code} {reason}"),
-            ));
-        }
         Ok(Frame {
+            fin,
             opcode,
             len,
             control,
         })
+    }
+
+    /// [`FrameReader::next_frame`], with a close frame returned as an error.
+    pub fn next(&mut self, sink: &mut dyn FnMut(&[u8])) -> io::Result<Frame> {
+        let f = self.next_frame(sink)?;
+        if f.opcode == OP_CLOSE {
+            let reason = String::from_utf8_lossy(f.control.get(2..).unwrap_or(&[])).into_owned();
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!("bridge sent close {} {reason}", f.close_code()),
+            ));
+        }
+        Ok(f)
+    }
+
+    /// A control frame from this side: masked from a client, not from a
+    /// server.
+    pub fn control_frame(&self, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(payload.len() + 14);
+        if self.server {
+            push_server_frame(&mut v, true, opcode, payload);
+        } else {
+            push_frame(&mut v, opcode, payload);
+        }
+        v
     }
 
     /// Reads frames until at least `want` payload bytes have arrived (they
@@ -448,8 +552,7 @@ impl<S: Read + Write> FrameReader<S> {
                     frames += 1;
                 }
                 OP_PING if self.answer_pings => {
-                    let mut pong = Vec::new();
-                    push_frame(&mut pong, OP_PONG, &f.control);
+                    let pong = self.control_frame(OP_PONG, &f.control);
                     self.s.write_all(&pong)?;
                 }
                 _ => {}
