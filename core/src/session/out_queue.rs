@@ -70,7 +70,7 @@ impl OutQueue {
 
     /// The key for the next frame a client-role end sends; `None` for a server.
     pub fn next_mask(&mut self) -> Option<[u8; 4]> {
-        self.mask.as_mut().map(|m| m.next())
+        self.mask.as_mut().map(|m| m.key())
     }
 
     /// Queue one final frame built from `payload` (control frames, and

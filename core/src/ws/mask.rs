@@ -23,7 +23,7 @@ impl MaskKeys {
         MaskKeys(u64::from_ne_bytes(seed) | 1)
     }
 
-    pub fn next(&mut self) -> [u8; 4] {
+    pub fn key(&mut self) -> [u8; 4] {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -84,8 +84,8 @@ mod tests {
     fn keys_change_from_frame_to_frame_and_between_connections() {
         let mut a = MaskKeys::new();
         let mut b = MaskKeys::new();
-        let ka: Vec<[u8; 4]> = (0..64).map(|_| a.next()).collect();
-        let kb: Vec<[u8; 4]> = (0..64).map(|_| b.next()).collect();
+        let ka: Vec<[u8; 4]> = (0..64).map(|_| a.key()).collect();
+        let kb: Vec<[u8; 4]> = (0..64).map(|_| b.key()).collect();
         let distinct: std::collections::HashSet<_> = ka.iter().collect();
         assert!(distinct.len() > 60, "{distinct:?}");
         assert_ne!(ka, kb);
