@@ -9,12 +9,15 @@
 //!   (poll, accept, timers, signals).
 //! - `session` is one connection's state machine (see `session/SESSION.md`):
 //!   `ws_end` and `raw_end` are its two ends, `open` the server role's way
-//!   in, `out_queue` what waits for the WebSocket end.
+//!   in, `dial` the client role's, `out_queue` what waits for the WebSocket
+//!   end. `connector` is a client connection (`websocksy connect`,
+//!   `[connect]`) at run time, shared by its sessions.
 //! - `transport` is the stream type every socket is (TCP, Unix, UDP, Unix
 //!   datagram; TLS plugs in there); `peer` is where peers are and how each
 //!   kind connects, and the mirror peer.
-//! - `ws` is the WebSocket protocol: `frame` (frames in and out) and
-//!   `upgrade_server` (the HTTP upgrade).
+//! - `ws` is the WebSocket protocol: `frame` (frames in and out), `mask`
+//!   (the client's masking), `upgrade_server` and `upgrade_client` (the
+//!   HTTP upgrade, each side), `url` (the URLs a client dials).
 //! - `framing` (how peer bytes become messages), `backend` (peer discovery),
 //!   `workers` (blocking calls off the loop), `pool` (buffers lent while
 //!   they hold data), `config` (one table of keys for the command line and
