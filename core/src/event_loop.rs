@@ -7,9 +7,10 @@
 //!
 //! Tokens: listener `i` owns `i` (below [`MAX_LISTENERS`]); session `key`
 //! owns the pair from `MAX_LISTENERS + 2*key` (WebSocket end, then raw
-//! end); the fixed tokens sit at the top of the range. The loop only
-//! records readiness; each touched session then does its I/O in
-//! `Session::ready`.
+//! end); fan-out hubs' peers own the range from `hub::FIRST_TOKEN`; the
+//! fixed tokens sit at the top of the range. The loop only records
+//! readiness; each touched session then does its I/O in `Session::ready`,
+//! then each hub with work in `Hubs::run`, then the sessions it woke.
 
 use std::io;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::hub::Hubs;
 use crate::listener::{Accepted, Listener};
 use crate::pool::Pool;
 use crate::session::{Ctx, Session};
@@ -42,6 +44,8 @@ pub struct Loop {
     /// Which listeners may have clients waiting (edge-triggered).
     accept_ready: Vec<bool>,
     sessions: Slab<Session>,
+    /// Peers shared by many sessions (`hub = on`).
+    hubs: Hubs,
     timers: Timers,
     inbox: Inbox,
     /// Only the loop that handles SIGINT/SIGTERM has them.
@@ -62,6 +66,7 @@ macro_rules! ctx {
             inbox: &$l.inbox,
             now: $l.now,
             pool: &mut $l.pool,
+            hubs: &mut $l.hubs,
         }
     };
 }
@@ -99,6 +104,7 @@ impl Loop {
             accept_ready: vec![true; listeners.len()],
             listeners,
             sessions: Slab::new(),
+            hubs: Hubs::default(),
             timers: Timers::default(),
             inbox: Inbox::new(waker),
             signals,
@@ -123,11 +129,13 @@ impl Loop {
             let can_accept = self.accept_paused_until.is_none()
                 && self.accept_ready.iter().any(|r| *r)
                 && !self.shared.at_capacity();
-            let timeout = if !self.pending.is_empty() || can_accept || now < spin_until {
+            let hubs = self.hubs.busy();
+            let timeout = if !self.pending.is_empty() || hubs || can_accept || now < spin_until {
                 Some(Duration::ZERO)
             } else {
                 [
                     self.timers.next(),
+                    self.hubs.next_deadline(),
                     self.accept_paused_until,
                     self.drain_deadline,
                 ]
@@ -159,6 +167,11 @@ impl Loop {
                     }
                     WAKER => wake = true,
                     SIGNALS => signal = true,
+                    t if Hubs::owner(t).is_some() => {
+                        if let Some(hk) = Hubs::owner(t) {
+                            self.hubs.event(hk, Ready::from_event(ev));
+                        }
+                    }
                     Token(t) => {
                         let (key, ws) = Session::token_owner(Token(t));
                         // Events for a slot freed earlier are stale: ignore them.
@@ -211,6 +224,7 @@ impl Loop {
             for &key in &touched {
                 self.run_session(key);
             }
+            self.run_hubs();
             if let Some(deadline) = self.drain_deadline {
                 if self.sessions.is_empty() {
                     info!("all connections closed, exiting");
@@ -250,6 +264,31 @@ impl Loop {
                 self.timers.arm(d, key, s.id);
                 s.armed = Some(d);
             }
+        }
+    }
+
+    /// Hubs run after the sessions that fed them (their messages then go
+    /// to the peer in one writev), then the sessions they woke (frames to
+    /// write, a hub that opened or ended, room for a message); a few
+    /// rounds, the rest next turn.
+    fn run_hubs(&mut self) {
+        for _ in 0..4 {
+            self.hubs.run(
+                &mut self.sessions,
+                self.poll.registry(),
+                &mut self.pool,
+                self.shared.limits.max_message_size,
+                self.now,
+            );
+            let woken = self.hubs.take_wake();
+            if woken.is_empty() {
+                self.hubs.woken(woken);
+                return;
+            }
+            for &key in &woken {
+                self.run_session(key);
+            }
+            self.hubs.woken(woken);
         }
     }
 

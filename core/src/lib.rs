@@ -9,7 +9,8 @@
 //!   (poll, accept, timers, signals).
 //! - `session` is one connection's state machine (see `session/SESSION.md`):
 //!   `ws_end` and `raw_end` are its two ends, `open` the server role's way
-//!   in, `out_queue` what waits for the WebSocket end.
+//!   in, `out_queue` what waits for the WebSocket end, `hub_end` a raw end
+//!   that is a member of a fan-out `hub` (one peer shared by many clients).
 //! - `transport` is the stream type every socket is (TCP, Unix, UDP, Unix
 //!   datagram; TLS plugs in there); `peer` is where peers are and how each
 //!   kind connects, and the mirror peer.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod event_loop;
 pub mod forwarded;
 pub mod framing;
+pub mod hub;
 pub mod listener;
 pub mod peer;
 pub mod plugin;

@@ -30,6 +30,9 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_message_size: usize,
+    /// The listener's `--read-only`: what clients send is read and
+    /// dropped (hub members' messages never reach the shared peer).
+    pub read_only: bool,
 }
 
 pub struct Shared {
@@ -81,6 +84,7 @@ impl Shared {
                 handshake_timeout: settings.handshake_timeout,
                 connect_timeout: settings.connect_timeout,
                 max_message_size: settings.max_message_size,
+                read_only: settings.read_only,
             },
             backend,
             workers,

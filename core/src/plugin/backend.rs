@@ -144,6 +144,8 @@ impl PluginBackend {
             protocol: answer.protocol,
             headers: answer.headers,
             proxy_protocol,
+            hub: answer.hub,
+            hub_options: Default::default(),
         })
     }
 

@@ -17,6 +17,7 @@
 //! side therefore pauses the fast one; nothing is dropped and memory per
 //! connection stays bounded by a read buffer per direction.
 
+mod hub_end;
 mod open;
 mod out_queue;
 mod raw_end;
@@ -64,6 +65,8 @@ pub struct Ctx<'a> {
     /// The time the loop woke up: one clock read per turn, not per call.
     pub now: Instant,
     pub pool: &'a mut Pool,
+    /// The loop's fan-out hubs, for sessions whose raw end is a member.
+    pub hubs: &'a mut crate::hub::Hubs,
 }
 
 pub struct Session {
@@ -124,6 +127,8 @@ struct Chosen {
     /// its own `raw.preface` from it, since a failed attempt may have sent
     /// or dropped part of the last one.
     preface: Vec<u8>,
+    /// The raw end is a member of this address's hub (`hub_end.rs`).
+    hub: bool,
 }
 
 impl Session {
@@ -206,6 +211,7 @@ impl Session {
 
     pub(super) fn peer_label(&self) -> String {
         match &self.choice {
+            Some(c) if c.hub => format!("hub {}", c.address),
             Some(c) => c.address.to_string(),
             None => "-".into(),
         }
@@ -367,6 +373,7 @@ impl Session {
 
     /// Release the sockets and log the outcome.
     pub fn close(&mut self, cx: &mut Ctx) {
+        self.hub_leave(cx);
         // Taken, so the slot is released exactly once whatever calls this.
         if let (Some(ip), Some(p)) = (self.ip_slot.take(), &cx.shared.admission.per_ip) {
             p.release(ip);

@@ -313,7 +313,18 @@ impl Session {
             protocol,
             headers: choice.headers,
             preface,
+            hub: false,
         }));
+        if choice.hub
+            && self.hub_join(
+                &choice.address,
+                choice.proxy_protocol.is_some(),
+                choice.hub_options,
+                cx,
+            )
+        {
+            return;
+        }
         match &choice.address {
             PeerAddress::Mirror => {
                 self.raw.mirror = Some(Mirror::default());
@@ -456,6 +467,9 @@ impl Session {
     }
 
     pub(super) fn peer_connected(&mut self, cx: &mut Ctx) {
+        if self.raw.hub.is_some() {
+            return self.hub_adopt(cx);
+        }
         self.raw.state = RawState::Open;
         // Records that came with the end of the handshake raise no event.
         if self
@@ -534,6 +548,7 @@ impl Session {
         headers: &[(&str, &str)],
         cx: &mut Ctx,
     ) {
+        self.hub_refused(status, reason, cx);
         info!(
             "conn {} {} -> {} refused: {status} {reason}",
             self.id,

@@ -26,6 +26,8 @@ pub(crate) struct Answer {
     pub protocol: Option<usize>,
     pub headers: Vec<(String, String)>,
     pub reject: Option<(u16, String)>,
+    /// `answer_hub` (ABI 2.2): share the peer connection.
+    pub hub: bool,
 }
 
 impl Answer {
@@ -45,6 +47,7 @@ impl Answer {
             protocol: None,
             headers: Vec::new(),
             reject: None,
+            hub: false,
         }
     }
 
