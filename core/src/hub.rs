@@ -557,11 +557,9 @@ impl Hubs {
         h.stream = Some(stream);
         h.framing = framing;
         h.state = State::Open;
-        info!(
-            "hub {} open: peer connected, {} clients",
-            h.peer,
-            h.members.len()
-        );
+        let n = h.members.len();
+        let s = if n == 1 { "" } else { "s" };
+        info!("hub {} open: peer connected for {n} client{s}", h.peer);
         self.wake.extend(h.members.iter().map(|m| m.0));
         self.dirty.push(hk);
         Ok(())
@@ -780,6 +778,16 @@ impl Hubs {
             State::Connecting | State::Refused | State::Ended => {}
         }
         if let Some((code, reason)) = end {
+            if code == 1000 {
+                // The peer only stopped talking: what members sent before
+                // still goes, as far as it takes it now, then its EOF.
+                if let Some(h) = self.slab.get_mut(hk) {
+                    let _ = h.write(pool);
+                    if let Some(s) = h.stream.as_mut() {
+                        s.shutdown_write();
+                    }
+                }
+            }
             self.end(hk, code, reason, registry, pool);
         }
         if let Some(h) = self.slab.get(hk) {

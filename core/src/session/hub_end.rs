@@ -292,7 +292,13 @@ impl Session {
     /// within `hub-queue`; over it, this member is closed with 1008 or
     /// loses its oldest whole messages. A member with nothing queued takes
     /// any one message, so one larger than the queue still passes.
-    pub fn hub_offer(&mut self, frame: &Bytes, payload: usize, options: &HubOptions, now: Instant) {
+    pub(crate) fn hub_offer(
+        &mut self,
+        frame: &Bytes,
+        payload: usize,
+        options: &HubOptions,
+        now: Instant,
+    ) {
         if self.ws.state != WsState::Open {
             return;
         }
@@ -315,13 +321,12 @@ impl Session {
                 return;
             }
             if m.dropped == 0 {
+                let peer = self.choice.as_ref().map(|c| &c.address);
                 info!(
-                    "conn {} {} -> {}: hub queue full, dropping the oldest messages",
+                    "conn {} {} -> hub {}: hub queue full, dropping the oldest messages",
                     self.id,
                     self.client_addr,
-                    self.choice
-                        .as_ref()
-                        .map_or(String::new(), |c| c.address.to_string())
+                    peer.map_or(String::new(), ToString::to_string)
                 );
             }
             while pending + cost > options.queue {
