@@ -451,26 +451,22 @@ impl Held {
     }
 
     /// Free the queue; the next connection accepted (within [`WAIT`]).
-    fn release(mut self) -> TcpStream {
-        self.listener.set_nonblocking(true).unwrap();
-        let mut freed = 0;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.listener.accept() {
-                Ok(_) if freed < self.queued.len() => freed += 1,
-                Ok((s, _)) => {
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(WAIT)).unwrap();
-                    self.queued.clear();
-                    return s;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "the bridge never connected");
-                    thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        }
+    fn release(self) -> TcpStream {
+        let Held { listener, queued } = self;
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            // Accepting the queued connections makes room for the bridge's.
+            let next = listener.incoming().nth(queued.len());
+            drop(queued);
+            let _ = tx.send(next);
+        });
+        let s = rx
+            .recv_timeout(WAIT)
+            .expect("the bridge never connected")
+            .expect("the listener stopped")
+            .expect("accept");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s
     }
 }
 
