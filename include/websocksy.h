@@ -1,5 +1,5 @@
 /*
- * websocksy.h - the plugin interface of websocksy, ABI 2.1
+ * websocksy.h - the plugin interface of websocksy, ABI 2.2
  *
  * websocksy bridges WebSocket clients to TCP, UDP and Unix sockets. Two
  * things are pluggable, both written as shared objects in C (this header) or
@@ -37,6 +37,9 @@
  *   2.1  wsy_request: user (the HTTP Basic user), tls_subject, tls_sans and
  *        tls_san_count (the verified TLS client certificate), appended
  *        after `reserved`.
+ *   2.2  wsy_host_api: answer_hub (share one peer connection among every
+ *        client answered with the same peer: a fan-out hub), appended
+ *        after request_cookie.
  *
  * Every struct that crosses the boundary starts with `uint32_t size`, the
  * sizeof() the writer was built with:
@@ -47,7 +50,9 @@
  *     before 2.0 shipped: a framing descriptor whose size ends before it is
  *     accepted as a 2.0 framing without options;
  *   - structs the host gives you (wsy_host_api, wsy_request): before using a
- *     field added after 2.0, check it is inside `size` (WSY_HAS_FIELD).
+ *     field added after 2.0, check it is inside `size` (WSY_HAS_FIELD); a
+ *     function appended to wsy_host_api is called only when
+ *     WSY_HAS_FIELD(host, wsy_host_api, NAME) and it is not NULL.
  *
  * The original websocksy's plugins (API version 1: `init`, `configure`,
  * `query`, `cleanup` backends and framings registered through
@@ -146,7 +151,7 @@ extern "C" {
 #endif
 
 #define WSY_ABI_MAJOR 2
-#define WSY_ABI_MINOR 1
+#define WSY_ABI_MINOR 2
 /* The symbol every plugin library exports, of type wsy_entry_fn. */
 #define WSY_ENTRY_SYMBOL "websocksy_plugin_v2"
 
@@ -156,7 +161,7 @@ extern "C" {
 #define WSY_EXPORT
 #endif
 
-/* Marks a pointer the callee takes ownership of (none so far, in 2.1: the
+/* Marks a pointer the callee takes ownership of (none so far, in 2.2: the
  * rule is that whoever allocates frees). Kept for documentation of future
  * fields. */
 #define WSY_OWN
@@ -437,6 +442,21 @@ typedef struct wsy_host_api {
      * the request's memory; WSY_ERROR with *value = {NULL, 0} if absent. */
     wsy_status (*request_header)(const wsy_request *request, wsy_str name, wsy_str *value);
     wsy_status (*request_cookie)(const wsy_request *request, wsy_str name, wsy_str *value);
+
+    /* ---- 2.2 ----------------------------------------------------------- */
+    /* Answer a query (as the answer_* above): on = 1 makes this client a
+     * member of the peer's fan-out hub. Every client answered with the same
+     * peer and a hub shares ONE connection to it: each message the peer
+     * sends (after framing) goes to every member, members' messages go to
+     * the peer whole (unless the listener is --read-only), and a member too
+     * slow to keep up is closed with 1008 rather than slowing the others.
+     * The connection opens with the first member and closes when the last
+     * one leaves. Not with a PROXY header (?proxy-protocol=: refused with
+     * 502), and ignored for mirror://. on = 0 (the default) gives the client
+     * a connection of its own. Present when WSY_HAS_FIELD(host, wsy_host_api,
+     * answer_hub); a plugin that may run on a 2.0 or 2.1 host checks that
+     * before calling it. */
+    wsy_status (*answer_hub)(wsy_answer *answer, uint32_t on);
 } wsy_host_api;
 
 /* The entry every plugin library exports under the name WSY_ENTRY_SYMBOL:

@@ -1,4 +1,4 @@
-//! `#[repr(C)]` mirror of `include/websocksy.h`, the plugin ABI (2.1).
+//! `#[repr(C)]` mirror of `include/websocksy.h`, the plugin ABI (2.2).
 //!
 //! The header is the source of truth; this crate only restates it for Rust.
 //! The host (`websocksy`) and the plugin SDK (`websocksy-plugin`) both use
@@ -9,7 +9,7 @@
 use std::ffi::{c_char, c_void};
 
 pub const WSY_ABI_MAJOR: u16 = 2;
-pub const WSY_ABI_MINOR: u16 = 1;
+pub const WSY_ABI_MINOR: u16 = 2;
 /// The entry symbol, NUL-terminated for dlsym.
 pub const WSY_ENTRY_SYMBOL: &[u8] = b"websocksy_plugin_v2\0";
 
@@ -364,13 +364,34 @@ pub struct wsy_host_api {
             value: *mut wsy_str,
         ) -> wsy_status,
     >,
+    // ---- 2.2: present only when `size` covers it (`has_field`).
+    /// Make this answer a member of the peer's fan-out hub (`on` = 1).
+    pub answer_hub: Option<unsafe extern "C" fn(answer: *mut wsy_answer, on: u32) -> wsy_status>,
 }
 
 impl wsy_host_api {
     /// `sizeof(wsy_host_api)` in ABI 2.0: it ends with `request_cookie`.
-    /// Every 2.x host's table is at least this long.
+    /// Every 2.x host's table is at least this long, and a 2.1 host's is
+    /// this long too (2.1 appended to `wsy_request` only).
     pub const SIZE_2_0: usize =
         std::mem::offset_of!(wsy_host_api, request_cookie) + std::mem::size_of::<*const ()>();
+    /// `sizeof(wsy_host_api)` in ABI 2.2: it ends with `answer_hub`.
+    pub const SIZE_2_2: usize = std::mem::size_of::<wsy_host_api>();
+
+    /// `answer_hub`, if the table (of `size` bytes as its host says)
+    /// has it.
+    pub fn answer_hub(
+        &self,
+    ) -> Option<unsafe extern "C" fn(answer: *mut wsy_answer, on: u32) -> wsy_status> {
+        let at = std::mem::offset_of!(wsy_host_api, answer_hub);
+        let len =
+            std::mem::size_of::<Option<unsafe extern "C" fn(*mut wsy_answer, u32) -> wsy_status>>();
+        if has_field(self.size, at, len) {
+            self.answer_hub
+        } else {
+            None
+        }
+    }
 }
 
 pub type wsy_entry_fn = unsafe extern "C" fn(
@@ -394,5 +415,7 @@ const _: () = {
     assert!(std::mem::size_of::<wsy_request>() == 160);
     assert!(std::mem::size_of::<wsy_backend>() == 64);
     assert!(wsy_host_api::SIZE_2_0 == 96);
-    assert!(std::mem::size_of::<wsy_host_api>() == 96);
+    // 2.2 appended one function pointer, 8-aligned at the 2.0 sizeof.
+    assert!(std::mem::offset_of!(wsy_host_api, answer_hub) == 96);
+    assert!(std::mem::size_of::<wsy_host_api>() == 104);
 };

@@ -218,7 +218,7 @@ fn layouts() -> Vec<Layout> {
         wsy_host_api {
             size, abi_major, abi_minor, log, register_backend, register_framing, error_set,
             answer_peer, answer_framing, answer_protocol, answer_header, answer_reject,
-            request_header, request_cookie,
+            request_header, request_cookie, answer_hub,
         }
     }
 }
@@ -348,6 +348,12 @@ static void macros(void) {
     h.size = (uint32_t)offsetof(wsy_host_api, request_cookie);
     check(WSY_HAS_FIELD(&h, wsy_host_api, request_header), "WSY_HAS_FIELD_host_api_has");
     check(!WSY_HAS_FIELD(&h, wsy_host_api, request_cookie), "WSY_HAS_FIELD_host_api_lacks");
+    /* A 2.0 or 2.1 host's table ends with request_cookie: no answer_hub. */
+    h.size = (uint32_t)(offsetof(wsy_host_api, request_cookie) + sizeof h.request_cookie);
+    check(WSY_HAS_FIELD(&h, wsy_host_api, request_cookie) && !WSY_HAS_FIELD(&h, wsy_host_api, answer_hub),
+          "WSY_HAS_FIELD_2_1_host_api_lacks_answer_hub");
+    h.size = (uint32_t)sizeof h;
+    check(WSY_HAS_FIELD(&h, wsy_host_api, answer_hub), "WSY_HAS_FIELD_2_2_host_api_has_answer_hub");
 
     memset(&fr, 0, sizeof fr);
     fr.size = (uint32_t)offsetof(wsy_framing, configure);

@@ -72,6 +72,8 @@ impl Connector {
             handshake_timeout: s.timeout,
             connect_timeout: s.timeout,
             max_message_size: process.max_message_size,
+            // The client role's directions are its own (`--write-only`).
+            read_only: false,
         };
         let request = Request {
             host: s.url.host_header.clone(),

@@ -7,9 +7,10 @@
 //!
 //! Tokens: listener `i` owns `i` (below [`MAX_LISTENERS`]); session `key`
 //! owns the pair from `MAX_LISTENERS + 2*key` (WebSocket end, then raw
-//! end); the fixed tokens sit at the top of the range. The loop only
-//! records readiness; each touched session then does its I/O in
-//! `Session::ready`.
+//! end); fan-out hubs' peers own the range from `hub::FIRST_TOKEN`; the
+//! fixed tokens sit at the top of the range. The loop only records
+//! readiness; each touched session then does its I/O in `Session::ready`,
+//! then each hub with work in `Hubs::run`, then the sessions it woke.
 
 use std::io;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 
 use crate::config::Local;
 use crate::connector::Connector;
+use crate::hub::Hubs;
 use crate::listener::{Accepted, Listener};
 use crate::pool::Pool;
 use crate::session::LocalSide;
@@ -49,6 +51,8 @@ pub struct Loop {
     /// Which listeners may have clients waiting (edge-triggered).
     accept_ready: Vec<bool>,
     sessions: Slab<Session>,
+    /// Peers shared by many sessions (`hub = on`).
+    hubs: Hubs,
     timers: Timers,
     inbox: Inbox,
     /// Only the loop that handles SIGINT/SIGTERM has them.
@@ -79,6 +83,7 @@ macro_rules! ctx {
             inbox: &$l.inbox,
             now: $l.now,
             pool: &mut $l.pool,
+            hubs: &mut $l.hubs,
         }
     };
 }
@@ -117,6 +122,7 @@ impl Loop {
             accept_ready: vec![true; listeners.len()],
             listeners,
             sessions: Slab::new(),
+            hubs: Hubs::default(),
             timers: Timers::default(),
             inbox: Inbox::new(waker),
             signals,
@@ -260,11 +266,13 @@ impl Loop {
             let can_accept = self.accept_paused_until.is_none()
                 && self.accept_ready.iter().any(|r| *r)
                 && !self.shared.at_capacity();
-            let timeout = if !self.pending.is_empty() || can_accept || now < spin_until {
+            let hubs = self.hubs.busy();
+            let timeout = if !self.pending.is_empty() || hubs || can_accept || now < spin_until {
                 Some(Duration::ZERO)
             } else {
                 [
                     self.timers.next(),
+                    self.hubs.next_deadline(),
                     self.accept_paused_until,
                     self.drain_deadline,
                 ]
@@ -296,6 +304,11 @@ impl Loop {
                     }
                     WAKER => wake = true,
                     SIGNALS => signal = true,
+                    t if Hubs::owner(t).is_some() => {
+                        if let Some(hk) = Hubs::owner(t) {
+                            self.hubs.event(hk, Ready::from_event(ev));
+                        }
+                    }
                     Token(t) => {
                         let (key, ws) = Session::token_owner(Token(t));
                         // Events for a slot freed earlier are stale: ignore them.
@@ -352,6 +365,7 @@ impl Loop {
             for &key in &touched {
                 self.run_session(key);
             }
+            self.run_hubs();
             if let Some(deadline) = self.drain_deadline {
                 if self.sessions.is_empty() {
                     info!("all connections closed, exiting");
@@ -402,6 +416,31 @@ impl Loop {
                 self.timers.arm(d, key, s.id);
                 s.armed = Some(d);
             }
+        }
+    }
+
+    /// Hubs run after the sessions that fed them (their messages then go
+    /// to the peer in one writev), then the sessions they woke (frames to
+    /// write, a hub that opened or ended, room for a message); a few
+    /// rounds, the rest next turn.
+    fn run_hubs(&mut self) {
+        for _ in 0..4 {
+            self.hubs.run(
+                &mut self.sessions,
+                self.poll.registry(),
+                &mut self.pool,
+                self.shared.limits.max_message_size,
+                self.now,
+            );
+            let woken = self.hubs.take_wake();
+            if woken.is_empty() {
+                self.hubs.woken(woken);
+                return;
+            }
+            for &key in &woken {
+                self.run_session(key);
+            }
+            self.hubs.woken(woken);
         }
     }
 

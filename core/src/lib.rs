@@ -10,8 +10,9 @@
 //! - `session` is one connection's state machine (see `session/SESSION.md`):
 //!   `ws_end` and `raw_end` are its two ends, `open` the server role's way
 //!   in, `dial` the client role's, `out_queue` what waits for the WebSocket
-//!   end. `connector` is a client connection (`websocksy connect`,
-//!   `[connect]`) at run time, shared by its sessions.
+//!   end, `hub_end` a raw end that is a member of a fan-out `hub` (one peer
+//!   shared by many clients). `connector` is a client connection
+//!   (`websocksy connect`, `[connect]`) at run time, shared by its sessions.
 //! - `transport` is the stream type every socket is (TCP, Unix, UDP, Unix
 //!   datagram; TLS plugs in there); `peer` is where peers are and how each
 //!   kind connects, and the mirror peer.
@@ -29,6 +30,7 @@ pub mod connector;
 pub mod event_loop;
 pub mod forwarded;
 pub mod framing;
+pub mod hub;
 pub mod listener;
 pub mod peer;
 pub mod plugin;

@@ -30,6 +30,9 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_message_size: usize,
+    /// The listener's `--read-only`: what clients send is read and
+    /// dropped (hub members' messages never reach the shared peer).
+    pub read_only: bool,
 }
 
 pub struct Shared {
@@ -47,8 +50,6 @@ pub struct Shared {
     /// How long open connections get to close after SIGINT/SIGTERM.
     pub drain: Duration,
     pub busy_poll: Duration,
-    /// Server listeners are `--read-only`: what clients send is dropped.
-    pub read_only: bool,
     /// The TLS listeners' context, swapped on SIGHUP; read at accept only.
     pub tls: Option<ServerTls>,
     /// The context of `tls://` peers (always set by the server).
@@ -83,6 +84,7 @@ impl Shared {
                 handshake_timeout: settings.handshake_timeout,
                 connect_timeout: settings.connect_timeout,
                 max_message_size: settings.max_message_size,
+                read_only: settings.read_only,
             },
             backend,
             workers,
@@ -93,7 +95,6 @@ impl Shared {
             next_id: AtomicU64::new(1),
             drain: settings.drain_timeout,
             busy_poll: settings.busy_poll,
-            read_only: settings.read_only,
             tls: None,
             peer_tls: None,
         })

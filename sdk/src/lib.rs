@@ -3,10 +3,11 @@
 //! websocksy bridges WebSocket clients to TCP, UDP and Unix sockets. Two
 //! things are pluggable: **backends** choose the peer for each connection
 //! from the upgrade request, and **framings** cut the peer's byte stream into
-//! WebSocket messages. The plugin ABI is C (`include/websocksy.h`, ABI 2.1);
+//! WebSocket messages. The plugin ABI is C (`include/websocksy.h`, ABI 2.2);
 //! this crate hides it. Its plugins declare ABI 2.0 and also load into 2.0
 //! hosts: what 2.1 added ([`Request::user`], [`Request::tls_subject`],
-//! [`Request::tls_sans`]) then reads as absent. A plugin is
+//! [`Request::tls_sans`]) then reads as absent, and what 2.2 added
+//! ([`Answer::hub`]) fails with `WSY_EVERSION`. A plugin is
 //!
 //! - a type implementing [`Framing`] or [`Backend`] (one library may have any
 //!   number of both), and

@@ -369,6 +369,18 @@ impl<'a> Answer<'a> {
         status(unsafe { f(self.raw, wsy_str::from_str(name), wsy_str::from_str(value)) })
     }
 
+    /// Make this client a member of the peer's fan-out hub (`true`) or give
+    /// it a connection of its own (`false`, the default): every client
+    /// answered with the same peer and a hub shares one connection to it,
+    /// each message the peer sends goes to all of them, and a client too
+    /// slow to keep up is closed (1008) instead of slowing the others.
+    /// `Err` (`WSY_EVERSION`) on a host older than ABI 2.2, which cannot.
+    pub fn hub(&mut self, on: bool) -> Result<(), HostError> {
+        let f = self.api.answer_hub().ok_or(HostError(abi::WSY_EVERSION))?;
+        // SAFETY: as in `peer`.
+        status(unsafe { f(self.raw, u32::from(on)) })
+    }
+
     /// Refuse the upgrade with this HTTP status (400-599) and a one-line
     /// reason, sent as the body.
     pub fn reject(&mut self, status_code: u16, reason: &str) -> Result<(), HostError> {

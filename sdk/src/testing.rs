@@ -148,6 +148,8 @@ pub struct Recorded {
     pub protocol: Option<usize>,
     /// Every [`Answer::header`].
     pub headers: Vec<(String, String)>,
+    /// The last [`Answer::hub`].
+    pub hub: bool,
     /// The last [`Answer::reject`]: status and reason.
     pub reject: Option<(u16, String)>,
 }
@@ -241,10 +243,11 @@ impl TestRequest {
         self
     }
 
-    /// Run as on a host of ABI 2.`minor`: the request's `size` is that
-    /// minor's, so fields added later read as absent (even when set here,
-    /// which shows whether the backend relies on them). Default: this
-    /// crate's ABI minor.
+    /// Run as on a host of ABI 2.`minor`: the request's `size` and the host
+    /// table's are that minor's, so fields added later read as absent (even
+    /// when set here, which shows whether the backend relies on them), and
+    /// functions added later ([`Answer::hub`], 2.2) fail with
+    /// `WSY_EVERSION`. Default: this crate's ABI minor.
     pub fn host_abi_minor(mut self, minor: u16) -> TestRequest {
         self.host_minor = minor;
         self
@@ -296,7 +299,11 @@ impl TestRequest {
             let mut answer = unsafe {
                 Answer::from_raw(
                     (&mut sink as *mut AnswerSink).cast::<wsy_answer>(),
-                    &TEST_API,
+                    if self.host_minor < 2 {
+                        &TEST_API_2_1
+                    } else {
+                        &TEST_API
+                    },
                 )
             };
             backend.query(request, &mut answer)
@@ -376,6 +383,16 @@ unsafe extern "C" fn t_header(
     abi::WSY_OK
 }
 
+unsafe extern "C" fn t_hub(answer: *mut wsy_answer, on: u32) -> wsy_status {
+    // SAFETY: as in t_peer.
+    let sink = unsafe { sink(answer) };
+    if on > 1 {
+        return abi::WSY_EINVAL;
+    }
+    sink.rec.hub = on == 1;
+    abi::WSY_OK
+}
+
 unsafe extern "C" fn t_reject(answer: *mut wsy_answer, status: u16, reason: wsy_str) -> wsy_status {
     // SAFETY: as in t_peer.
     let (sink, reason) = unsafe { (sink(answer), owned(reason)) };
@@ -401,4 +418,13 @@ static TEST_API: wsy_host_api = wsy_host_api {
     answer_reject: Some(t_reject),
     request_header: None,
     request_cookie: None,
+    answer_hub: Some(t_hub),
+};
+
+/// [`TEST_API`] as a host older than 2.2 shows it: its `size` ends before
+/// `answer_hub`.
+static TEST_API_2_1: wsy_host_api = wsy_host_api {
+    size: wsy_host_api::SIZE_2_0 as u32,
+    abi_minor: 1,
+    ..TEST_API
 };

@@ -119,6 +119,15 @@ impl Backend for TestBackend {
                 answer.header("X-User", request.user().unwrap_or("(none)"))?;
                 Ok(())
             }
+            "/hub" => {
+                answer.peer(&self.peer)?;
+                let hub = match answer.hub(true) {
+                    Ok(()) => "on".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                answer.header("X-Hub", &hub)?;
+                Ok(())
+            }
             _ => {
                 answer.peer(&self.peer)?;
                 let cookie = request.cookie("s").unwrap_or("-");
@@ -228,8 +237,15 @@ unsafe extern "C" fn m_answer_reject(_: *mut wsy_answer, _: u16, _: wsy_str) -> 
     WSY_OK
 }
 
+/// Set in the mock table's memory, but past a 2.0 table's `size`: the SDK
+/// must never call it.
+unsafe extern "C" fn m_answer_hub(_: *mut wsy_answer, _: u32) -> wsy_status {
+    panic!("answer_hub called through a 2.0 host table")
+}
+
+/// A 2.0 host's table: its `size` ends before `answer_hub` (2.2).
 static HOST: wsy_host_api = wsy_host_api {
-    size: std::mem::size_of::<wsy_host_api>() as u32,
+    size: wsy_host_api::SIZE_2_0 as u32,
     abi_major: 2,
     abi_minor: 0,
     log: Some(m_log),
@@ -243,6 +259,7 @@ static HOST: wsy_host_api = wsy_host_api {
     answer_reject: Some(m_answer_reject),
     request_header: None,
     request_cookie: None,
+    answer_hub: Some(m_answer_hub),
 };
 
 static PLUGIN_HANDLE: u8 = 0;
@@ -634,6 +651,16 @@ fn query_runs_on_a_2_0_host_and_refuses_less() {
     );
     // Less than 2.0 is no 2.x host.
     assert_eq!(query_sized("/ok", &[], &[], size_2_0 - 1).0, WSY_EVERSION);
+    // A function a 2.0 host's table lacks is refused, not called.
+    let (s, a) = query("/hub", &[], &[]);
+    assert_eq!(s, WSY_OK);
+    assert_eq!(
+        a.headers,
+        [(
+            "X-Hub".to_string(),
+            "host refused the call: unsupported ABI version (-4)".to_string()
+        )]
+    );
 }
 
 #[test]

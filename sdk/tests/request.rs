@@ -73,6 +73,10 @@ impl Backend for Echo {
             "/badpeer" => answer.peer("ftp://x")?,
             "/badframing" => answer.framing("nosuch", None)?,
             "/badprotocol" => answer.protocol(5)?,
+            "/hub" => {
+                answer.peer("tcp://127.0.0.1:7000")?;
+                answer.hub(true)?;
+            }
             _ => {
                 answer.peer("mirror://")?;
                 answer.framing("json", Some("max-depth=3"))?;
@@ -104,6 +108,20 @@ fn answers_are_recorded_and_checked() {
         let (res, _) = TestRequest::new(bad).query(&Echo);
         let err = res.unwrap_err();
         assert!(err.contains("invalid argument"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn a_hub_answer_needs_a_2_2_host() {
+    let (res, rec) = TestRequest::new("/hub").query(&Echo);
+    assert_eq!(res, Ok(()));
+    assert!(rec.hub);
+    assert!(!TestRequest::new("/").query(&Echo).1.hub);
+    for older in [0, 1] {
+        let (res, rec) = TestRequest::new("/hub").host_abi_minor(older).query(&Echo);
+        let err = res.unwrap_err();
+        assert!(err.contains("unsupported ABI version"), "2.{older}: {err}");
+        assert!(!rec.hub);
     }
 }
 

@@ -157,6 +157,13 @@ impl TcpPeer {
         s
     }
 
+    /// The next connection the bridge made within `wait`, if any.
+    pub fn accept_within(&self, wait: std::time::Duration) -> Option<TcpStream> {
+        let s = self.rx.recv_timeout(wait).ok()?;
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        Some(s)
+    }
+
     /// `-c host=tcp://ADDR` style argument.
     pub fn host_arg(&self) -> String {
         format!("host=tcp://{}", self.addr)

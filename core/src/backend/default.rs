@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use super::{Backend, Decision, PeerChoice, Request};
-use crate::config::BackendOption;
+use crate::config::{bool_value, seconds_or_off, size_value, BackendOption};
 use crate::framing::{Framing, Registry};
+use crate::hub::HubOptions;
 use crate::peer::PeerAddress;
 use crate::proxy_protocol::Version as ProxyVersion;
 
@@ -15,6 +16,8 @@ pub struct DefaultPeer {
     framing_config: Option<String>,
     protocol: Option<String>,
     proxy_protocol: Option<ProxyVersion>,
+    hub: bool,
+    hub_options: HubOptions,
 }
 
 impl DefaultPeer {
@@ -23,7 +26,12 @@ impl DefaultPeer {
     /// `framing-config`, `protocol` (`*` = the first offered),
     /// `proxy-protocol` (`v1`/`v2`: a PROXY header to the peer; also as a
     /// `?proxy-protocol=` suffix on `host`), `peer-ca` (CAs for a `tls://`
-    /// peer, read with the TLS settings).
+    /// peer, read with the TLS settings), `hub` (`on`: every client shares
+    /// one peer connection, `crate::hub`), `hub-queue` (bytes that may wait
+    /// for one client, default 1M), `hub-overflow` (`close`, the default:
+    /// a client over it is closed with 1008; `drop-oldest`: it loses its
+    /// oldest messages), `hub-linger` (seconds the peer connection outlives
+    /// its last client, default 0).
     pub fn configure(options: &[BackendOption], framings: &Registry) -> Result<Self, String> {
         let mut host = ("tcp://localhost".to_string(), None);
         let mut port = ("5900".to_string(), None);
@@ -31,7 +39,15 @@ impl DefaultPeer {
         let mut framing_config = (None, None);
         let mut protocol = None;
         let mut proxy = None;
+        let mut hub = (false, None);
+        let mut hub_options = HubOptions::default();
         for opt in options {
+            let bad = |e: String| {
+                format!(
+                    "{}: invalid value '{}' for {}: {e}",
+                    opt.origin, opt.value, opt.key
+                )
+            };
             let origin = Some(&opt.origin);
             match opt.key.as_str() {
                 "host" => host = (opt.value.clone(), origin),
@@ -48,9 +64,23 @@ impl DefaultPeer {
                 }
                 // Read with the TLS settings (`--peer-ca`'s twin).
                 "peer-ca" => {}
+                "hub" => hub = (bool_value(&opt.value).map_err(bad)?, origin),
+                "hub-queue" => hub_options.queue = size_value(&opt.value).map_err(bad)?,
+                "hub-overflow" => {
+                    hub_options.drop_oldest = match opt.value.as_str() {
+                        "close" => false,
+                        "drop-oldest" => true,
+                        _ => return Err(bad("expected close or drop-oldest".into())),
+                    }
+                }
+                "hub-linger" => {
+                    hub_options.linger = seconds_or_off(&opt.value)
+                        .map_err(bad)?
+                        .unwrap_or_default()
+                }
                 _ => {
                     return Err(format!(
-                        "{}: unknown defaultpeer option '{}' (expected host, port, framing, framing-config, protocol, proxy-protocol, peer-ca)",
+                        "{}: unknown defaultpeer option '{}' (expected host, port, framing, framing-config, protocol, proxy-protocol, peer-ca, hub, hub-queue, hub-overflow, hub-linger)",
                         opt.origin, opt.key
                     ))
                 }
@@ -66,6 +96,18 @@ impl DefaultPeer {
             return Err(format!(
                 "{}proxy-protocol needs a stream peer (tcp://, tls:// or unix://), not {address}",
                 at(origin)
+            ));
+        }
+        if hub.0 && address == PeerAddress::Mirror {
+            return Err(format!(
+                "{}hub needs a peer to share, not mirror://",
+                at(hub.1.or(host.1))
+            ));
+        }
+        if hub.0 && proxy_protocol.is_some() {
+            return Err(format!(
+                "{}hub cannot be used with proxy-protocol (one peer connection serves many clients)",
+                at(hub.1)
             ));
         }
         let f = framings.get(&framing.0).ok_or_else(|| {
@@ -91,6 +133,8 @@ impl DefaultPeer {
             framing_config: framing_config.0,
             protocol,
             proxy_protocol,
+            hub: hub.0,
+            hub_options,
         })
     }
 
@@ -118,6 +162,8 @@ impl Backend for DefaultPeer {
             protocol: select_protocol(self.protocol.as_deref(), &request.protocols),
             headers: Vec::new(),
             proxy_protocol: self.proxy_protocol,
+            hub: self.hub,
+            hub_options: self.hub_options,
         })
     }
 

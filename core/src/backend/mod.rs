@@ -71,6 +71,11 @@ pub struct PeerChoice {
     /// Send a PROXY header of this version to the peer before anything
     /// else (stream peers only).
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// Share one connection to this peer address with every other client
+    /// answered with it and `hub` (a fan-out hub, `crate::hub`).
+    pub hub: bool,
+    /// How that hub treats its clients (its first client's choice counts).
+    pub hub_options: crate::hub::HubOptions,
 }
 
 /// A backend's answer.

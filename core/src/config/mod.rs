@@ -47,6 +47,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use connect::{ConnectSettings, Direction, Local, OpenMessage, Retry};
+/// For backends' own options (`defaultpeer`'s `hub-*`), parsed as `[core]` values are.
+pub(crate) use values::{bool_value, seconds_or_off, size_value};
 
 mod cli;
 mod connect;

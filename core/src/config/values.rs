@@ -128,7 +128,7 @@ pub(super) fn framing_option_value(v: &str) -> Result<(String, String, String), 
 const MAX_SECONDS: f64 = 1e9;
 
 /// A duration where 0 means "off" (`None`).
-pub(super) fn seconds_or_off(v: &str) -> Result<Option<Duration>, String> {
+pub(crate) fn seconds_or_off(v: &str) -> Result<Option<Duration>, String> {
     let secs = seconds_f64(v)?;
     if secs == 0.0 {
         return Ok(None);
@@ -174,7 +174,7 @@ fn positive_duration(secs: f64) -> Result<Duration, String> {
     Ok(d)
 }
 
-pub(super) fn size_value(v: &str) -> Result<usize, String> {
+pub(crate) fn size_value(v: &str) -> Result<usize, String> {
     const EXPECTED: &str =
         "expected a number of bytes, optionally with a K, M or G suffix (e.g. 64M)";
     let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
@@ -253,7 +253,7 @@ pub(super) fn trusted_proxy_value(v: &str) -> Result<Option<ipnet::IpNet>, Strin
         .map_err(|_| "expected an IP address, a CIDR block such as 10.0.0.0/8, or unix".to_string())
 }
 
-pub(super) fn bool_value(v: &str) -> Result<bool, String> {
+pub(crate) fn bool_value(v: &str) -> Result<bool, String> {
     match v {
         "true" | "yes" | "on" | "1" => Ok(true),
         "false" | "no" | "off" | "0" => Ok(false),

@@ -144,6 +144,8 @@ impl PluginBackend {
             protocol: answer.protocol,
             headers: answer.headers,
             proxy_protocol,
+            hub: answer.hub,
+            hub_options: Default::default(),
         })
     }
 
@@ -289,6 +291,11 @@ mod tests {
                     );
                     assert_eq!(h.answer_protocol.unwrap()(answer, 0), WSY_OK);
                     WSY_OK
+                }
+                b"/hub" => {
+                    let peer = wsy_str::from_str("tcp://127.0.0.1:9");
+                    assert_eq!(h.answer_peer.unwrap()(answer, peer), WSY_OK);
+                    h.answer_hub().unwrap()(answer, 1)
                 }
                 b"/reject" => h.answer_reject.unwrap()(answer, 403, wsy_str::from_str("forbidden")),
                 b"/err" => WSY_ERROR,
@@ -519,7 +526,12 @@ mod tests {
                 assert_eq!(c.address, PeerAddress::Mirror);
                 assert_eq!(c.framing_name, "newline");
                 assert_eq!(c.protocol, Some(0));
+                assert!(!c.hub);
             }
+            Decision::Reject { status, reason } => panic!("{status} {reason}"),
+        }
+        match b.query(&request("/hub")) {
+            Decision::Peer(c) => assert!(c.hub, "answer_hub"),
             Decision::Reject { status, reason } => panic!("{status} {reason}"),
         }
         let reject = |t: &str| match b.query(&request(t)) {

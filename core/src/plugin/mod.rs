@@ -1,4 +1,4 @@
-//! Plugins: shared objects that add backends and framings (ABI 2.1,
+//! Plugins: shared objects that add backends and framings (ABI 2.2,
 //! `include/websocksy.h`), and the original websocksy's version 1 plugins.
 //!
 //! * [`loader`] finds and opens the libraries (`--plugin-dir`, `--plugin`,

@@ -152,6 +152,7 @@ impl Session {
                     protocol: None,
                     headers: Vec::new(),
                     preface: Vec::new(),
+                    hub: false,
                 }));
                 self.deadline = cx.now + connector.limits.connect_timeout;
                 self.ws.state = WsState::Dialing;
@@ -605,7 +606,7 @@ impl Session {
     pub(super) fn drops_ws_payload(&self, cx: &Ctx) -> bool {
         match &self.client {
             Some(c) => c.connector.settings.direction == Direction::WriteOnly,
-            None => cx.shared.read_only,
+            None => cx.shared.limits.read_only,
         }
     }
 

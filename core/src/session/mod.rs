@@ -18,6 +18,7 @@
 //! connection stays bounded by a read buffer per direction.
 
 mod dial;
+mod hub_end;
 mod open;
 mod out_queue;
 mod raw_end;
@@ -67,6 +68,8 @@ pub struct Ctx<'a> {
     /// The time the loop woke up: one clock read per turn, not per call.
     pub now: Instant,
     pub pool: &'a mut Pool,
+    /// The loop's fan-out hubs, for sessions whose raw end is a member.
+    pub hubs: &'a mut crate::hub::Hubs,
 }
 
 pub struct Session {
@@ -130,6 +133,8 @@ struct Chosen {
     /// its own `raw.preface` from it, since a failed attempt may have sent
     /// or dropped part of the last one.
     preface: Vec<u8>,
+    /// The raw end is a member of this address's hub (`hub_end.rs`).
+    hub: bool,
 }
 
 impl Session {
@@ -255,6 +260,7 @@ impl Session {
             return c.connector.label.clone();
         }
         match &self.choice {
+            Some(c) if c.hub => format!("hub {}", c.address),
             Some(c) => c.address.to_string(),
             None => "-".into(),
         }
@@ -482,6 +488,7 @@ impl Session {
 
     /// Release the sockets and log the outcome.
     pub fn close(&mut self, cx: &mut Ctx) {
+        self.hub_leave(cx);
         // Taken, so the slot is released exactly once whatever calls this.
         if let (Some(ip), Some(p)) = (self.ip_slot.take(), &cx.shared.admission.per_ip) {
             p.release(ip);

@@ -315,12 +315,24 @@ impl Session {
             }
             preface = proxy_protocol::encode(v, self.client_addr, self.local_addr);
         }
+        let address = choice.address;
         self.choice = Some(Box::new(Chosen {
-            address: choice.address,
+            address: address.clone(),
             protocol,
             headers: choice.headers,
             preface,
+            hub: false,
         }));
+        if choice.hub
+            && self.hub_join(
+                &address,
+                choice.proxy_protocol.is_some(),
+                choice.hub_options,
+                cx,
+            )
+        {
+            return;
+        }
         self.connect_peer(cx);
     }
 
@@ -473,6 +485,9 @@ impl Session {
     }
 
     pub(super) fn peer_connected(&mut self, cx: &mut Ctx) {
+        if self.raw.hub.is_some() {
+            return self.hub_adopt(cx);
+        }
         self.raw.state = RawState::Open;
         // Records that came with the end of the handshake raise no event.
         if self
@@ -565,6 +580,7 @@ impl Session {
             // The client role's local peer failed: nobody to answer in HTTP.
             return self.give_up(reason, cx);
         }
+        self.hub_refused(status, reason, cx);
         info!(
             "conn {} {} -> {} refused: {status} {reason}",
             self.id,

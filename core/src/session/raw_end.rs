@@ -40,6 +40,8 @@ pub(super) struct RawEnd {
     pub(super) state: RawState,
     /// The mirror peer, in place of a stream.
     pub(super) mirror: Option<Mirror>,
+    /// A fan-out hub's membership, in place of a stream (`hub_end.rs`).
+    pub(super) hub: Option<Box<super::hub_end::HubMember>>,
     /// The peer sent EOF.
     pub(super) eof: bool,
     pub(super) addrs: Vec<SocketAddr>,
@@ -64,6 +66,9 @@ pub(super) struct RawEnd {
 
 impl Session {
     pub(super) fn peer_write(&mut self, cx: &mut Ctx) -> bool {
+        if self.in_hub() {
+            return self.hub_write(cx);
+        }
         match self.raw.state {
             RawState::Connecting => self.check_connect(cx),
             RawState::Open | RawState::Draining => {
@@ -167,6 +172,9 @@ impl Session {
     }
 
     pub(super) fn peer_read(&mut self, cx: &mut Ctx) -> bool {
+        if self.in_hub() {
+            return self.hub_read(cx);
+        }
         match self.raw.state {
             RawState::Open if self.ws.state == WsState::Open && !self.raw.eof => {
                 if self.raw.rd.err() && self.pending_out() >= OUT_HIGH {

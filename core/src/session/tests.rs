@@ -37,6 +37,7 @@ struct Rig {
     shared: Arc<Shared>,
     inbox: Inbox,
     pool: Pool,
+    hubs: crate::hub::Hubs,
     session: Option<Session>,
     client: StdUnix,
     peer: StdUnix,
@@ -103,6 +104,7 @@ impl Rig {
             shared,
             inbox: Inbox::new(waker),
             pool: Pool::default(),
+            hubs: crate::hub::Hubs::default(),
             session: Some(s),
             client,
             peer,
@@ -140,6 +142,7 @@ impl Rig {
                 inbox: &self.inbox,
                 now: Instant::now(),
                 pool: &mut self.pool,
+                hubs: &mut self.hubs,
             };
             if !s.ready(&mut cx) {
                 s.close(&mut cx);
@@ -703,6 +706,7 @@ fn every_connect_attempt_to_a_tls_peer_starts_with_the_proxy_header() {
         protocol: None,
         headers: Vec::new(),
         preface: header.clone(),
+        hub: false,
     }));
     let mut cx = Ctx {
         registry: r.poll.registry(),
@@ -710,6 +714,7 @@ fn every_connect_attempt_to_a_tls_peer_starts_with_the_proxy_header() {
         inbox: &r.inbox,
         now: Instant::now(),
         pool: &mut r.pool,
+        hubs: &mut r.hubs,
     };
     s.on_outcome(Outcome::Resolved(Ok(addrs)), &mut cx);
 

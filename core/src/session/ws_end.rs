@@ -8,6 +8,7 @@ use std::time::Instant;
 use log::debug;
 use tungstenite::protocol::frame::coding::{Control, OpCode};
 
+use super::hub_end;
 use super::out_queue::OutQueue;
 use super::{discard, Ctx, RawState, Session, OUT_HIGH};
 use crate::framing::Opcode;
@@ -18,7 +19,7 @@ use crate::ws::upgrade_server::{self, Parsed, Upgrade};
 
 /// The largest message a datagram peer gets: one UDP datagram's limit, so
 /// the whole message a datagram peer needs stays small.
-const MAX_DATAGRAM: usize = 65_507;
+pub(super) const MAX_DATAGRAM: usize = 65_507;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum WsState {
@@ -383,6 +384,27 @@ impl Session {
             return;
         }
         self.bytes_in += len as u64;
+        if let Some(m) = self.raw.hub.as_ref() {
+            // A hub takes whole messages (`hub_end.rs`); none on a read-only listener.
+            if cx.shared.limits.read_only {
+                return;
+            }
+            let max = if m.datagram {
+                MAX_DATAGRAM
+            } else {
+                cx.shared.limits.max_message_size
+            };
+            match hub_end::gather(&mut self.raw, &buf.raw()[at..at + len], last, max, cx.pool) {
+                hub_end::Gathered::Part => {}
+                hub_end::Gathered::Whole => {
+                    self.hub_write(cx);
+                }
+                hub_end::Gathered::TooBig => {
+                    self.fail_client(1009, "message too large for the hub's peer", cx)
+                }
+            }
+            return;
+        }
         if self.raw.stream.as_ref().is_some_and(Stream::is_datagram) {
             // One message, one datagram: kept whole until its last piece,
             // and refused as soon as it cannot fit one.

@@ -26,6 +26,9 @@
 //!   most one path segment: `X-Foo: ../../etc` gives `.._.._etc`. Any other
 //!   `%...` is kept literally. An unterminated `%cookie:`/`%header:` is a
 //!   configuration error.
+//! - `hub`: `on` makes every answer a fan-out hub (one peer connection
+//!   shared by every client answered with the same peer; see the README);
+//!   default `off`, where a line can still ask for one (below).
 //!
 //! Any other option is refused as unknown.
 //!
@@ -60,6 +63,11 @@
 //!   SUBPROTOCOL, and none is accepted. A line that is only a PEER is fine
 //!   (the original crashed on it).
 //!
+//! A PEER ending in `?hub` (`tcp://feed:9000?hub`, after any
+//! `?proxy-protocol=`) asks for a fan-out hub: every client answered with
+//! that peer shares one connection to it. It needs a host of ABI 2.2; an
+//! older host fails the query (HTTP 500, logged).
+//!
 //! FRAMING selects the framing by name (default: the host's `auto`); a name
 //! the host does not know is logged and `auto` is used, as the original did.
 //! A PEER the host cannot parse fails the query (HTTP 500, logged).
@@ -77,6 +85,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use websocksy_plugin::abi::WSY_EINVAL;
+use websocksy_plugin::config::parse_bool;
 use websocksy_plugin::{debug, warn, Answer, Backend, ConfigError, HostError, Request};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +274,8 @@ fn select<'l>(
 pub struct FileBackend {
     path: Option<PathBuf>,
     expressions: Vec<Template>,
+    /// Every answer is a hub (`hub = on`).
+    hub: bool,
 }
 
 impl FileBackend {
@@ -304,9 +315,18 @@ impl FileBackend {
             return Ok(false);
         };
         debug!("{}: {line:?}", file.display());
+        let (peer, hub) = match line.peer.strip_suffix("?hub") {
+            Some(p) => (p, true),
+            None => (line.peer, self.hub),
+        };
         answer
-            .peer(line.peer)
-            .map_err(|e| format!("{}: peer {:?}: {e}", file.display(), line.peer))?;
+            .peer(peer)
+            .map_err(|e| format!("{}: peer {peer:?}: {e}", file.display()))?;
+        if hub {
+            answer
+                .hub(true)
+                .map_err(|e| format!("{}: hub for {peer:?}: {e}", file.display()))?;
+        }
         if let Some(framing) = line.framing {
             match answer.framing(framing, line.config) {
                 Ok(()) => {}
@@ -338,6 +358,7 @@ impl Backend for FileBackend {
             "expression" => self
                 .expressions
                 .push(Template::parse(value).map_err(ConfigError::Invalid)?),
+            "hub" => self.hub = parse_bool(value).map_err(ConfigError::Invalid)?,
             _ => return Err(ConfigError::UnknownKey),
         }
         Ok(())

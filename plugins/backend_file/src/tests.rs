@@ -428,6 +428,35 @@ fn lines() {
 }
 
 #[test]
+fn a_line_or_the_hub_option_asks_for_a_hub() {
+    let d = Dir::new(&[
+        ("base/feed.txt", "tcp://127.0.0.1:9000?hub\n"),
+        ("base/own.txt", "tcp://127.0.0.1:9001\n"),
+    ]);
+    let b = d.backend(&["%endpoint%.txt"]);
+    let hub = Recorded {
+        hub: true,
+        ..peer("tcp://127.0.0.1:9000")
+    };
+    assert_eq!(ok(&b, TestRequest::new("/feed")), hub);
+    assert_eq!(
+        ok(&b, TestRequest::new("/own")),
+        peer("tcp://127.0.0.1:9001")
+    );
+    // A host older than 2.2 cannot: the query fails rather than answer
+    // without the hub it was asked for.
+    let (res, _) = TestRequest::new("/feed").host_abi_minor(1).query(&b);
+    assert!(res.unwrap_err().contains("hub for"));
+    let mut all = d.backend(&["%endpoint%.txt"]);
+    all.configure("hub", "on").unwrap();
+    assert!(ok(&all, TestRequest::new("/own")).hub);
+    assert!(matches!(
+        all.configure("hub", "maybe"),
+        Err(ConfigError::Invalid(_))
+    ));
+}
+
+#[test]
 fn configuration_errors() {
     let mut b = FileBackend::default();
     assert_eq!(b.configure("nope", "x"), Err(ConfigError::UnknownKey));

@@ -33,17 +33,37 @@ use backend::{cleanup, configure, query, start};
 /// `WSY_ABI_MINOR` would make them refuse.
 const SDK_ABI_MINOR: u16 = 0;
 
-// The host table has not grown since 2.0, so every 2.x host's table is a
-// whole `wsy_host_api` and `entry` may hold it by reference. When a minor
-// appends a function this fails: then keep the 2.0 part by reference and
-// read the new functions only after checking the table's `size`.
-const _: () = assert!(std::mem::size_of::<wsy_host_api>() == wsy_host_api::SIZE_2_0);
 use framing::{configure_framing, finish, frame, state_free, state_new, FramingCell};
 
 /// The host as the entry received it.
 pub(crate) struct Host {
+    /// A copy of the host's table as far as its `size` goes, the rest
+    /// zero: an older host's table is shorter than this crate's struct
+    /// (2.2 appended `answer_hub`), so it is never read past its end, and
+    /// a function it lacks is NULL here.
     pub(crate) api: &'static wsy_host_api,
+    /// The table the host passed, to tell a second entry call's apart.
+    raw: *const wsy_host_api,
     pub(crate) plugin: *const wsy_plugin,
+}
+
+/// `host`'s table as far as its `size` says, the rest zero; made once per
+/// process (the entry runs once) and kept until exit like the host's.
+///
+/// # Safety
+/// `host` is non-NULL and readable for its `size` bytes.
+unsafe fn copy_table(host: *const wsy_host_api, size: usize) -> &'static wsy_host_api {
+    let mut t = std::mem::MaybeUninit::<wsy_host_api>::zeroed();
+    let n = size.min(std::mem::size_of::<wsy_host_api>());
+    // SAFETY: the host's table is readable for `size` bytes (the caller's
+    // contract), the copy is writable for its whole size and `n` is at most
+    // both; they do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(host.cast::<u8>(), t.as_mut_ptr().cast::<u8>(), n) };
+    // SAFETY: all-zero is a valid wsy_host_api (integers and Option<fn>),
+    // and the copied prefix holds what the host wrote as the same C types.
+    // A size that ends inside a function pointer would leave part of one:
+    // `wsy_host_api::answer_hub` reads it only when `size` covers it whole.
+    Box::leak(Box::new(unsafe { t.assume_init() }))
 }
 
 // SAFETY: the ABI makes the table and the plugin handle valid until exit and
@@ -319,12 +339,16 @@ pub unsafe fn entry(
         // Without a table we understand we cannot even call error_set.
         return abi::WSY_EVERSION;
     }
-    // SAFETY: the table is ABI 2.x and at least as large as the 2.0 struct;
-    // the ABI makes it valid until the process exits.
-    let api: &'static wsy_host_api = unsafe { &*host };
     let _ = minor; // Any 2.x host has every function of 2.0.
-    let stored = HOST.get_or_init(|| Host { api, plugin });
-    if !std::ptr::eq(stored.api, api) {
+    let stored = HOST.get_or_init(|| Host {
+        // SAFETY: the table is ABI 2.x, readable for its `size` (at least
+        // the 2.0 struct); the ABI makes it valid until the process exits.
+        api: unsafe { copy_table(host, size as usize) },
+        raw: host,
+        plugin,
+    });
+    let api = stored.api;
+    if !std::ptr::eq(stored.raw, host) {
         set_error(
             Some(api),
             error,

@@ -1,8 +1,11 @@
 /*
- * backend_route.c - a test backend for the plugin host (ABI 2.0).
+ * backend_route.c - a test backend for the plugin host (ABI 2.0, and
+ * answer_hub from 2.2 where the host has it).
  *
  * Options:
  *   route = PATH PEER [FRAMING]   exact path -> peer URL (and framing name)
+ *   hub   = PATH                  PATH's answer is a fan-out hub (answer_hub,
+ *                                 checked with WSY_HAS_FIELD: 501 without)
  *   slow  = PATH                  sleep 2 s in query before answering PATH
  *   fail  = MESSAGE               configure fails with MESSAGE (WSY_EINVAL)
  * start fails without any route. query: a matching route answers its peer,
@@ -30,6 +33,7 @@ static wsy_plugin *self;
 static struct route routes[MAX_ROUTES];
 static size_t route_count;
 static char *slow_path;
+static char *hub_path;
 
 static char *copy(wsy_str s) {
     char *p = malloc(s.len + 1);
@@ -93,6 +97,11 @@ static wsy_status configure(void *userdata, wsy_str key, wsy_str value, wsy_erro
         slow_path = copy(value);
         return slow_path != NULL ? WSY_OK : WSY_ERROR;
     }
+    if (equals(key, "hub")) {
+        free(hub_path);
+        hub_path = copy(value);
+        return hub_path != NULL ? WSY_OK : WSY_ERROR;
+    }
     if (equals(key, "fail")) {
         host->error_set(error, value);
         return WSY_EINVAL;
@@ -134,6 +143,13 @@ static wsy_status query(void *userdata, const wsy_request *req, wsy_answer *answ
             continue;
         }
         st = host->answer_peer(answer, view(routes[i].peer));
+        if (st == WSY_OK && hub_path != NULL && equals(req->path, hub_path)) {
+            /* A 2.0 or 2.1 host's table ends before answer_hub. */
+            if (!WSY_HAS_FIELD(host, wsy_host_api, answer_hub) || host->answer_hub == NULL) {
+                return host->answer_reject(answer, 501, WSY_STR("no hubs on this host"));
+            }
+            st = host->answer_hub(answer, 1);
+        }
         if (st == WSY_OK && routes[i].framing != NULL) {
             st = host->answer_framing(answer, view(routes[i].framing), (wsy_str){NULL, 0});
         }
@@ -155,6 +171,7 @@ static void cleanup(void *userdata) {
         free(routes[i].path);
     }
     free(slow_path);
+    free(hub_path);
     say(WSY_LOG_INFO, "cleanup");
 }
 

@@ -7,6 +7,7 @@ mod deploy;
 mod flow;
 mod framing;
 mod handshake;
+mod hub;
 mod identity;
 mod liveness;
 mod memory;

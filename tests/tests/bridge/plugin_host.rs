@@ -7,14 +7,14 @@
 //! The plugins are compiled once per run with `$CC` (default `cc`) and the
 //! flags every C plugin must pass. Test plugins:
 //! - `backend_route.so`: backend `route` (`route = PATH PEER [FRAMING]`,
-//!   `slow = PATH`, `fail = MSG`), 403 for unknown paths;
+//!   `hub = PATH`, `slow = PATH`, `fail = MSG`), 403 for unknown paths;
 //! - `framing_bad.so`: framings `semicolon` (well behaved, with options
 //!   `separator` and `opcode`), `overrun`, `negative`, `badop`;
 //! - `framing_old.so`: the same built with `-DTEST_OLD_SIZE`, its
 //!   descriptors as large as the first ABI 2.0 framings (before
 //!   `configure` was appended);
 //! - `badmajor.so` / `badminor.so` / `badnextminor.so`: a framing
-//!   descriptor of ABI 1.0 / 2.99 / 2.2;
+//!   descriptor of ABI 1.0 / 2.99 / 2.3;
 //! - `nosym.so`: a shared object without the entry symbol.
 
 use std::collections::HashMap;
@@ -108,6 +108,34 @@ fn round_trip(c: &mut TcpStream, msg: &str) {
     c.write_all(&ws::text(msg)).unwrap();
     let f = ws::read_frame(c).expect("echo");
     assert_eq!((f.opcode, f.payload.as_slice()), (1, msg.as_bytes()));
+}
+
+/// ABI 2.2: a C backend's `answer_hub` (found with WSY_HAS_FIELD) makes
+/// its clients share one peer connection; other routes to the same peer
+/// keep their own.
+#[test]
+fn c_backend_answers_a_hub() {
+    let peer = TcpPeer::new();
+    let b = route_bridge(
+        &[
+            format!("/feed tcp://{} newline", peer.addr),
+            format!("/own tcp://{} newline", peer.addr),
+        ],
+        &["-c", "hub=/feed"],
+    );
+    let (mut a, r) = ask(&b, "/feed", &[]);
+    assert_eq!(r.status, 101, "{}", r.head);
+    let mut p = peer.accept();
+    let (mut c, r) = ask(&b, "/feed", &[]);
+    assert_eq!(r.status, 101, "{}", r.head);
+    assert!(peer.accept_within(Duration::from_millis(100)).is_none());
+    let (_own, r) = ask(&b, "/own", &[]);
+    assert_eq!(r.status, 101, "{}", r.head);
+    let _own_peer = peer.accept();
+    p.write_all(b"to both\n").unwrap();
+    for m in [&mut a, &mut c] {
+        assert_eq!(ws::read_frame(m).unwrap().payload, b"to both\n");
+    }
 }
 
 #[test]
@@ -299,7 +327,7 @@ fn startup_errors_name_the_file_and_exit_2() {
     startup_error(
         &args(&["--plugin-dir", &e, "--plugin", &s(&major)]),
         &s(&major),
-        "built for ABI 1.0, host supports 2.1",
+        "built for ABI 1.0, host supports 2.2",
     );
     let minor = build(
         "badversion",
@@ -309,18 +337,18 @@ fn startup_errors_name_the_file_and_exit_2() {
     startup_error(
         &args(&["--plugin-dir", &e, "--plugin", &s(&minor)]),
         &s(&minor),
-        "built for ABI 2.99, host supports 2.1",
+        "built for ABI 2.99, host supports 2.2",
     );
-    // The next minor: a plugin that needs 2.2 is refused by this 2.1 host.
+    // The next minor: a plugin that needs 2.3 is refused by this 2.2 host.
     let next = build(
         "badversion",
         "badnextminor",
-        &["-DTEST_MAJOR=2", "-DTEST_MINOR=2"],
+        &["-DTEST_MAJOR=2", "-DTEST_MINOR=3"],
     );
     startup_error(
         &args(&["--plugin-dir", &e, "--plugin", &s(&next)]),
         &s(&next),
-        "built for ABI 2.2, host supports 2.1",
+        "built for ABI 2.3, host supports 2.2",
     );
 
     // Configure failing: the config file's line, or the argument.

@@ -26,6 +26,8 @@ pub(crate) struct Answer {
     pub protocol: Option<usize>,
     pub headers: Vec<(String, String)>,
     pub reject: Option<(u16, String)>,
+    /// `answer_hub` (ABI 2.2): share the peer connection.
+    pub hub: bool,
 }
 
 impl Answer {
@@ -45,6 +47,7 @@ impl Answer {
             protocol: None,
             headers: Vec::new(),
             reject: None,
+            hub: false,
         }
     }
 
@@ -257,6 +260,19 @@ pub(super) unsafe extern "C" fn answer_reject(
     })
 }
 
+/// 2.2: the answer makes the client a member of its peer's fan-out hub.
+pub(super) unsafe extern "C" fn answer_hub(answer: *mut wsy_answer, on: u32) -> wsy_status {
+    guard(WSY_ERROR, || {
+        with_answer(answer, |a| match on {
+            0 | 1 => {
+                a.hub = on == 1;
+                WSY_OK
+            }
+            _ => a.refuse("answer_hub", &format!("on must be 0 or 1, not {on}")),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::s;
@@ -286,6 +302,8 @@ mod tests {
             assert_eq!(answer_framing(a, s("nope"), wsy_str::NONE), WSY_EINVAL);
             assert_eq!(answer_protocol(a, 1), WSY_OK);
             assert_eq!(answer_protocol(a, 2), WSY_EINVAL);
+            assert_eq!(answer_hub(a, 2), WSY_EINVAL);
+            assert_eq!(answer_hub(a, 1), WSY_OK);
             assert_eq!(answer_header(a, s("X-A"), s("1")), WSY_OK);
             assert_eq!(answer_header(a, s("X A"), s("1")), WSY_EINVAL);
             assert_eq!(answer_header(a, s("X-B"), s("1\r\nEvil: 1")), WSY_EINVAL);
@@ -308,12 +326,14 @@ mod tests {
         let (name, _, config) = got.framing.as_ref().unwrap();
         assert_eq!((name.as_str(), config.as_deref()), ("newline", Some("lf")));
         assert_eq!(got.protocol, Some(1));
+        assert!(got.hub);
         assert_eq!(got.headers, [("X-A".to_string(), "1".to_string())]);
         assert!(got.reject.is_none());
         // SAFETY: a closed handle is refused, not dereferenced.
         unsafe {
             assert_eq!(answer_peer(a, s("mirror://")), WSY_ESTATE);
             assert_eq!(answer_reject(a, 403, s("late")), WSY_ESTATE);
+            assert_eq!(answer_hub(a, 1), WSY_ESTATE);
         }
         let h2 = answer();
         assert_ne!(h2.as_ptr(), a, "handles are never reused");

@@ -43,7 +43,9 @@ pub use handles::{status_name, ErrorSlot, PluginCtx};
 pub(crate) use registration::{BackendDesc, Desc, FramingDesc};
 pub(crate) use requests::RequestView;
 
-use answers::{answer_framing, answer_header, answer_peer, answer_protocol, answer_reject};
+use answers::{
+    answer_framing, answer_header, answer_hub, answer_peer, answer_protocol, answer_reject,
+};
 use handles::{error_set, host_log};
 use registration::{register_backend, register_framing};
 use requests::{request_cookie, request_header};
@@ -64,6 +66,7 @@ pub static HOST_API: wsy_host_api = wsy_host_api {
     answer_reject: Some(answer_reject),
     request_header: Some(request_header),
     request_cookie: Some(request_cookie),
+    answer_hub: Some(answer_hub),
 };
 
 /// A poisoned lock only means a panic elsewhere was caught; the data is
@@ -115,7 +118,7 @@ mod tests {
     #[test]
     fn host_table_is_complete() {
         assert_eq!(HOST_API.size as usize, size_of::<wsy_host_api>());
-        assert_eq!((HOST_API.abi_major, HOST_API.abi_minor), (2, 1));
+        assert_eq!((HOST_API.abi_major, HOST_API.abi_minor), (2, 2));
         let t = HOST_API;
         assert!(t.log.is_some() && t.register_backend.is_some() && t.register_framing.is_some());
         assert!(t.error_set.is_some() && t.answer_peer.is_some() && t.answer_framing.is_some());
@@ -123,5 +126,6 @@ mod tests {
             t.answer_protocol.is_some() && t.answer_header.is_some() && t.answer_reject.is_some()
         );
         assert!(t.request_header.is_some() && t.request_cookie.is_some());
+        assert!(t.answer_hub().is_some());
     }
 }

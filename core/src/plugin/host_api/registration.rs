@@ -33,7 +33,7 @@ use websocksy_abi::has_field;
 
 /// The OBS rule: a host of ABI `host` accepts a descriptor of ABI `plugin`
 /// when the majors are equal and the plugin's minor is not newer. A plugin
-/// that declares 2.1 needs a 2.1 host; one that declares 2.0 loads on
+/// that declares 2.2 needs a 2.2 host; one that declares 2.0 loads on
 /// every 2.x host.
 const fn supported(host: (u16, u16), plugin: (u16, u16)) -> bool {
     plugin.0 == host.0 && plugin.1 <= host.1
@@ -337,7 +337,7 @@ mod tests {
                 assert_eq!(register_framing(p, &good), WSY_EEXIST);
                 assert_eq!(register_framing(p, &framing_desc(64, 1, 0)), WSY_EVERSION);
                 assert_eq!(register_framing(p, &framing_desc(64, 2, 99)), WSY_EVERSION);
-                assert_eq!(register_framing(p, &framing_desc(64, 2, 2)), WSY_EVERSION);
+                assert_eq!(register_framing(p, &framing_desc(64, 2, 3)), WSY_EVERSION);
                 assert_eq!(register_framing(p, &framing_desc(40, 2, 0)), WSY_EINVAL);
                 assert_eq!(register_framing(p, std::ptr::null()), WSY_EINVAL);
                 assert_eq!(register_framing(std::ptr::null_mut(), &good), WSY_EINVAL);
@@ -357,13 +357,13 @@ mod tests {
         assert!(
             errors
                 .iter()
-                .any(|e| e == "framing built for ABI 1.0, host supports 2.1"),
+                .any(|e| e == "framing built for ABI 1.0, host supports 2.2"),
             "{errors:?}"
         );
         assert!(
             errors
                 .iter()
-                .any(|e| e == "framing built for ABI 2.99, host supports 2.1"),
+                .any(|e| e == "framing built for ABI 2.99, host supports 2.2"),
             "{errors:?}"
         );
         assert!(
@@ -376,9 +376,9 @@ mod tests {
 
     #[test]
     fn minors_up_to_the_hosts_are_accepted() {
-        // This host is 2.1: descriptors declaring 2.0 (as the 2.0 plugins
-        // were built, with the 2.0 sizes) and 2.1 both register.
-        assert_eq!((WSY_ABI_MAJOR, WSY_ABI_MINOR), (2, 1));
+        // This host is 2.2: descriptors declaring 2.0 (as the 2.0 plugins
+        // were built, with the 2.0 sizes), 2.1 and 2.2 all register.
+        assert_eq!((WSY_ABI_MAJOR, WSY_ABI_MINOR), (2, 2));
         let ctx = PluginCtx::leak("minors", PathBuf::from("minors.so"));
         let p = ctx.as_ptr();
         // SAFETY: descriptors on the stack, a leaked context.
@@ -405,6 +405,9 @@ mod tests {
         assert!(!supported((2, 1), (2, 2)));
         assert!(!supported((2, 1), (1, 0)));
         assert!(!supported((2, 1), (3, 0)));
+        assert!(supported((2, 2), (2, 1)));
+        assert!(supported((2, 2), (2, 2)));
+        assert!(!supported((2, 2), (2, 3)));
     }
 
     #[test]

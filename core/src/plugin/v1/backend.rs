@@ -394,6 +394,8 @@ impl Answer {
             protocol: (self.protocol < request.protocols.len()).then_some(self.protocol),
             headers: Vec::new(),
             proxy_protocol,
+            hub: false,
+            hub_options: Default::default(),
         })
     }
 }
