@@ -404,3 +404,24 @@ fn bulk_transfer_does_not_delay_small_round_trips() {
     assert!(rest.is_empty());
     assert_eq!(close.close_code(), Some(1000));
 }
+
+/// `--read-only`: clients only listen. What a client sends is read (its
+/// close still completes) and dropped; the peer sees none of it, only the
+/// EOF when the client leaves, while its own bytes reach the client.
+#[test]
+fn a_read_only_listener_passes_nothing_from_clients_to_the_peer() {
+    let peer = TcpPeer::new();
+    let host = format!("host=tcp://{}", peer.addr);
+    let b = Bridge::start(&["-k", "0", "--read-only", "-c", &host]);
+    let mut c = b.connect();
+    ws::upgrade(&mut c, "/", &[]);
+    let mut p = peer.accept();
+    c.write_all(&ws::frame(true, 2, b"dropped")).unwrap();
+    p.write_all(b"news").unwrap();
+    assert_eq!(ws::read_frame(&mut c).unwrap().payload, b"news");
+    c.write_all(&ws::close(1000, "")).unwrap();
+    assert_eq!(ws::read_frame(&mut c).unwrap().close_code(), Some(1000));
+    // Everything the client sent came before its close: had any of it been
+    // passed on, it would be here before the EOF.
+    assert!(peers::read_to_eof(&mut p).is_empty());
+}
