@@ -165,11 +165,26 @@ impl Connector {
     }
 
     /// Wait until standard output has everything the session wrote to it
-    /// (the session's end of the pair is closed by now).
-    pub fn finish(&self) {
+    /// (the session's end of the pair is closed by now), for at most
+    /// `limit`: a reader of our standard output that stopped reading must
+    /// not keep the process from exiting (signals are no longer watched
+    /// here). Called after the event loop has ended, never on it.
+    pub fn finish(&self, limit: Duration) {
         let writer = self.stdout.lock().ok().and_then(|mut w| w.take());
-        if let Some(w) = writer {
-            let _ = w.join();
+        let Some(w) = writer else {
+            return;
+        };
+        let until = std::time::Instant::now() + limit;
+        while !w.is_finished() {
+            if std::time::Instant::now() >= until {
+                log::warn!(
+                    "standard output still not taken after {:.1}s: exiting without it",
+                    limit.as_secs_f64()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+        let _ = w.join();
     }
 }

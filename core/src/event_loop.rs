@@ -203,13 +203,24 @@ impl Loop {
             return;
         };
         let mut buf = vec![0u8; 65_536];
+        // Datagrams a new source's socket caught for others (see
+        // `udp_for_source`), dispatched like the listener's own.
+        let mut strays: std::collections::VecDeque<(SocketAddr, Vec<u8>)> = Default::default();
         loop {
             let Some(crate::listener::Socket::Udp(sock, _)) =
                 self.listeners.get(i).map(|l| &l.socket)
             else {
                 return;
             };
-            let (n, source) = match sock.recv_from(&mut buf) {
+            let got = match strays.pop_front() {
+                Some((from, d)) => {
+                    let n = d.len().min(buf.len());
+                    buf[..n].copy_from_slice(&d[..n]);
+                    Ok((n, from))
+                }
+                None => sock.recv_from(&mut buf),
+            };
+            let (n, source) = match got {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_ready[i] = false;
@@ -223,7 +234,8 @@ impl Loop {
             };
             if let Some(&key) = self.udp_sources.get(&source) {
                 if let Some(s) = self.sessions.get_mut(key) {
-                    s.late_datagram(&buf[..n]);
+                    let mut cx = ctx!(self);
+                    s.late_datagram(&buf[..n], &mut cx);
                     self.pending.push(key);
                     continue;
                 }
@@ -233,7 +245,7 @@ impl Loop {
                 continue;
             }
             match crate::listener::udp_for_source(local, source) {
-                Ok(stream) => {
+                Ok((stream, caught)) => {
                     let key = self.start_client(
                         Arc::clone(&connector),
                         source,
@@ -241,6 +253,7 @@ impl Loop {
                         LocalSide::Datagram(stream, buf[..n].to_vec()),
                     );
                     self.udp_sources.insert(source, key);
+                    strays.extend(caught);
                 }
                 Err(e) => {
                     self.shared.release();

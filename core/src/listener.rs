@@ -147,13 +147,33 @@ fn reusable_udp(addr: SocketAddr) -> io::Result<socket2::Socket> {
     Ok(s)
 }
 
+/// A datagram and who sent it.
+pub type Datagram = (SocketAddr, Vec<u8>);
+
 /// The socket of one `udp-listen` source: bound where the listener is and
 /// connected to `source`, so the kernel delivers that source's datagrams
-/// to it and replies leave from the listener's address.
-pub fn udp_for_source(local: SocketAddr, source: SocketAddr) -> io::Result<Stream> {
+/// to it and replies leave from the listener's address. Between its
+/// `bind` and its `connect` it was an unconnected member of the address's
+/// reuse-port group, which the kernel may have picked for any new source:
+/// what it queued then is drained and returned with its senders, for the
+/// caller to hand to their own sessions.
+pub fn udp_for_source(
+    local: SocketAddr,
+    source: SocketAddr,
+) -> io::Result<(Stream, Vec<Datagram>)> {
     let s = reusable_udp(local)?;
     s.connect(&source.into())?;
-    Ok(Stream::Udp(mio::net::UdpSocket::from_std(s.into())))
+    let s: std::net::UdpSocket = s.into();
+    let mut strays = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match s.recv_from(&mut buf) {
+            Ok((n, from)) => strays.push((from, buf[..n].to_vec())),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    Ok((Stream::Udp(mio::net::UdpSocket::from_std(s)), strays))
 }
 
 /// What [`Listener::accept`] got.

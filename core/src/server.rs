@@ -20,6 +20,8 @@ use crate::shared::Shared;
 use crate::tls_context::{PeerTls, ServerTls};
 
 pub struct Server {
+    /// How long standard output (`--from -`) may take at exit.
+    drain: std::time::Duration,
     local_addr: SocketAddr,
     main: Loop,
     connectors: Vec<Arc<Connector>>,
@@ -201,6 +203,7 @@ impl Server {
             }
         }
         Ok(Server {
+            drain: settings.drain_timeout,
             local_addr: local_addr.unwrap_or(crate::listener::UNIX_CLIENT),
             main,
             connectors,
@@ -219,7 +222,7 @@ impl Server {
         let r = self.main.run();
         // Standard output gets all the server sent before the process exits.
         for c in &self.connectors {
-            c.finish();
+            c.finish(self.drain);
         }
         r
     }

@@ -30,6 +30,11 @@ use crate::workers::{Job, Outcome};
 use crate::ws::frame::{FrameReader, Role};
 use crate::ws::upgrade_client::{self, Response};
 
+/// How long a connection must last (without a message from the server)
+/// before a drop counts as a new failure series rather than one more
+/// failed attempt.
+const STABLE: Duration = Duration::from_secs(5);
+
 /// What the local side of a client-role session starts as.
 pub enum LocalSide {
     /// An accepted local client (`tcp-listen`, `unix-listen`), or the
@@ -61,6 +66,10 @@ pub struct ClientSide {
     pub clean: bool,
     /// Connections opened so far.
     opened: u32,
+    /// When the current connection opened, and whether it has lasted
+    /// [`STABLE`] or carried a message from the server since.
+    opened_at: Instant,
+    proven: bool,
     /// How logs name the local side when no address does (`-`, a Unix
     /// listener's path).
     local_label: Option<String>,
@@ -79,6 +88,8 @@ impl ClientSide {
             stopped: false,
             clean: false,
             opened: 0,
+            opened_at: Instant::now(),
+            proven: false,
             local_label,
         }
     }
@@ -135,8 +146,10 @@ impl Session {
                 if let Err(e) = stream.register(cx.registry, self.raw_token()) {
                     return self.give_up(&format!("cannot register the local side: {e}"), cx);
                 }
-                self.raw.early_bytes = first.len();
-                self.raw.early.push_back(first);
+                if !self.local_read_only() {
+                    self.raw.early_bytes = first.len();
+                    self.raw.early.push_back(first);
+                }
                 self.raw.stream = Some(stream);
                 self.raw.state = RawState::Open;
                 self.dial(cx);
@@ -377,7 +390,11 @@ impl Session {
         let Some(c) = self.client.as_mut() else {
             return;
         };
-        c.failures = 0;
+        // Failures are forgiven only once this connection proves itself
+        // (`connection_proven`): a server that accepts and drops at once
+        // still exhausts `--retry-max`, and its backoff still grows.
+        c.opened_at = cx.now;
+        c.proven = false;
         c.opened += 1;
         c.clean = false;
         let connector = Arc::clone(&c.connector);
@@ -387,8 +404,16 @@ impl Session {
         let rest = self.ws.http.get(head_len..).unwrap_or(&[]);
         if !rest.is_empty() {
             let b = self.ws.input.get_or_insert_with(|| cx.pool.take_in());
+            let before = b.offset();
             if b.room() < rest.len() {
                 b.make_room(usize::MAX);
+            }
+            // `pend` holds raw offsets of payload still owed to the local
+            // side: a compaction moved it down.
+            let shift = before - b.offset();
+            if self.ws.pend.0 < self.ws.pend.1 {
+                self.ws.pend.0 -= shift;
+                self.ws.pend.1 -= shift;
             }
             let n = rest.len().min(b.spare().len());
             b.spare()[..n].copy_from_slice(&rest[..n]);
@@ -424,13 +449,7 @@ impl Session {
         }
         // Datagrams the listener took for this source before it was open.
         while let Some(d) = self.raw.early.pop_front() {
-            let mut b = cx.pool.take_in();
-            let n = d.len().min(b.spare().len());
-            b.spare()[..n].copy_from_slice(&d[..n]);
-            b.filled(n);
-            self.raw.input = Some(b);
-            self.frame_datagram(cx);
-            self.release_in(cx);
+            self.send_datagram(&d, cx);
         }
         self.raw.early_bytes = 0;
         // What the local side offered while there was no connection.
@@ -523,6 +542,15 @@ impl Session {
         if !self.raw.msg_done {
             self.raw.msg.clear();
         }
+        // Half an echo belongs to the old connection.
+        if let Some(m) = self.raw.mirror.as_mut() {
+            m.sent(cx.pool);
+        }
+        if let Some(c) = self.client.as_mut() {
+            if c.proven || cx.now >= c.opened_at + STABLE {
+                c.failures = 0;
+            }
+        }
         self.ws.deferred_pong = None;
         self.close_deadline = None;
         self.hung_up = None;
@@ -581,6 +609,25 @@ impl Session {
         self.client.as_ref().is_some_and(|c| c.retries()) && self.local_alive() && !self.raw.eof
     }
 
+    /// A data message from the server: this connection works, so earlier
+    /// failures are forgiven.
+    pub(super) fn connection_proven(&mut self) {
+        if let Some(c) = self.client.as_mut() {
+            if !c.proven {
+                c.proven = true;
+                c.failures = 0;
+            }
+        }
+    }
+
+    /// No more reconnects: what ended this connection would end the next
+    /// one too (the local side's data cannot be framed, an idle timeout).
+    pub(super) fn stop_retrying(&mut self) {
+        if let Some(c) = self.client.as_mut() {
+            c.stopped = true;
+        }
+    }
+
     /// The server's close frame arrived (a clean end when 1000, 1001 or no code).
     pub(super) fn server_closed(&mut self, code: Option<u16>) {
         if let Some(c) = self.client.as_mut() {
@@ -598,6 +645,10 @@ impl Session {
             WsState::Dialing | WsState::Upgrading | WsState::Backoff
         ) {
             self.give_up("shutting down", cx);
+            // Asked to stop: not a failure of the connection.
+            if let Some(c) = self.client.as_mut() {
+                c.clean = true;
+            }
         }
     }
 
@@ -652,20 +703,15 @@ impl Session {
 
     /// A datagram from this session's `udp-listen` source that reached
     /// the listener's socket before the source's own socket existed.
-    pub fn late_datagram(&mut self, data: &[u8]) {
+    pub fn late_datagram(&mut self, data: &[u8], cx: &mut Ctx) {
         let cap = self
             .client
             .as_ref()
             .map_or(0, |c| c.connector.settings.retry.buffer);
-        if self.ws.state == WsState::Open {
-            let op = self
-                .raw
-                .framing
-                .as_mut()
-                .and_then(|f| f.finish(data))
-                .unwrap_or(crate::framing::Opcode::Binary);
-            self.ws.out.encode(crate::ws::frame::data_opcode(op), data);
-            self.bytes_out += data.len() as u64;
+        if self.local_read_only() {
+            debug!("conn {} datagram dropped (--read-only)", self.id);
+        } else if self.ws.state == WsState::Open {
+            self.send_datagram(data, cx);
         } else if self.raw.early_bytes + data.len() <= cap.max(65_536) {
             // Held like the first one, within the retry buffer's bound.
             self.raw.early_bytes += data.len();
@@ -676,6 +722,23 @@ impl Session {
                 self.id, self.client_addr, self.raw.early_bytes
             );
         }
+    }
+
+    /// One datagram the local side sent, as one message, by the same
+    /// rules as those read from its socket (`frame_datagram`).
+    fn send_datagram(&mut self, d: &[u8], cx: &mut Ctx) {
+        let saved = self.raw.input.take();
+        let mut b = cx.pool.take_in();
+        let n = d.len().min(b.spare().len());
+        b.spare()[..n].copy_from_slice(&d[..n]);
+        b.filled(n);
+        self.raw.input = Some(b);
+        self.frame_datagram(cx);
+        self.release_in(cx);
+        if let Some(b) = self.raw.input.take() {
+            cx.pool.give_in(b);
+        }
+        self.raw.input = saved;
     }
 
     pub fn is_client(&self) -> bool {

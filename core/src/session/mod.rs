@@ -377,6 +377,13 @@ impl Session {
                     self.dial_failed("timed out", true, cx);
                 }
             }
+            WsState::Dialing | WsState::Upgrading | WsState::Backoff
+                if self.client.is_some() && self.idle_passed(now) =>
+            {
+                // A local side that sends nothing while the server cannot
+                // be reached (a udp-listen source that went away).
+                self.give_up("idle timeout while disconnected", cx);
+            }
             WsState::Backoff if self.retry_due(now) => self.dial(cx),
             WsState::Proxy if now >= self.deadline => {
                 info!(
@@ -422,6 +429,8 @@ impl Session {
                     _ => {}
                 }
                 if idle.is_some_and(|idle| now >= self.last_activity + idle) {
+                    // Nothing to reconnect for.
+                    self.stop_retrying();
                     self.fail(1001, "idle timeout", cx);
                 }
             }
@@ -445,7 +454,10 @@ impl Session {
             | WsState::Waiting
             | WsState::Dialing
             | WsState::Upgrading => Some(self.deadline),
-            WsState::Backoff => self.retry_at(),
+            WsState::Backoff => min(
+                self.retry_at(),
+                limits.idle_timeout.map(|i| self.last_activity + i),
+            ),
             WsState::Open => {
                 let ping = match (self.ping_sent, limits.ping) {
                     (Some(sent), _) => Some(sent + limits.pong_timeout),
@@ -475,6 +487,16 @@ impl Session {
             _ => {}
         }
         self.begin_close(cx.now);
+    }
+
+    /// The client connection's idle timeout has passed.
+    fn idle_passed(&self, now: Instant) -> bool {
+        self.client.as_ref().is_some_and(|c| {
+            c.connector
+                .limits
+                .idle_timeout
+                .is_some_and(|i| now >= self.last_activity + i)
+        })
     }
 
     /// The local peer of a client-role session is connected (or there is

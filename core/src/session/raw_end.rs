@@ -187,12 +187,13 @@ impl Session {
                 }
                 self.read_peer_data(cx)
             }
-            RawState::Open if !self.raw.eof && !self.local_read_only() => {
-                match self.holds_local() {
-                    Some(cap) => self.hold_local(cap, cx),
-                    None => false,
-                }
-            }
+            // Disconnected: a read-only local side is still watched for
+            // its end; another is held (`--retry`) or left in the kernel.
+            RawState::Open if !self.raw.eof && self.local_read_only() => self.discard_local(cx),
+            RawState::Open if !self.raw.eof => match self.holds_local() {
+                Some(cap) => self.hold_local(cap, cx),
+                None => false,
+            },
             RawState::Lingering => {
                 let Some(p) = self.raw.stream.as_mut() else {
                     return false;
@@ -229,6 +230,7 @@ impl Session {
             }
             let buf = self.raw.input.get_or_insert_with(|| cx.pool.take_in());
             if buf.is_full() && !buf.make_room(cx.shared.limits.max_message_size) {
+                self.stop_retrying();
                 self.fail(1009, "peer message exceeds the maximum message size", cx);
                 return true;
             }
@@ -273,6 +275,22 @@ impl Session {
         let Some(p) = self.raw.stream.as_mut() else {
             return false;
         };
+        if p.is_datagram() {
+            // Datagrams have no end; an empty one is a message like any.
+            let mut progress = false;
+            while self.raw.rd.r() {
+                match p.read(cx.pool.scratch()) {
+                    Ok(_) => progress = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.raw.rd.clear_r(),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.peer_failed(e, cx);
+                        return true;
+                    }
+                }
+            }
+            return progress;
+        }
         let (gone, progress) = discard(|b| p.read(b), &mut self.raw.rd, cx.pool.scratch());
         if gone {
             self.peer_eof(cx);
@@ -280,10 +298,11 @@ impl Session {
         progress
     }
 
-    /// No connection yet (client role with `--retry`): hold what a stream
-    /// local side offers, up to `cap` bytes, to frame once one opens;
-    /// beyond that the local side is not read (backpressure). Datagrams
-    /// wait in the kernel.
+    /// No connection yet (client role with `--retry`): hold what the
+    /// local side offers, up to `cap` bytes, to send once one opens (a
+    /// stream's bytes in the input buffer, framed then; datagrams whole,
+    /// in order); beyond that the local side is not read (backpressure;
+    /// for datagrams, the kernel's queue and then its drops).
     fn hold_local(&mut self, cap: usize, cx: &mut Ctx) -> bool {
         let mut progress = false;
         while self.raw.rd.r() {
@@ -291,7 +310,25 @@ impl Session {
                 break;
             };
             if peer.is_datagram() {
-                break;
+                if self.raw.early_bytes >= cap {
+                    break;
+                }
+                let scratch = cx.pool.scratch();
+                match peer.read(scratch) {
+                    Ok(n) => {
+                        self.raw.early_bytes += n;
+                        self.raw.early.push_back(scratch[..n].to_vec());
+                        self.last_activity = cx.now;
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.raw.rd.clear_r(),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.peer_failed(e, cx);
+                        return true;
+                    }
+                }
+                continue;
             }
             let buf = self.raw.input.get_or_insert_with(|| cx.pool.take_in());
             if buf.is_full() && (buf.raw().len() >= cap || !buf.make_room(cap)) {
@@ -305,6 +342,7 @@ impl Session {
                 }
                 Ok(n) => {
                     buf.filled(n);
+                    self.last_activity = cx.now;
                     progress = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.raw.rd.clear_r(),
@@ -368,6 +406,8 @@ impl Session {
             }
             if let Some(e) = failure {
                 warn!("conn {} {e}", self.id);
+                // The same bytes would fail the next connection too.
+                self.stop_retrying();
                 return self.fail(1011, &e, cx);
             }
             if !more {
@@ -391,6 +431,7 @@ impl Session {
             Framed::Error(e) => {
                 let e = format!("framing failed: {e}");
                 warn!("conn {} {e}", self.id);
+                self.stop_retrying();
                 return self.fail(1011, &e, cx);
             }
             // The framing wanted to cut elsewhere: the datagram still goes whole.
@@ -504,11 +545,13 @@ impl Session {
     }
 
     pub(super) fn stop_peer_writes(&mut self, now: Instant) {
+        // Bounds the WebSocket end's close too: when it passes, a kept
+        // local side moves on to the next connection (`on_timeout`).
+        self.begin_close(now);
         if self.keeps_local() {
             // A client-role session reconnects; its local side stays open.
             return;
         }
-        self.begin_close(now);
         match self.raw.state {
             RawState::Open => self.raw.state = RawState::Draining,
             RawState::Querying | RawState::Resolving | RawState::Connecting | RawState::None => {

@@ -358,6 +358,9 @@ impl Session {
         cx: &mut Ctx,
     ) {
         self.last_activity = cx.now;
+        if self.client.is_some() {
+            self.connection_proven();
+        }
         if self.drops_ws_payload(cx) {
             return;
         }
