@@ -35,6 +35,17 @@ use crate::ws::upgrade_client::{self, Response};
 /// failed attempt.
 const STABLE: Duration = Duration::from_secs(5);
 
+/// The `Content-Length` of a response head, if it has one.
+fn content_length(head: &[u8]) -> Option<usize> {
+    String::from_utf8_lossy(head).lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+    })
+}
+
 /// What the local side of a client-role session starts as.
 pub enum LocalSide {
     /// An accepted local client (`tcp-listen`, `unix-listen`), or the
@@ -320,58 +331,19 @@ impl Session {
         self.ws.state = WsState::Upgrading;
     }
 
-    /// `Upgrading`: read the server's answer until its head is complete.
+    /// `Upgrading`: read the server's answer until its head is complete
+    /// (and, for a refusal, the first line of its body).
     pub(super) fn read_response(&mut self, cx: &mut Ctx) -> bool {
         if !self.ws.rd.r() {
             return false;
         }
         let mut chunk = [0u8; 2048];
         loop {
-            match self.ws.stream.read(&mut chunk) {
-                Ok(0) => {
-                    self.dial_failed(
-                        "the server closed the connection before answering",
-                        true,
-                        cx,
-                    );
-                    return true;
-                }
+            let eof = match self.ws.stream.read(&mut chunk) {
+                Ok(0) => true,
                 Ok(n) => {
                     self.ws.http.extend_from_slice(&chunk[..n]);
-                    let Some(c) = self.client.as_ref() else {
-                        return false;
-                    };
-                    let offered = &c.connector.settings.protocols;
-                    match upgrade_client::parse_response(&self.ws.http, &c.key, offered) {
-                        Response::Incomplete => continue,
-                        Response::Upgraded { head_len, protocol } => {
-                            self.client_open(head_len, protocol, cx);
-                        }
-                        Response::Status {
-                            status,
-                            reason,
-                            head_len,
-                        } => {
-                            let body = self.ws.http.get(head_len..).unwrap_or(&[]);
-                            let first = String::from_utf8_lossy(body)
-                                .lines()
-                                .map(str::trim)
-                                .find(|l| !l.is_empty())
-                                .map(|l| format!(": {}", l.chars().take(200).collect::<String>()))
-                                .unwrap_or_default();
-                            let auth = matches!(status, 401 | 403);
-                            let retry = !auth || c.connector.settings.retry.on_auth_failure;
-                            self.dial_failed(
-                                &format!("server answered {status} {reason}{first}"),
-                                retry,
-                                cx,
-                            );
-                        }
-                        Response::Invalid(why) => {
-                            self.dial_failed(&format!("bad upgrade answer: {why}"), true, cx);
-                        }
-                    }
-                    return true;
+                    false
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.ws.rd.clear_r();
@@ -381,7 +353,88 @@ impl Session {
                     self.dial_failed(&format!("reading the answer: {e}"), true, cx);
                     return true;
                 }
+            };
+            if self.answer_complete(eof, cx) {
+                return true;
             }
+        }
+    }
+
+    /// Act on the answer read so far, if it is complete: a 101 opens the
+    /// connection; a refusal is reported once the first line of its body
+    /// is in (or its `Content-Length` says there is none, or the server
+    /// closed, or `timed_out`), since a server may write the body apart
+    /// from the head.
+    fn answer_complete(&mut self, eof: bool, cx: &mut Ctx) -> bool {
+        let Some(c) = self.client.as_ref() else {
+            return true;
+        };
+        let offered = &c.connector.settings.protocols;
+        match upgrade_client::parse_response(&self.ws.http, &c.key, offered) {
+            Response::Incomplete if eof => {
+                self.dial_failed(
+                    "the server closed the connection before answering",
+                    true,
+                    cx,
+                );
+            }
+            Response::Incomplete => return false,
+            Response::Upgraded { head_len, protocol } => {
+                self.client_open(head_len, protocol, cx);
+            }
+            Response::Status {
+                status,
+                reason,
+                head_len,
+            } => {
+                let (head, body) = self.ws.http.split_at(head_len.min(self.ws.http.len()));
+                let first = String::from_utf8_lossy(body)
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .map(|l| l.chars().take(200).collect::<String>());
+                let length = content_length(head);
+                let whole_line = body.contains(&b'\n') && first.is_some();
+                let done = eof
+                    || whole_line
+                    || length.is_some_and(|n| body.len() >= n)
+                    || body.len() >= 2048;
+                if !done {
+                    return false;
+                }
+                let first = first.map(|l| format!(": {l}")).unwrap_or_default();
+                let auth = matches!(status, 401 | 403);
+                let retry = !auth || c.connector.settings.retry.on_auth_failure;
+                self.dial_failed(
+                    &format!("server answered {status} {reason}{first}"),
+                    retry,
+                    cx,
+                );
+            }
+            Response::Invalid(why) => {
+                self.dial_failed(&format!("bad upgrade answer: {why}"), true, cx);
+            }
+        }
+        true
+    }
+
+    /// `Upgrading` past its deadline: a refusal whose body is still on
+    /// its way is reported with what came; anything else timed out.
+    pub(super) fn upgrade_timed_out(&mut self, cx: &mut Ctx) {
+        let refused = self.client.as_ref().is_some_and(|c| {
+            matches!(
+                upgrade_client::parse_response(
+                    &self.ws.http,
+                    &c.key,
+                    &c.connector.settings.protocols
+                ),
+                Response::Status { .. }
+            )
+        });
+        if refused {
+            self.answer_complete(true, cx);
+        } else {
+            self.dial_failed("timed out", true, cx);
         }
     }
 
@@ -748,5 +801,21 @@ impl Session {
     /// `--from -`: wait for standard output to have everything.
     pub fn connector(&self) -> Option<&Arc<Connector>> {
         self.client.as_ref().map(|c| &c.connector)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_length;
+
+    #[test]
+    fn content_length_is_read_from_the_head_whatever_its_case() {
+        let head = b"HTTP/1.1 403 Forbidden\r\ncontent-LENGTH:  23 \r\nX: y\r\n\r\n";
+        assert_eq!(content_length(head), Some(23));
+        assert_eq!(content_length(b"HTTP/1.1 401 No\r\n\r\n"), None);
+        assert_eq!(
+            content_length(b"HTTP/1.1 401 No\r\nContent-Length: x\r\n\r\n"),
+            None
+        );
     }
 }

@@ -373,6 +373,8 @@ impl Session {
                 if matches!(self.raw.state, RawState::Resolving | RawState::Connecting) {
                     let label = self.local_label();
                     self.give_up(&format!("cannot connect to {label}: timed out"), cx);
+                } else if self.ws.state == WsState::Upgrading {
+                    self.upgrade_timed_out(cx);
                 } else {
                     self.dial_failed("timed out", true, cx);
                 }
