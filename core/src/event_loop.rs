@@ -424,6 +424,12 @@ impl Loop {
         if s.more {
             self.pending.push(key);
         }
+        if !self.udp_sources.is_empty()
+            && s.local_gone()
+            && self.udp_sources.get(&s.client_addr()) == Some(&key)
+        {
+            self.udp_sources.remove(&s.client_addr());
+        }
         if let Some(d) = s.next_deadline(&self.shared) {
             if s.armed.is_none_or(|a| d < a) {
                 self.timers.arm(d, key, s.id);

@@ -231,6 +231,12 @@ impl Session {
         (t / 2, t & 1 == 0)
     }
 
+    /// The raw end is done: for a `udp-listen` source, its socket is
+    /// closed and the listener takes what the source sends next.
+    pub fn local_gone(&self) -> bool {
+        self.raw.state == RawState::Gone
+    }
+
     /// The client's address (the local client's, for the client role).
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
@@ -305,6 +311,20 @@ impl Session {
             {
                 self.give_up("the local side closed", cx);
                 return true;
+            }
+            if self.ws.state == WsState::Closing
+                && self.raw.state == RawState::Open
+                && self.raw.stream.as_ref().is_some_and(Stream::is_datagram)
+                && !self.peer_pending()
+                && !self.keeps_local()
+            {
+                // Our close is out and no other connection follows: let go
+                // of the datagram socket now, so what the source sends next
+                // reaches the listener and a new connection (the server's
+                // last frames, if any, have no datagram to go to).
+                self.drop_peer(cx);
+                self.raw.state = RawState::Gone;
+                progress = true;
             }
             if self.raw.eof
                 && self.ws.state == WsState::Backoff
