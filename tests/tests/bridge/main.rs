@@ -2,7 +2,9 @@
 
 mod admission;
 mod cli;
+mod connect;
 mod connect_harness;
+mod connect_util;
 mod deploy;
 mod flow;
 mod framing;
