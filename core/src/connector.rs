@@ -139,7 +139,15 @@ impl Connector {
                 let mut stdout = io::stdout().lock();
                 loop {
                     match from_us.read(&mut buf) {
-                        Ok(0) => break,
+                        Ok(0) => {
+                            // The session is done with the local side (it
+                            // shut its write side only once no connection
+                            // will follow): answer with the EOF it lingers
+                            // for. Standard input may never end (`tail -f`),
+                            // and what it still holds has nowhere to go.
+                            let _ = from_us.shutdown(Shutdown::Write);
+                            break;
+                        }
                         Ok(n) => {
                             if stdout
                                 .write_all(&buf[..n])
