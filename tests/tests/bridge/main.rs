@@ -4,6 +4,7 @@ mod admission;
 mod cli;
 mod connect;
 mod connect_harness;
+mod connect_local;
 mod connect_util;
 mod deploy;
 mod flow;
