@@ -3,8 +3,10 @@
 mod admission;
 mod cli;
 mod connect;
+mod connect_config;
 mod connect_harness;
 mod connect_local;
+mod connect_retry;
 mod connect_util;
 mod deploy;
 mod flow;
