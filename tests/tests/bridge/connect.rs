@@ -267,6 +267,87 @@ fn no_offered_protocol_is_fine_and_a_server_choosing_another_fails() {
 }
 
 // ---------------------------------------------------------------------------
+// Dialling
+
+#[test]
+fn timeout_bounds_an_upgrade_nobody_answers() {
+    // Connects complete (the kernel's backlog) but nothing is ever read.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", l.local_addr().unwrap());
+    let started = Instant::now();
+    let mut c = Connect::start(&url, "mirror://", &["--timeout", "0.5"]);
+    c.expect_exit(WAIT, 1);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
+        "--timeout 0.5 took {took:?}"
+    );
+    c.wait_log("timed out");
+}
+
+#[test]
+fn open_message_text_and_binary() {
+    let s = PyServer::start(&["--sink"]);
+    let _text = Connect::start(&s.url("/"), "mirror://", &["--open-message", "hi there"]);
+    let m = s.wait_line("message conn=1 ");
+    assert!(m.contains(" text len=8 "), "{m}");
+    assert_eq!(message_data(&m), Some(b"hi there".to_vec()));
+    let _bin = Connect::start(
+        &s.url("/"),
+        "mirror://",
+        &["--open-message", "hi", "--open-message-binary"],
+    );
+    let m = s.wait_line("message conn=2 ");
+    assert!(m.contains(" binary len=2 "), "{m}");
+    assert_eq!(message_data(&m), Some(b"hi".to_vec()));
+}
+
+#[test]
+fn http_scheme_and_an_ipv6_literal() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    }
+    let s = PyServer::start(&["--host", "::1", "--echo"]);
+    let url = format!("http://[::1]:{}/v6", s.port());
+    let mut c = pipe(&url, &[]);
+    round_trip(&mut c, "over ipv6\n");
+    let open = s.wait_line("open conn=1 ");
+    assert_eq!(field(&open, "path").as_deref(), Some("/v6"));
+    assert_eq!(header(&open, "host"), Some(format!("[::1]:{}", s.port())));
+    c.close_stdin();
+    c.expect_exit(WAIT, 0);
+}
+
+#[test]
+fn a_listener_without_retry_closes_the_local_client_and_keeps_running() {
+    let port = websocksy_tests::peers::closed_port();
+    let mut c = Connect::start(
+        &format!("ws://127.0.0.1:{port}/"),
+        "tcp-listen://127.0.0.1:0",
+        &[],
+    );
+    let at = c.listener("tcp-listen://");
+    for _ in 0..2 {
+        let mut l = TcpStream::connect(at).unwrap();
+        l.set_read_timeout(Some(WAIT)).unwrap();
+        let mut got = Vec::new();
+        l.read_to_end(&mut got).expect("EOF for the local client");
+        assert!(got.is_empty(), "{got:?}");
+    }
+    c.wait_log_n("cannot connect", 2, WAIT);
+    assert!(c.try_exit().is_none(), "a listener exited:\n{}", c.logs());
+    // And once the server is there, the next local client gets through.
+    let _s = PyServer::start(&["--port", &port.to_string(), "--echo"]);
+    let mut l = TcpStream::connect(at).unwrap();
+    l.set_read_timeout(Some(WAIT)).unwrap();
+    l.write_all(b"now").unwrap();
+    let mut got = [0u8; 3];
+    l.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"now");
+}
+
+// ---------------------------------------------------------------------------
 // wss://
 
 /// `websocksy connect URL --from - --framing newline ARGS...`

@@ -14,7 +14,7 @@ use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::pyserver::{field, message_data, PyServer};
 use websocksy_tests::{certs, temp_dir, Bridge, WAIT};
 
-use crate::connect_util::p;
+use crate::connect_util::{json_text, p};
 
 /// Write `msg` and read it back (an echo behind the connection).
 fn echo<S: Read + Write>(s: &mut S, msg: &[u8]) {
@@ -30,13 +30,12 @@ fn tcp_to(at: SocketAddr) -> TcpStream {
     s
 }
 
-/// The `conn=K` of the server connection whose first message is `data`.
-fn conn_of(s: &PyServer, data: &[u8]) -> String {
-    let line = s
-        .lines()
-        .into_iter()
-        .find(|l| l.starts_with("message ") && message_data(l).as_deref() == Some(data))
-        .unwrap_or_else(|| panic!("no message {data:?}:\n{}", s.output()));
+/// The `conn=K` of the server connection that received the text message
+/// `data` (waiting for its line).
+fn conn_of(s: &PyServer, data: &str) -> String {
+    let line = s.wait_line(&format!("data={}", json_text(data)));
+    assert!(line.starts_with("message "), "{line}");
+    assert_eq!(message_data(&line).as_deref(), Some(data.as_bytes()));
     field(&line, "conn").expect("conn=")
 }
 
@@ -50,7 +49,7 @@ fn tcp_listen_gives_each_local_client_its_own_connection() {
     echo(&mut a, b"from a");
     echo(&mut b, b"from b");
     s.wait_lines("open conn=", 2, WAIT);
-    let (ka, kb) = (conn_of(&s, b"from a"), conn_of(&s, b"from b"));
+    let (ka, kb) = (conn_of(&s, "from a"), conn_of(&s, "from b"));
     assert_ne!(ka, kb, "one connection for two local clients");
     // a leaves: its connection closes with 1000, a gets EOF; b goes on.
     a.shutdown(Shutdown::Write).unwrap();
@@ -98,7 +97,7 @@ fn unix_listen_gives_each_local_client_its_own_connection() {
     let mut b = unix();
     echo(&mut a, b"unix a");
     echo(&mut b, b"unix b");
-    let (ka, kb) = (conn_of(&s, b"unix a"), conn_of(&s, b"unix b"));
+    let (ka, kb) = (conn_of(&s, "unix a"), conn_of(&s, "unix b"));
     assert_ne!(ka, kb);
     drop(a);
     let closed = s.wait_line(&format!("close conn={ka} "));
@@ -131,16 +130,16 @@ fn udp_listen_one_connection_per_source_one_datagram_per_message() {
     assert_eq!(recv(&a), b"a one\nstill one");
     assert_eq!(recv(&a), b"a two");
     assert_eq!(recv(&b), b"b one");
-    let ka = conn_of(&s, b"a one\nstill one");
-    assert_eq!(conn_of(&s, b"a two"), ka, "one connection per source");
-    let kb = conn_of(&s, b"b one");
+    let ka = conn_of(&s, "a one\nstill one");
+    assert_eq!(conn_of(&s, "a two"), ka, "one connection per source");
+    let kb = conn_of(&s, "b one");
     assert_ne!(ka, kb, "two sources share a connection");
     assert_eq!(s.count("open conn="), 2, "{}", s.output());
     assert_eq!(s.count("message conn="), 3, "{}", s.output());
     // Later datagrams go on the same connections.
     b.send_to(b"b two", at).unwrap();
     assert_eq!(recv(&b), b"b two");
-    assert_eq!(conn_of(&s, b"b two"), kb);
+    assert_eq!(conn_of(&s, "b two"), kb);
     assert_eq!(s.count("open conn="), 2, "{}", s.output());
 }
 

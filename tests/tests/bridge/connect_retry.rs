@@ -20,7 +20,7 @@ use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::pyserver::{field, message_data, PyServer};
 use websocksy_tests::{temp_dir, wait_stalled, Bridge, WAIT};
 
-use crate::connect_util::{lines, tcp_queues};
+use crate::connect_util::{json_text, lines, tcp_queues};
 
 // ---------------------------------------------------------------------------
 // A server that starts late
@@ -247,21 +247,6 @@ fn python_server_dropping_every_connection_after_3_messages() {
     c.expect_exit(WAIT, 0);
 }
 
-/// A line as the script's `data=` shows it: a compact JSON string.
-fn json_text(s: &str) -> String {
-    let mut o = String::from("\"");
-    for ch in s.chars() {
-        match ch {
-            '\n' => o.push_str("\\n"),
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 /// The same against websocksy's own server: its TCP peer reads three
 /// lines per connection (the opening message and two lines) and hangs up,
 /// so the server closes the connection with 1000.
@@ -435,4 +420,92 @@ fn retry_buffer_holds_then_backpressures_then_delivers_everything() {
     );
     assert_eq!(s.count("open conn="), 1, "{}", s.output());
     let _ = local.write(b"");
+}
+
+// ---------------------------------------------------------------------------
+// The ends of reconnecting
+
+#[test]
+fn end_of_input_while_down_is_sent_once_the_server_comes() {
+    let port = peers::closed_port();
+    let mut c = Connect::start(
+        &format!("ws://127.0.0.1:{port}/"),
+        "-",
+        &[
+            "--framing",
+            "newline",
+            "--retry",
+            "--retry-interval",
+            "0.05",
+            "--retry-max-interval",
+            "0.1",
+        ],
+    );
+    c.write_stdin(b"one\ntwo\n");
+    c.close_stdin();
+    c.wait_log_n("; retry ", 2, WAIT);
+    assert!(
+        c.try_exit().is_none(),
+        "gave up with input held:\n{}",
+        c.logs()
+    );
+    let s = PyServer::start(&["--port", &port.to_string(), "--sink"]);
+    c.expect_exit(WAIT, 0);
+    let m = s.wait_lines("message conn=1 ", 2, WAIT);
+    assert_eq!(message_data(&m[0].1), Some(b"one\n".to_vec()));
+    assert_eq!(message_data(&m[1].1), Some(b"two\n".to_vec()));
+    let closed = s.wait_line("close conn=1 ");
+    assert_eq!(field(&closed, "code").as_deref(), Some("1000"), "{closed}");
+}
+
+#[test]
+fn retries_exhausted_after_a_drop_exit_1() {
+    let mut s = PyServer::start(&["--echo"]);
+    let mut c = Connect::start(
+        &s.url("/"),
+        "mirror://",
+        &["--retry", "--retry-interval", "0.02", "--retry-max", "2"],
+    );
+    c.wait_log(" open");
+    s.wait_line("open conn=1 ");
+    s.stop();
+    c.expect_exit(WAIT, 1);
+    c.wait_log("connection ended");
+    c.wait_log("connection lost; retry 1 of 2 in ");
+    c.wait_log("retry 2 of 2 in ");
+    c.wait_log("giving up after 2 retries");
+}
+
+#[test]
+fn udp_listen_datagrams_from_before_the_server_came_arrive_in_order() {
+    let port = peers::closed_port();
+    let c = Connect::start(
+        &format!("ws://127.0.0.1:{port}/"),
+        "udp-listen://127.0.0.1:0",
+        &[
+            "--retry",
+            "--retry-interval",
+            "0.05",
+            "--retry-max-interval",
+            "0.1",
+        ],
+    );
+    let at = c.listener("udp-listen://");
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(WAIT)).unwrap();
+    for i in 0..3 {
+        u.send_to(format!("held {i}").as_bytes(), at).unwrap();
+    }
+    c.wait_log_n("; retry ", 2, WAIT);
+    let s = PyServer::start(&["--port", &port.to_string(), "--echo"]);
+    u.send_to(b"after", at).unwrap();
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let (n, from) = u.recv_from(&mut buf).expect("an echo");
+        assert_eq!(from, at);
+        got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert_eq!(got, ["held 0", "held 1", "held 2", "after"]);
+    assert_eq!(s.count("open conn="), 1, "{}", s.output());
 }

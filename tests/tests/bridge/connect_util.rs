@@ -274,6 +274,21 @@ pub fn lines(n: usize, tag: &str) -> Vec<String> {
     (0..n).map(|i| format!("{tag} line {i:03}\n")).collect()
 }
 
+/// A line as the script's `data=` shows it: a compact JSON string.
+pub fn json_text(s: &str) -> String {
+    let mut o = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '\n' => o.push_str("\\n"),
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
 /// A short, fixed wait for something that must *not* happen (a message
 /// that must not arrive): never used to wait for readiness.
 pub const ABSENCE: Duration = Duration::from_millis(300);
