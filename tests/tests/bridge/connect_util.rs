@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine;
-use websocksy_tests::{binary, certs, temp_dir, ws, WAIT};
+use websocksy_tests::{binary, certs, temp_dir, ws, Bridge, WAIT};
 
 /// A path as the command line wants it.
 pub fn p(path: &Path) -> &str {
@@ -267,6 +267,13 @@ pub fn self_signed() -> &'static (std::path::PathBuf, std::path::PathBuf) {
         );
         (dir.join("self.pem"), dir.join("self.key"))
     })
+}
+
+/// After the process exited: wait until its whole log is read (the
+/// reader thread may still be behind), so counts and searches see it all.
+pub fn settle(b: &Bridge) {
+    // No line holds this: the wait ends at the end of the log.
+    let _ = b.wait_log_for("\u{0}never logged", WAIT);
 }
 
 /// Lines of `text` (each with its `\n`), for comparing streams.
