@@ -885,3 +885,68 @@ fn ping_without_a_pong_closes_with_1001() {
     c.wait_log("keep-alive timeout");
     let _ = ABSENCE;
 }
+
+// ---------------------------------------------------------------------------
+// The server's frames, as the client role must take them
+
+#[test]
+fn fragments_and_interleaved_pings_from_the_server_make_one_message() {
+    let raw = RawServer::new();
+    let _c = Connect::start(&raw.url("/"), "mirror://", &["--ping", "0"]);
+    let (mut s, _) = raw.accept();
+    s.write_all(&frame_fin(false, 1, b"frag")).unwrap();
+    s.write_all(&server_frame(9, b"mid")).unwrap();
+    s.write_all(&frame_fin(false, 0, b"men")).unwrap();
+    s.write_all(&frame_fin(true, 0, b"ted")).unwrap();
+    let pong = read_client_frame(&mut s).unwrap();
+    assert_eq!((pong.opcode, pong.payload.as_slice()), (10, &b"mid"[..]));
+    let f = read_client_data(&mut s);
+    assert_eq!(
+        (f.opcode, f.payload.as_slice()),
+        (1, &b"fragmented"[..]),
+        "the mirror sends the whole message back"
+    );
+}
+
+fn frame_fin(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    websocksy_tests::ws::frame_with(fin, 0, opcode, false, payload)
+}
+
+#[test]
+fn a_masked_frame_from_the_server_is_a_protocol_error() {
+    let raw = RawServer::new();
+    let mut c = Connect::start(&raw.url("/"), "mirror://", &["--ping", "0"]);
+    let (mut s, _) = raw.accept();
+    // Masked: only clients may send that (RFC 6455 5.1).
+    s.write_all(&websocksy_tests::ws::text("masked")).unwrap();
+    let close = read_client_data(&mut s);
+    assert_eq!(close.close_code(), Some(1002), "{close:?}");
+    drop(s);
+    c.expect_exit(WAIT, 1);
+}
+
+#[test]
+fn a_101_with_a_wrong_accept_key_is_refused() {
+    let raw = RawServer::new();
+    let mut c = Connect::start(&raw.url("/"), "mirror://", &[]);
+    let mut s = raw.accept_raw();
+    s.write_all(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+    )
+    .unwrap();
+    c.expect_exit(WAIT, 1);
+    settle(&c);
+    let line = c.wait_log("bad upgrade answer");
+    assert!(line.contains("Accept"), "{line}");
+}
+
+#[test]
+fn a_message_over_max_message_size_from_the_server_is_1009() {
+    let big = "x".repeat(2000);
+    let s = PyServer::start(&["--send", &big, "--sink"]);
+    let mut c = Connect::start(&s.url("/"), "mirror://", &["--max-message-size", "1K"]);
+    let closed = s.wait_line("close conn=1 ");
+    assert_eq!(field(&closed, "code").as_deref(), Some("1009"), "{closed}");
+    c.expect_exit(WAIT, 1);
+}

@@ -66,6 +66,7 @@ fn retry_of(line: &str) -> (u32, f64) {
 fn late_start<S>(start: impl FnOnce(u16) -> S) {
     let port = peers::closed_port();
     let url = format!("ws://127.0.0.1:{port}/late");
+    let open = open_message_file();
     let mut c = Connect::start(
         &url,
         "-",
@@ -79,6 +80,8 @@ fn late_start<S>(start: impl FnOnce(u16) -> S) {
             "2",
             "--retry-max-interval",
             "1",
+            "--open-message-file",
+            &open,
         ],
     );
     c.write_stdin(b"written while the server was down\n");
@@ -112,13 +115,12 @@ fn late_start<S>(start: impl FnOnce(u16) -> S) {
     );
     let _server = start(port);
     c.wait_log(" open");
-    let out = c.wait_stdout(34);
-    assert_eq!(out, b"written while the server was down\n");
+    // The opening message first, then what was held (both come back).
+    let held = format!("{OPEN}written while the server was down\n");
+    assert_eq!(String::from_utf8_lossy(&c.wait_stdout(held.len())), held);
     c.write_stdin(b"and after\n");
-    assert_eq!(
-        c.wait_stdout(44),
-        b"written while the server was down\nand after\n"
-    );
+    let all = format!("{held}and after\n");
+    assert_eq!(String::from_utf8_lossy(&c.wait_stdout(all.len())), all);
     c.close_stdin();
     c.expect_exit(WAIT, 0);
 }
@@ -224,6 +226,12 @@ fn python_server_dropping_every_connection_after_3_messages() {
     }
     assert_eq!(received, all, "lines lost, duplicated or reordered");
     assert_eq!(c.count_log("connection ended"), LINES / 2, "{}", c.logs());
+    // Each reconnect starts the backoff over: the failures before it were
+    // forgotten when the connection opened.
+    let lost = c.wait_log_n("connection lost; retry ", LINES / 2, WAIT);
+    for (_, l) in &lost {
+        assert!(l.contains("connection lost; retry 1 in "), "{l}");
+    }
     // Standard output: echoes in order, none twice; the first line of
     // each connection was echoed long before its drop.
     let out = String::from_utf8(c.stdout()).unwrap();
@@ -508,4 +516,38 @@ fn udp_listen_datagrams_from_before_the_server_came_arrive_in_order() {
     }
     assert_eq!(got, ["held 0", "held 1", "held 2", "after"]);
     assert_eq!(s.count("open conn="), 1, "{}", s.output());
+}
+
+#[test]
+fn a_tcp_peer_stays_connected_across_reconnects() {
+    // The server drops each connection after one message; the peer is
+    // the same TCP connection throughout.
+    let s = PyServer::start(&["--echo", "--drop-after", "1"]);
+    let peer = TcpPeer::new();
+    let mut c = Connect::start(
+        &s.url("/"),
+        &format!("tcp://{}", peer.addr),
+        &[
+            "--retry",
+            "--retry-interval",
+            "0.02",
+            "--retry-max-interval",
+            "0.05",
+        ],
+    );
+    let mut l = peer.accept();
+    for k in 1..=3 {
+        let msg = format!("message {k}");
+        l.write_all(msg.as_bytes()).unwrap();
+        let m = s.wait_line(&format!("message conn={k} "));
+        assert_eq!(message_data(&m), Some(msg.clone().into_bytes()));
+        s.wait_line(&format!("drop conn={k} "));
+        c.wait_log_n("connection ended", k, WAIT);
+    }
+    s.wait_line("open conn=4 ");
+    // Still the one peer connection: EOF from it ends everything, exit 0.
+    l.shutdown(std::net::Shutdown::Write).unwrap();
+    let closed = s.wait_line("close conn=4 ");
+    assert_eq!(field(&closed, "code").as_deref(), Some("1000"), "{closed}");
+    c.expect_exit(WAIT, 0);
 }

@@ -65,6 +65,22 @@ impl RawServer {
         self.accept_with(None)
     }
 
+    /// The next connection with its request read and nothing answered.
+    pub fn accept_raw(&self) -> TcpStream {
+        let mut s = self
+            .rx
+            .recv_timeout(WAIT)
+            .expect("websocksy connect did not dial the raw server");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(ws::read_some(&mut s, &mut b).expect("read the request"), 1);
+            head.push(b[0]);
+        }
+        s
+    }
+
     /// [`RawServer::accept`], the 101 naming this subprotocol.
     pub fn accept_with(&self, protocol: Option<&str>) -> (TcpStream, String) {
         let mut s = self
