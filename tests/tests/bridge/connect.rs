@@ -52,6 +52,33 @@ fn python_401_is_one_log_line_and_exit_1_without_retry() {
     assert_eq!(s.count("request conn="), 1, "{}", s.output());
 }
 
+/// The body of a refusal may come in a later segment than its head (a
+/// server that writes them separately): the log line still has its first
+/// line.
+#[test]
+fn a_refusal_whose_body_comes_after_its_head_is_logged_with_the_body() {
+    let raw = RawServer::new();
+    let mut c = Connect::start(&raw.url("/"), "mirror://", &[]);
+    let mut s = raw.accept_raw();
+    s.write_all(
+        b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 23\r\n\r\n",
+    )
+    .unwrap();
+    // The head alone; the body follows once websocksy had time to read it
+    // (or at once, should it hang up on the head alone).
+    s.set_read_timeout(Some(ABSENCE)).unwrap();
+    let hung_up_early = matches!(s.read(&mut [0u8; 1]), Ok(0));
+    let _ = s.write_all(b"token expired, log in\r\n");
+    c.expect_exit(WAIT, 1);
+    settle(&c);
+    let line = c.wait_log("server answered 403");
+    assert!(
+        line.ends_with("403 Forbidden: token expired, log in"),
+        "the first line of the body is missing (websocksy hung up after \
+         the head alone: {hung_up_early}): {line}"
+    );
+}
+
 #[test]
 fn python_403_is_not_retried_either() {
     let s = PyServer::start(&["--status", "403"]);
