@@ -88,6 +88,7 @@ fn python_403_is_not_retried_either() {
     let line = c.wait_log("server answered 403");
     assert!(line.contains("status 403"), "{line}");
     assert_eq!(c.count_log("; retry "), 0, "{}", c.logs());
+    s.wait_line("response conn=1 status=403");
     assert_eq!(s.count("request conn="), 1, "{}", s.output());
 }
 

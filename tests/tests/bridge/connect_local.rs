@@ -8,13 +8,14 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::time::Duration;
 
 use websocksy_tests::connect::Connect;
 use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::pyserver::{field, message_data, PyServer};
 use websocksy_tests::{certs, temp_dir, Bridge, WAIT};
 
-use crate::connect_util::{json_text, p};
+use crate::connect_util::{json_text, p, read_client_data, RawServer};
 
 /// Write `msg` and read it back (an echo behind the connection).
 fn echo<S: Read + Write>(s: &mut S, msg: &[u8]) {
@@ -159,10 +160,39 @@ fn udp_listen_idle_source_is_closed() {
     assert_eq!(u.recv(&mut buf).unwrap(), 12);
     let closed = s.wait_line("close conn=1 ");
     assert_eq!(field(&closed, "code").as_deref(), Some("1001"), "{closed}");
-    // The source comes back: a new connection.
+    // Once that session is over, the source comes back: a new connection.
+    // (While it is still closing, see the next test.)
+    c.wait_log("closed: code 1001");
     u.send_to(b"back", at).unwrap();
     assert_eq!(u.recv(&mut buf).unwrap(), 4);
     s.wait_line("open conn=2 ");
+}
+
+/// A source that sends again while its old connection is still closing
+/// (the server has not answered the close yet) must not lose the datagram
+/// to that dying session: it gets a new connection.
+#[test]
+fn udp_listen_source_back_while_its_old_connection_closes() {
+    let raw = RawServer::new();
+    let c = Connect::start(
+        &raw.url("/"),
+        "udp-listen://127.0.0.1:0",
+        &["--idle-timeout", "0.3", "--ping", "0"],
+    );
+    let at = c.listener("udp-listen://");
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.send_to(b"first", at).unwrap();
+    let (mut s1, _) = raw.accept();
+    assert_eq!(read_client_data(&mut s1).payload, b"first");
+    // Idle: websocksy closes with 1001; this server never answers, so the
+    // old session waits (up to its close deadline) for the close handshake.
+    let close = read_client_data(&mut s1);
+    assert_eq!(close.close_code(), Some(1001), "{close:?}");
+    u.send_to(b"back", at).unwrap();
+    // A new dial takes milliseconds; the old session lingers for 5 s.
+    let (mut s2, _) = raw.accept_within(Duration::from_secs(3), None);
+    assert_eq!(read_client_data(&mut s2).payload, b"back");
+    drop(s1);
 }
 
 #[test]

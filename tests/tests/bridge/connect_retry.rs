@@ -515,6 +515,7 @@ fn udp_listen_datagrams_from_before_the_server_came_arrive_in_order() {
         got.push(String::from_utf8_lossy(&buf[..n]).to_string());
     }
     assert_eq!(got, ["held 0", "held 1", "held 2", "after"]);
+    s.wait_lines("message conn=1 ", 4, WAIT);
     assert_eq!(s.count("open conn="), 1, "{}", s.output());
 }
 

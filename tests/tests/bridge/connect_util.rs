@@ -83,9 +83,14 @@ impl RawServer {
 
     /// [`RawServer::accept`], the 101 naming this subprotocol.
     pub fn accept_with(&self, protocol: Option<&str>) -> (TcpStream, String) {
+        self.accept_within(WAIT, protocol)
+    }
+
+    /// [`RawServer::accept_with`], failing after `wait` without a connection.
+    pub fn accept_within(&self, wait: Duration, protocol: Option<&str>) -> (TcpStream, String) {
         let mut s = self
             .rx
-            .recv_timeout(WAIT)
+            .recv_timeout(wait)
             .expect("websocksy connect did not dial the raw server");
         s.set_read_timeout(Some(WAIT)).unwrap();
         s.set_nodelay(true).unwrap();
