@@ -20,7 +20,7 @@ use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::pyserver::{field, message_data, PyServer};
 use websocksy_tests::{temp_dir, wait_stalled, Bridge, WAIT};
 
-use crate::connect_util::{json_text, lines, tcp_queues};
+use crate::connect_util::{json_text, lines, settle, tcp_queues};
 
 // ---------------------------------------------------------------------------
 // A server that starts late
@@ -551,4 +551,72 @@ fn a_tcp_peer_stays_connected_across_reconnects() {
     let closed = s.wait_line("close conn=4 ");
     assert_eq!(field(&closed, "code").as_deref(), Some("1000"), "{closed}");
     c.expect_exit(WAIT, 0);
+}
+
+#[test]
+fn sigterm_while_disconnected_stops_at_once_with_exit_0() {
+    let port = peers::closed_port();
+    let mut c = Connect::start(
+        &format!("ws://127.0.0.1:{port}/"),
+        "-",
+        &[
+            "--retry",
+            "--retry-interval",
+            "30",
+            "--retry-max-interval",
+            "30",
+        ],
+    );
+    c.write_stdin(b"held\n");
+    c.wait_log("; retry 1 in ");
+    c.signal(libc::SIGTERM);
+    // Standard input is still open; nothing else to wait for.
+    c.expect_exit(Duration::from_secs(3), 0);
+}
+
+#[test]
+fn a_server_that_accepts_and_drops_at_once_exhausts_retry_max() {
+    // Each connection closes 1000 at once, before any message: none counts
+    // as a success, so --retry-max still ends it.
+    let s = PyServer::start(&["--source", "0", "0"]);
+    let mut c = Connect::start(
+        &s.url("/"),
+        "mirror://",
+        &["--retry", "--retry-interval", "0.02", "--retry-max", "2"],
+    );
+    c.expect_exit(WAIT, 1);
+    c.wait_log("giving up after 2 retries");
+    s.wait_line("open conn=3 ");
+    assert_eq!(c.count_log("retry 2 of 2 in "), 1, "{}", c.logs());
+}
+
+#[test]
+fn an_idle_timeout_is_not_retried() {
+    let s = PyServer::start(&["--echo"]);
+    let peer = TcpPeer::new();
+    let mut c = Connect::start(
+        &s.url("/"),
+        &format!("tcp://{}", peer.addr),
+        &[
+            "--retry",
+            "--retry-interval",
+            "0.02",
+            "--idle-timeout",
+            "0.3",
+        ],
+    );
+    let mut l = peer.accept();
+    l.write_all(b"then nothing").unwrap();
+    let mut got = [0u8; 12];
+    l.read_exact(&mut got).unwrap();
+    let closed = s.wait_line("close conn=1 ");
+    assert_eq!(field(&closed, "code").as_deref(), Some("1001"), "{closed}");
+    // The local peer gets EOF and the process ends; no second connection.
+    let mut rest = Vec::new();
+    l.read_to_end(&mut rest).unwrap();
+    drop(l);
+    c.wait_exit(WAIT);
+    settle(&c);
+    assert_eq!(s.count("request conn="), 1, "{}", s.output());
+    assert_eq!(c.count_log("; retry "), 0, "{}", c.logs());
 }
