@@ -281,6 +281,9 @@ impl Session {
             progress |= self.client_read(cx);
             progress |= self.peer_write(cx);
             progress |= self.peer_read(cx);
+            // Before our close frame can leave: a source that sees it and
+            // sends again must reach the listener, not the old socket.
+            progress |= self.release_datagram_local(cx);
             progress |= self.client_write(cx);
             progress |= self.advance(cx);
             if self.finished() {
@@ -293,6 +296,25 @@ impl Session {
         // Still busy: let other sessions run, come back without waiting for an event.
         self.more = true;
         true
+    }
+
+    /// Client role, a `udp-listen` source: once our close is queued and
+    /// no other connection follows, let go of the datagram socket, so what
+    /// the source sends next reaches the listener and a new connection
+    /// (the server's last frames, if any, have no datagram to go to).
+    fn release_datagram_local(&mut self, cx: &mut Ctx) -> bool {
+        if self.client.is_some()
+            && self.ws.state == WsState::Closing
+            && self.raw.state == RawState::Open
+            && self.raw.stream.as_ref().is_some_and(Stream::is_datagram)
+            && !self.peer_pending()
+            && !self.keeps_local()
+        {
+            self.drop_peer(cx);
+            self.raw.state = RawState::Gone;
+            return true;
+        }
+        false
     }
 
     pub(super) fn advance(&mut self, cx: &mut Ctx) -> bool {
@@ -312,20 +334,7 @@ impl Session {
                 self.give_up("the local side closed", cx);
                 return true;
             }
-            if self.ws.state == WsState::Closing
-                && self.raw.state == RawState::Open
-                && self.raw.stream.as_ref().is_some_and(Stream::is_datagram)
-                && !self.peer_pending()
-                && !self.keeps_local()
-            {
-                // Our close is out and no other connection follows: let go
-                // of the datagram socket now, so what the source sends next
-                // reaches the listener and a new connection (the server's
-                // last frames, if any, have no datagram to go to).
-                self.drop_peer(cx);
-                self.raw.state = RawState::Gone;
-                progress = true;
-            }
+            progress |= self.release_datagram_local(cx);
             if self.raw.eof
                 && self.ws.state == WsState::Backoff
                 && self
