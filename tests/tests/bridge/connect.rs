@@ -280,6 +280,18 @@ fn url_user_info_gives_basic_credentials_and_is_not_logged() {
 }
 
 #[test]
+fn auth_from_a_file() {
+    let s = PyServer::start(&["--require-basic", "carol:from a file", "--sink"]);
+    let f = websocksy_tests::temp_dir("connect-auth").join("credentials");
+    std::fs::write(&f, "carol:from a file\nignored second line\n").unwrap();
+    let c = Connect::start(&s.url("/"), "mirror://", &["--auth", p(&f)]);
+    let open = s.wait_line("open conn=1 ");
+    assert_eq!(field(&open, "user").as_deref(), Some("carol"), "{open}");
+    c.wait_log(" open");
+    assert!(!c.logs().contains("from a file"), "{}", c.logs());
+}
+
+#[test]
 fn no_offered_protocol_is_fine_and_a_server_choosing_another_fails() {
     // The server accepts none of the offered: upgraded without one.
     let s = PyServer::start(&["--subprotocols", "x", "--sink"]);
