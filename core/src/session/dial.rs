@@ -632,6 +632,14 @@ impl Session {
             .as_ref()
             .map_or_else(String::new, |c| c.connector.label.clone());
         warn!("conn {} {} -> {label}: {why}", self.id, self.local_label());
+        // What the local side offered while disconnected goes nowhere now.
+        let held = self.raw.input.as_ref().map_or(0, |b| b.data().len()) + self.raw.early_bytes;
+        if held > 0 && self.ws.state != WsState::Open {
+            warn!(
+                "conn {} {held} bytes from the local side were never sent",
+                self.id
+            );
+        }
         if let Some(c) = self.client.as_mut() {
             c.stopped = true;
             c.clean = false;

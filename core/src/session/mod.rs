@@ -513,7 +513,12 @@ impl Session {
             WsState::Http | WsState::Waiting => self.refuse(503, "server shutting down", cx),
             WsState::Open => {
                 self.flush_unframed(cx);
-                self.fail(1001, "server shutting down", cx);
+                let why = if self.client.is_some() {
+                    "shutting down"
+                } else {
+                    "server shutting down"
+                };
+                self.fail(1001, why, cx);
             }
             _ => {}
         }
