@@ -2,6 +2,7 @@
 
 mod admission;
 mod cli;
+mod connect_edges;
 mod connect_harness;
 mod deploy;
 mod flow;
