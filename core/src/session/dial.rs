@@ -458,11 +458,12 @@ impl Session {
         if !rest.is_empty() {
             let b = self.ws.input.get_or_insert_with(|| cx.pool.take_in());
             let before = b.offset();
-            if b.room() < rest.len() {
-                b.make_room(usize::MAX);
-            }
+            // Moving the data to the front may free less than came (the
+            // payload owed fills the buffer): then grow it too, or the
+            // rest of this read, bytes of frames, would be lost.
+            while b.room() < rest.len() && b.make_room(usize::MAX) {}
             // `pend` holds raw offsets of payload still owed to the local
-            // side: a compaction moved it down.
+            // side: a compaction moved it down (growing keeps offsets).
             let shift = before - b.offset();
             if self.ws.pend.0 < self.ws.pend.1 {
                 self.ws.pend.0 -= shift;

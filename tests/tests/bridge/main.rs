@@ -4,6 +4,7 @@ mod admission;
 mod cli;
 mod connect;
 mod connect_config;
+mod connect_edges;
 mod connect_harness;
 mod connect_local;
 mod connect_retry;
