@@ -128,7 +128,47 @@ fn bind_owner_only(path: &Path) -> io::Result<mio::net::UnixListener> {
 /// the per-source sockets [`udp_for_source`] makes can share the address.
 pub fn bind_udp(addr: SocketAddr) -> io::Result<mio::net::UdpSocket> {
     let s = reusable_udp(addr)?;
+    route_unconnected_to_first(&s)?;
     Ok(mio::net::UdpSocket::from_std(s.into()))
+}
+
+/// The listener is the first socket of its address's reuse-port group
+/// (index 0). A one-instruction classic BPF program that always answers 0
+/// makes the kernel give it every datagram no connected socket matches,
+/// instead of spreading new sources over the group by hash: a source's
+/// socket, between its `bind` and its `connect`, then never catches
+/// another source's datagrams, nor its own ahead of those still queued at
+/// the listener (connected sockets are matched before the group's program
+/// runs, so their sources are unaffected).
+fn route_unconnected_to_first(s: &socket2::Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // BPF_RET | BPF_K with k = 0: "return index 0".
+    let program = [libc::sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let fprog = libc::sock_fprog {
+        len: 1,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: setsockopt reads `fprog` and the one instruction it points
+    // to, both alive for the whole call, and copies them into the kernel;
+    // the descriptor is owned by `s`. Failure is reported through errno.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&raw const fprog).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn reusable_udp(addr: SocketAddr) -> io::Result<socket2::Socket> {
@@ -153,10 +193,11 @@ pub type Datagram = (SocketAddr, Vec<u8>);
 /// The socket of one `udp-listen` source: bound where the listener is and
 /// connected to `source`, so the kernel delivers that source's datagrams
 /// to it and replies leave from the listener's address. Between its
-/// `bind` and its `connect` it was an unconnected member of the address's
-/// reuse-port group, which the kernel may have picked for any new source:
-/// what it queued then is drained and returned with its senders, for the
-/// caller to hand to their own sessions.
+/// `bind` and its `connect` it is an unconnected member of the address's
+/// reuse-port group; the group's program sends every unmatched datagram to
+/// the listener (`route_unconnected_to_first`), so it should catch none,
+/// but should the program be missing anything it queued then is drained
+/// and returned with its senders, for the caller to hand on.
 pub fn udp_for_source(
     local: SocketAddr,
     source: SocketAddr,

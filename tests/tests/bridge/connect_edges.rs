@@ -644,7 +644,7 @@ fn udp_listen_while_disconnected_idles_out_and_holds_datagrams() {
 /// is run on demand (`-- --ignored`) until the listener steers datagrams
 /// of sources without a socket to itself.
 #[test]
-#[ignore = "race reproduction of a defect still present: datagrams a new source's socket catches are handed on ahead of older ones (event_loop.rs, receive_udp)"]
+#[ignore = "race reproduction of a defect still present: with many sources starting at once, a source's datagrams can still be reordered (event_loop.rs receive_udp, the listener's reuse-port program notwithstanding)"]
 fn udp_listen_sources_starting_together_keep_their_datagrams_apart_and_in_order() {
     const ROUNDS: usize = 6;
     const SOURCES: usize = 10;
