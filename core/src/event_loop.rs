@@ -390,7 +390,7 @@ impl Loop {
                         self.sessions.len()
                     );
                     self.close_all();
-                    return Ok(false);
+                    return Ok(!self.failed);
                 }
             }
             if self.listeners.is_empty() && self.sessions.is_empty() && self.pending.is_empty() {
