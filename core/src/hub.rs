@@ -41,7 +41,7 @@ use mio::{Registry, Token};
 use slab::Slab;
 
 use crate::framing::{Framed, FramingState, Opcode};
-use crate::pool::{InBuf, Pool, CHUNK};
+use crate::pool::{InBuf, Pool};
 use crate::session::Session;
 use crate::transport::{Ready, Stream};
 use crate::ws::frame::Head;
@@ -127,9 +127,6 @@ struct Hub {
     input: Option<InBuf>,
     /// How many of the trailing unframed bytes arrived since framing last said "more".
     fresh: usize,
-    /// Where frames are encoded: each is split off as one shared slice,
-    /// so an allocation is reused once every member wrote its frames.
-    build: BytesMut,
     /// Member sessions (key, id): the id tells a reused slot apart.
     members: Vec<(usize, u64)>,
     /// Whole client messages for the peer, oldest first; `head` bytes of
@@ -161,7 +158,6 @@ impl Hub {
             framing: None,
             input: None,
             fresh: 0,
-            build: BytesMut::new(),
             members: vec![connector],
             out: VecDeque::new(),
             head: 0,
@@ -276,15 +272,7 @@ impl Hub {
                     if !data.is_empty() {
                         if let Some(op) = framing.finish(data) {
                             self.messages += 1;
-                            offer(
-                                &mut self.build,
-                                &self.members,
-                                sessions,
-                                &self.options,
-                                op,
-                                data,
-                                now,
-                            );
+                            offer(&self.members, sessions, &self.options, op, data, now);
                             delivered = true;
                         }
                     }
@@ -295,16 +283,8 @@ impl Hub {
                 Ok(0) => {
                     // An empty datagram is an empty message.
                     self.messages += 1;
-                    let (build, members) = (&mut self.build, &self.members);
-                    offer(
-                        build,
-                        members,
-                        sessions,
-                        &self.options,
-                        Opcode::Binary,
-                        &[],
-                        now,
-                    );
+                    let members = &self.members;
+                    offer(members, sessions, &self.options, Opcode::Binary, &[], now);
                     delivered = true;
                 }
                 Ok(n) => {
@@ -354,7 +334,6 @@ impl Hub {
                 Framed::Message { len, opcode } if len > 0 && len <= data.len() => {
                     self.messages += 1;
                     offer(
-                        &mut self.build,
                         &self.members,
                         sessions,
                         &self.options,
@@ -398,15 +377,7 @@ impl Hub {
         };
         if let Some(op) = opcode {
             self.messages += 1;
-            offer(
-                &mut self.build,
-                &self.members,
-                sessions,
-                &self.options,
-                op,
-                data,
-                now,
-            );
+            offer(&self.members, sessions, &self.options, op, data, now);
         }
         buf.consume(n);
         self.fresh = 0;
@@ -441,7 +412,6 @@ impl Hub {
 
 /// Encode one message once and offer the frame to every member.
 fn offer(
-    build: &mut BytesMut,
     members: &[(usize, u64)],
     sessions: &mut Slab<Session>,
     options: &HubOptions,
@@ -453,14 +423,15 @@ fn offer(
         // Lingering: the message is cut (so the next one starts right) and dropped.
         return;
     }
+    // Each frame its own exact allocation, shared by every member: a
+    // member that stalls holding one frame keeps that frame alive, never a
+    // buffer grown for a larger message or shared with later ones, so what
+    // a member holds stays within what `hub-queue` counts for it.
     let head = Head::data(op, payload.len());
-    let need = head.as_slice().len() + payload.len();
-    if build.capacity() - build.len() < need {
-        build.reserve(need.max(CHUNK));
-    }
-    build.extend_from_slice(head.as_slice());
-    build.extend_from_slice(payload);
-    let frame: Bytes = build.split().freeze();
+    let mut frame = BytesMut::with_capacity(head.as_slice().len() + payload.len());
+    frame.extend_from_slice(head.as_slice());
+    frame.extend_from_slice(payload);
+    let frame: Bytes = frame.freeze();
     for &(key, id) in members {
         if let Some(s) = sessions.get_mut(key).filter(|s| s.id == id) {
             s.hub_offer(&frame, payload.len(), options, now);

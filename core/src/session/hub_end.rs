@@ -59,6 +59,9 @@ pub(super) struct HubMember {
     limit: usize,
     /// Messages lost to `hub-overflow = drop-oldest`.
     dropped: u64,
+    /// How much may wait in the output queue, where frames are never
+    /// dropped; set from `hub-queue` with each offer.
+    low: usize,
 }
 
 /// What [`gather`] made of a piece of a client message.
@@ -138,6 +141,7 @@ impl Session {
             over: false,
             limit: 0,
             dropped: 0,
+            low: OUT_HIGH,
         }));
         if let Some(c) = self.choice.as_mut() {
             c.hub = true;
@@ -274,7 +278,7 @@ impl Session {
             return true;
         }
         let mut moved = false;
-        while self.ws.out.len() < OUT_HIGH {
+        while self.ws.out.len() < m.low {
             let Some(f) = m.queue.pop_front() else {
                 break;
             };
@@ -346,7 +350,12 @@ impl Session {
         }
         self.bytes_out += payload as u64;
         self.last_activity = now;
-        if m.queue.is_empty() && self.ws.out.len() < OUT_HIGH {
+        // Only a little goes to the output queue ahead of time (a quarter
+        // of `hub-queue`, at most `OUT_HIGH`): frames there are never
+        // dropped, so the rest waits in the member's own queue, where
+        // `drop-oldest` can still drop the oldest.
+        m.low = OUT_HIGH.min(options.queue / 4).max(1);
+        if m.queue.is_empty() && self.ws.out.len() < m.low {
             self.ws.out.push(frame.clone());
         } else {
             m.queue.push_back(frame.clone());

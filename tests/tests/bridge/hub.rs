@@ -224,13 +224,23 @@ fn fifty_members_one_never_reads_it_gets_1008_the_others_every_line_in_order() {
 
 #[test]
 fn drop_oldest_a_slow_member_loses_old_lines_and_nobody_is_closed() {
-    const LINES: u64 = 4096;
-    const LEN: usize = 4096;
+    drop_oldest_keeps_the_newest("hub-queue=256K", 4096, 4096, 32);
+}
+
+/// A queue smaller than what the output queue may hold ahead: the frames
+/// there are never dropped, so only a small part of the queue may wait
+/// there, or the newest messages would be the ones lost.
+#[test]
+fn drop_oldest_with_a_small_queue_still_keeps_the_newest_lines() {
+    drop_oldest_keeps_the_newest("hub-queue=32K", 32_768, 512, 16);
+}
+
+/// `lines` lines of `len` bytes (more than the slow member's socket
+/// buffers hold); `ahead`: how many the peer may write before every fast
+/// member has them, kept well within `queue`.
+fn drop_oldest_keeps_the_newest(queue: &str, lines: u64, len: usize, ahead: u64) {
     let peer = TcpPeer::new();
-    let b = hub_bridge(
-        peer.addr,
-        &["-c", "hub-overflow=drop-oldest", "-c", "hub-queue=256K"],
-    );
+    let b = hub_bridge(peer.addr, &["-c", "hub-overflow=drop-oldest", "-c", queue]);
     let mut p_conn = None;
     let progress: Vec<Arc<AtomicU64>> = (0..4).map(|_| Arc::default()).collect();
     let readers: Vec<_> = progress
@@ -250,8 +260,7 @@ fn drop_oldest_a_slow_member_loses_old_lines_and_nobody_is_closed() {
     let paced = progress.clone();
     let pid = b.pid();
     let writer = thread::spawn(move || {
-        // 32 lines (128 KiB) ahead at most: well within every fast member's queue.
-        feed(&mut p, LINES, LEN, 32, &paced, pid);
+        feed(&mut p, lines, len, ahead, &paced, pid);
         p.shutdown(Shutdown::Write).unwrap();
         p
     });
@@ -259,7 +268,7 @@ fn drop_oldest_a_slow_member_loses_old_lines_and_nobody_is_closed() {
     let _p = writer.join().expect("writer");
     for (i, r) in readers.into_iter().enumerate() {
         let got = r.join().expect("reader");
-        assert_eq!((got.lines, got.close), (LINES, Some(1000)), "member {i}");
+        assert_eq!((got.lines, got.close), (lines, Some(1000)), "member {i}");
     }
     let got = read_feed(
         slow.try_clone().unwrap(),
@@ -268,8 +277,8 @@ fn drop_oldest_a_slow_member_loses_old_lines_and_nobody_is_closed() {
         "the slow member",
     );
     assert_eq!(got.close, Some(1000));
-    assert!(got.lines < LINES, "nothing dropped");
-    assert_eq!(got.last, Some(LINES - 1), "the newest lines are kept");
+    assert!(got.lines < lines, "nothing dropped");
+    assert_eq!(got.last, Some(lines - 1), "the newest lines are kept");
     slow.write_all(&ws::close(1000, "")).unwrap();
     let line = b.wait_log("hub messages dropped");
     let dropped: u64 = line
@@ -278,7 +287,7 @@ fn drop_oldest_a_slow_member_loses_old_lines_and_nobody_is_closed() {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no count in {line:?}"));
-    assert_eq!(dropped + got.lines, LINES, "{line}");
+    assert_eq!(dropped + got.lines, lines, "{line}");
     assert_eq!(b.count_log("closing with 1008"), 0, "{}", b.logs());
     assert_eq!(b.count_log("hub messages dropped"), 1, "{}", b.logs());
 }
