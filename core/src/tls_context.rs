@@ -13,8 +13,8 @@ use std::sync::RwLock;
 
 use openssl::error::ErrorStack;
 use openssl::ssl::{
-    select_next_proto, AlpnError, Ssl, SslAcceptor, SslConnector, SslContext, SslContextBuilder,
-    SslFiletype, SslMethod, SslMode, SslOptions, SslVerifyMode, SslVersion,
+    select_next_proto, AlpnError, Ssl, SslAcceptor, SslConnector, SslConnectorBuilder, SslContext,
+    SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions, SslVerifyMode, SslVersion,
 };
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509Name, X509};
@@ -273,31 +273,39 @@ fn system_store(what: &str, ca_option: &str) -> Result<Option<X509Store>, String
     Ok(None)
 }
 
+/// The base of every client-side context (`tls://` peers, `wss://`
+/// servers). The builder's store has OpenSSL's default paths, with the
+/// hashed directory looked up at verification time: replaced whole, by
+/// the system bundle when `system` (for `what`; `flag` is the option that
+/// names other CAs), else by an empty store the caller fills, so trust
+/// comes only from files read here, at start-up. TLS 1.0 and 1.1 are
+/// deprecated (RFC 8996); a server asking to renegotiate would cost a
+/// handshake mid-stream for nothing.
+fn client_builder(system: bool, what: &str, flag: &str) -> Result<SslConnectorBuilder, String> {
+    let mut b = SslConnector::builder(SslMethod::tls_client())
+        .map_err(|e| format!("cannot create a TLS context: {}", reason(&e)))?;
+    if system {
+        if let Some(store) = system_store(what, flag)? {
+            b.set_cert_store(store);
+        }
+    } else {
+        let empty = X509StoreBuilder::new()
+            .map_err(|e| format!("cannot create a certificate store: {}", reason(&e)))?;
+        b.set_cert_store(empty.build());
+    }
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(|e| format!("cannot set the TLS version for {what}: {}", reason(&e)))?;
+    b.set_options(SslOptions::NO_RENEGOTIATION);
+    Ok(b)
+}
+
 impl PeerTls {
     /// `backend_ca`: a `peer-ca` option of the default backend, used when
     /// `--peer-ca` is not given.
     pub fn load(s: &Settings, backend_ca: Option<Located<PathBuf>>) -> Result<PeerTls, String> {
-        let mut b = SslConnector::builder(SslMethod::tls_client())
-            .map_err(|e| format!("cannot create a TLS context: {}", reason(&e)))?;
-        // The builder's store has OpenSSL's default paths, with the hashed
-        // directory looked up at verification time: replaced whole when a
-        // bundle is found, so trust comes only from files read here, at
-        // start-up.
         let ca = s.peer_ca.clone().or(backend_ca);
-        if ca.is_none() && !s.peer_insecure {
-            if let Some(store) = system_store("a tls:// peer", "--peer-ca")? {
-                b.set_cert_store(store);
-            }
-        } else {
-            let empty = X509StoreBuilder::new()
-                .map_err(|e| format!("cannot create a certificate store: {}", reason(&e)))?;
-            b.set_cert_store(empty.build());
-        }
-        // TLS 1.0 and 1.1 are deprecated (RFC 8996); a peer asking to
-        // renegotiate would cost a handshake mid-stream for nothing.
-        b.set_min_proto_version(Some(SslVersion::TLS1_2))
-            .map_err(|e| format!("cannot set the peer TLS version: {}", reason(&e)))?;
-        b.set_options(SslOptions::NO_RENEGOTIATION);
+        let system = ca.is_none() && !s.peer_insecure;
+        let mut b = client_builder(system, "a tls:// peer", "--peer-ca")?;
         let name = |p: &Path| p.display().to_string();
         if let Some(ca) = ca {
             readable(&ca, "peer CA")?;
@@ -363,22 +371,8 @@ impl ClientTls {
             value: path.clone(),
             at: c.option_at(key),
         };
-        let mut b = SslConnector::builder(SslMethod::tls_client())
-            .map_err(|e| format!("cannot create a TLS context: {}", reason(&e)))?;
-        // As for peers: trust comes only from files read now, never from a
-        // hashed directory looked up during a handshake on the loop.
-        if c.ca.is_none() && !c.insecure {
-            if let Some(store) = system_store("a wss:// server", "--ca")? {
-                b.set_cert_store(store);
-            }
-        } else {
-            let empty = X509StoreBuilder::new()
-                .map_err(|e| format!("cannot create a certificate store: {}", reason(&e)))?;
-            b.set_cert_store(empty.build());
-        }
-        b.set_min_proto_version(Some(SslVersion::TLS1_2))
-            .map_err(|e| format!("cannot set the client TLS version: {}", reason(&e)))?;
-        b.set_options(SslOptions::NO_RENEGOTIATION);
+        let system = c.ca.is_none() && !c.insecure;
+        let mut b = client_builder(system, "a wss:// server", "--ca")?;
         // A server speaking HTTP/2 by default must not pick it: the
         // upgrade to WebSocket is an HTTP/1.1 request (RFC 8441 aside).
         b.set_alpn_protos(b"\x08http/1.1")

@@ -571,22 +571,12 @@ impl Session {
     /// An open connection ended while the local side is still there:
     /// reconnect the same way as after a failed attempt.
     pub(super) fn reconnect(&mut self, cx: &mut Ctx) {
-        let code = self
-            .close_code
-            .map_or("none".to_string(), |c| c.to_string());
         info!(
-            "conn {} {} -> {} connection ended: code {code}{}{} ({} bytes in, {} bytes out so far)",
+            "conn {} {} -> {} connection ended: {} so far",
             self.id,
             self.local_label(),
             self.peer_label(),
-            if self.close_reason.is_empty() {
-                ""
-            } else {
-                " "
-            },
-            self.close_reason,
-            self.bytes_in,
-            self.bytes_out
+            self.close_summary()
         );
         // The reader's state and unparsed bytes belong to the dead
         // connection; payload already parsed still goes to the local side.

@@ -572,42 +572,13 @@ impl Session {
                 self.local_label(),
                 self.peer_label()
             );
-        } else if self.client.is_some() {
-            let code = self
-                .close_code
-                .map_or("none".to_string(), |c| c.to_string());
+        } else if self.opened || self.client.is_some() {
             info!(
-                "conn {} {} -> {} closed: code {code}{}{}, {} bytes in, {} bytes out, {:.1}s",
+                "conn {} {} -> {} closed: {}, {:.1}s",
                 self.id,
                 self.local_label(),
                 self.peer_label(),
-                if self.close_reason.is_empty() {
-                    ""
-                } else {
-                    " "
-                },
-                self.close_reason,
-                self.bytes_in,
-                self.bytes_out,
-                self.accepted.elapsed().as_secs_f64()
-            );
-        } else if self.opened {
-            let code = self
-                .close_code
-                .map_or("none".to_string(), |c| c.to_string());
-            info!(
-                "conn {} {} -> {} closed: code {code}{}{}, {} bytes in, {} bytes out, {:.1}s",
-                self.id,
-                self.client_addr,
-                self.peer_label(),
-                if self.close_reason.is_empty() {
-                    ""
-                } else {
-                    " "
-                },
-                self.close_reason,
-                self.bytes_in,
-                self.bytes_out,
+                self.close_summary(),
                 self.accepted.elapsed().as_secs_f64()
             );
         } else {
@@ -616,6 +587,25 @@ impl Session {
                 self.id, self.client_addr
             );
         }
+    }
+}
+
+impl Session {
+    /// `code C[ reason], N bytes in, M bytes out`: how a connection ended,
+    /// for its log line.
+    pub(super) fn close_summary(&self) -> String {
+        let code = self
+            .close_code
+            .map_or("none".to_string(), |c| c.to_string());
+        let sep = if self.close_reason.is_empty() {
+            ""
+        } else {
+            " "
+        };
+        format!(
+            "code {code}{sep}{}, {} bytes in, {} bytes out",
+            self.close_reason, self.bytes_in, self.bytes_out
+        )
     }
 }
 

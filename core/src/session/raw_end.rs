@@ -282,7 +282,6 @@ impl Session {
                 match p.read(cx.pool.scratch()) {
                     Ok(_) => progress = true,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.raw.rd.clear_r(),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         self.peer_failed(e, cx);
                         return true;
@@ -309,44 +308,36 @@ impl Session {
             let Some(peer) = self.raw.stream.as_mut() else {
                 break;
             };
-            if peer.is_datagram() {
+            let datagram = peer.is_datagram();
+            let got = if datagram {
                 if self.raw.early_bytes >= cap {
                     break;
                 }
-                let scratch = cx.pool.scratch();
-                match peer.read(scratch) {
-                    Ok(n) => {
-                        self.raw.early_bytes += n;
-                        self.raw.early.push_back(scratch[..n].to_vec());
-                        self.last_activity = cx.now;
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.raw.rd.clear_r(),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.peer_failed(e, cx);
-                        return true;
-                    }
+                peer.read(cx.pool.scratch())
+            } else {
+                let buf = self.raw.input.get_or_insert_with(|| cx.pool.take_in());
+                if buf.is_full() && (buf.raw().len() >= cap || !buf.make_room(cap)) {
+                    break;
                 }
-                continue;
-            }
-            let buf = self.raw.input.get_or_insert_with(|| cx.pool.take_in());
-            if buf.is_full() && (buf.raw().len() >= cap || !buf.make_room(cap)) {
-                break;
-            }
-            match peer.read(buf.spare()) {
-                Ok(0) => {
+                peer.read(buf.spare())
+            };
+            match got {
+                Ok(0) if !datagram => {
                     self.raw.eof = true;
                     self.raw.rd.clear_r();
                     progress = true;
                 }
                 Ok(n) => {
-                    buf.filled(n);
+                    if datagram {
+                        self.raw.early_bytes += n;
+                        self.raw.early.push_back(cx.pool.scratch()[..n].to_vec());
+                    } else if let Some(buf) = self.raw.input.as_mut() {
+                        buf.filled(n);
+                    }
                     self.last_activity = cx.now;
                     progress = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.raw.rd.clear_r(),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.peer_failed(e, cx);
                     return true;
