@@ -76,19 +76,26 @@ fn sink(mut s: TcpStream) {
     }
 }
 
-fn accept_loop(l: TcpListener, handler: fn(TcpStream)) {
+/// A thread of `stack` bytes per accepted connection, running `handler`;
+/// `what` names the subcommand in messages.
+pub(crate) fn accept_loop(
+    l: TcpListener,
+    what: &'static str,
+    stack: usize,
+    handler: impl Fn(TcpStream) + Send + Sync + Copy + 'static,
+) {
     for conn in l.incoming() {
         match conn {
             Ok(s) => {
                 let spawned = thread::Builder::new()
-                    .stack_size(STACK)
+                    .stack_size(stack)
                     .spawn(move || handler(s));
                 if let Err(e) = spawned {
-                    eprintln!("wsbench serve: cannot start a connection thread: {e}");
+                    eprintln!("wsbench {what}: cannot start a connection thread: {e}");
                 }
             }
             Err(e) => {
-                eprintln!("wsbench serve: accept: {e}");
+                eprintln!("wsbench {what}: accept: {e}");
                 thread::sleep(Duration::from_millis(10));
             }
         }
@@ -109,9 +116,9 @@ pub fn serve(max_secs: u64) -> io::Result<()> {
         sink_l.local_addr()?.port()
     );
     io::stdout().flush()?;
-    thread::spawn(move || accept_loop(echo_l, echo));
-    thread::spawn(move || accept_loop(source_l, source));
-    thread::spawn(move || accept_loop(sink_l, sink));
+    thread::spawn(move || accept_loop(echo_l, "serve", STACK, echo));
+    thread::spawn(move || accept_loop(source_l, "serve", STACK, source));
+    thread::spawn(move || accept_loop(sink_l, "serve", STACK, sink));
     thread::sleep(Duration::from_secs(max_secs));
     eprintln!("wsbench serve: {max_secs} s elapsed, exiting");
     Ok(())

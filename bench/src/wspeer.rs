@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::peer::accept_loop;
 use crate::scenarios::SINK_ACK;
 use crate::ws::{self, Frame, FrameReader, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG};
 
@@ -107,6 +108,22 @@ fn answer_close(mut s: &TcpStream, f: &Frame) {
     linger_close(s);
 }
 
+/// A close is answered (and the connection is done: false); a ping gets
+/// its pong; other frames pass.
+fn control(r: &mut FrameReader, f: &Frame) -> bool {
+    match f.opcode {
+        OP_CLOSE => {
+            answer_close(r.stream(), f);
+            false
+        }
+        OP_PING => {
+            let pong = r.control_frame(OP_PONG, &f.control);
+            r.stream().write_all(&pong).is_ok()
+        }
+        _ => true,
+    }
+}
+
 fn linger_close(mut s: &TcpStream) {
     let _ = s.shutdown(Shutdown::Write);
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -156,15 +173,8 @@ fn sink(s: TcpStream) {
             Ok(f) => f,
             Err(_) => return,
         };
-        match f.opcode {
-            OP_CLOSE => return answer_close(r.stream(), &f),
-            OP_PING => {
-                let pong = r.control_frame(OP_PONG, &f.control);
-                if r.stream().write_all(&pong).is_err() {
-                    return;
-                }
-            }
-            _ => {}
+        if !control(&mut r, &f) {
+            return;
         }
         for _ in 0..done {
             if r.stream().write_all(&ack).is_err() {
@@ -197,15 +207,8 @@ fn source(s: TcpStream, msg: usize) {
             Ok(f) => f,
             Err(_) => return,
         };
-        match f.opcode {
-            OP_CLOSE => return answer_close(r.stream(), &f),
-            OP_PING => {
-                let pong = r.control_frame(OP_PONG, &f.control);
-                if r.stream().write_all(&pong).is_err() {
-                    return;
-                }
-            }
-            _ => {}
+        if !control(&mut r, &f) {
+            return;
         }
     }
     let total = req.left.min(SOURCE_LIMIT);
@@ -288,25 +291,6 @@ fn source(s: TcpStream, msg: usize) {
     }
 }
 
-fn accept_loop(l: TcpListener, handler: impl Fn(TcpStream) + Send + Sync + Copy + 'static) {
-    for conn in l.incoming() {
-        match conn {
-            Ok(s) => {
-                let spawned = thread::Builder::new()
-                    .stack_size(STACK)
-                    .spawn(move || handler(s));
-                if let Err(e) = spawned {
-                    eprintln!("wsbench ws-serve: cannot start a connection thread: {e}");
-                }
-            }
-            Err(e) => {
-                eprintln!("wsbench ws-serve: accept: {e}");
-                thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-}
-
 /// Binds the WebSocket echo, source and sink on ephemeral loopback ports,
 /// prints `echo=PORT source=PORT sink=PORT` on stdout (as `serve` does),
 /// serves until killed or `max_secs`. `msg` is the source's message size.
@@ -321,9 +305,9 @@ pub fn serve(max_secs: u64, msg: usize) -> io::Result<()> {
         sink_l.local_addr()?.port()
     );
     io::stdout().flush()?;
-    thread::spawn(move || accept_loop(echo_l, echo));
-    thread::spawn(move || accept_loop(source_l, move |s| source(s, msg)));
-    thread::spawn(move || accept_loop(sink_l, sink));
+    thread::spawn(move || accept_loop(echo_l, "ws-serve", STACK, echo));
+    thread::spawn(move || accept_loop(source_l, "ws-serve", STACK, move |s| source(s, msg)));
+    thread::spawn(move || accept_loop(sink_l, "ws-serve", STACK, sink));
     thread::sleep(Duration::from_secs(max_secs));
     eprintln!("wsbench ws-serve: {max_secs} s elapsed, exiting");
     Ok(())
