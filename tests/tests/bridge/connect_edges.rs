@@ -374,27 +374,6 @@ fn idle_timeout_ends_the_session_without_a_reconnect() {
     assert_eq!(b.count_log("connection ended"), 0, "log:\n{}", b.logs());
 }
 
-/// Defect 3: a server that upgrades and closes at once: each connection
-/// opens, but none proves itself, so `--retry-max 2` gives up after two
-/// retries and the process exits 1.
-#[test]
-fn retry_max_stops_a_server_that_upgrades_and_closes() {
-    let s = PyServer::start(&["--source", "0", "0"]);
-    let mut b = Connect::start(
-        &s.url("/"),
-        "mirror://",
-        &["--retry", "--retry-max", "2", "--retry-interval", "0.05"],
-    );
-    b.expect_exit(WAIT, 1);
-    assert!(
-        b.count_log("giving up after 2 retries") == 1,
-        "log:\n{}",
-        b.logs()
-    );
-    s.wait_lines("close conn=3 ", 1, WAIT);
-    assert_eq!(s.count("open conn="), 3, "{}", s.output());
-}
-
 /// Defect 4: local data the framing cannot cut (invalid JSON with
 /// `invalid=close`) fails the connection with 1011; it would fail the next
 /// one too, so the session ends: the local client gets EOF, and the

@@ -586,8 +586,10 @@ fn a_server_that_accepts_and_drops_at_once_exhausts_retry_max() {
     );
     c.expect_exit(WAIT, 1);
     c.wait_log("giving up after 2 retries");
-    s.wait_line("open conn=3 ");
+    s.wait_lines("close conn=3 ", 1, WAIT);
     assert_eq!(c.count_log("retry 2 of 2 in "), 1, "{}", c.logs());
+    assert_eq!(c.count_log("giving up after 2 retries"), 1, "{}", c.logs());
+    assert_eq!(s.count("open conn="), 3, "{}", s.output());
 }
 
 #[test]
