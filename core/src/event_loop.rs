@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
@@ -27,23 +27,45 @@ use std::net::SocketAddr;
 
 use crate::config::Local;
 use crate::connector::Connector;
+use crate::handoff::{self, Arrival, Door, Parts};
 use crate::hub::Hubs;
 use crate::listener::{Accepted, Listener};
 use crate::pool::Pool;
 use crate::session::LocalSide;
 use crate::session::{Ctx, Session};
-use crate::shared::Shared;
+use crate::shared::{Shared, DRAIN, EXIT_NOW, RUNNING};
 use crate::timers::Timers;
 use crate::transport::Ready;
 use crate::transport::Stream;
 use crate::workers::Inbox;
 
+thread_local! {
+    static LOOP_ID: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The loop running on this thread, for log lines.
+pub fn current_loop() -> Option<usize> {
+    LOOP_ID.with(|l| l.get())
+}
+
 /// Listeners own the tokens below this; sessions' start here.
 pub const MAX_LISTENERS: usize = crate::session::FIRST_TOKEN;
-const WAKER: Token = Token(usize::MAX - 2);
+pub const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
+/// How often a loop at the connection cap looks at its backlog again.
+const CAP_RECHECK: Duration = Duration::from_millis(20);
 
 pub struct Loop {
+    /// This loop's number (0 handles signals and client connections).
+    id: usize,
+    /// Every loop's door, this one's at `id`.
+    doors: Arc<Vec<Door>>,
+    /// What other loops handed to this one.
+    arrivals: std::sync::mpsc::Receiver<Arrival>,
+    /// Where the last connection handed off went (ties go round).
+    last_door: usize,
+    /// The shutdown level this loop has acted on.
+    stop_seen: u8,
     shared: Arc<Shared>,
     poll: Poll,
     /// Emptied when shutting down.
@@ -84,20 +106,29 @@ macro_rules! ctx {
             now: $l.now,
             pool: &mut $l.pool,
             hubs: &mut $l.hubs,
+            loop_id: $l.id,
+            loops: $l.doors.len(),
         }
     };
 }
 
 impl Loop {
-    /// A loop serving `listeners`; `signals` makes it the one that handles
-    /// SIGINT/SIGTERM and SIGHUP.
+    /// Loop `id` of `doors.len()`, serving `listeners`; `signals` makes
+    /// it the one that handles SIGINT/SIGTERM and SIGHUP.
     pub fn new(
+        id: usize,
+        parts: Parts,
+        doors: Arc<Vec<Door>>,
         shared: Arc<Shared>,
         mut listeners: Vec<Listener>,
         connectors: Vec<Arc<Connector>>,
         signals: bool,
     ) -> Result<Loop, String> {
-        let poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
+        let Parts {
+            poll,
+            waker,
+            arrivals,
+        } = parts;
         if listeners.len() > MAX_LISTENERS {
             return Err(format!("at most {MAX_LISTENERS} listeners"));
         }
@@ -105,7 +136,6 @@ impl Loop {
             l.register(poll.registry(), Token(i))
                 .map_err(|e| e.to_string())?;
         }
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?);
         let signals = if signals {
             let mut s = Signals::new([SIGINT, SIGTERM, SIGHUP])
                 .map_err(|e| format!("cannot catch signals: {e}"))?;
@@ -117,6 +147,11 @@ impl Loop {
             None
         };
         Ok(Loop {
+            id,
+            doors,
+            arrivals,
+            last_door: id,
+            stop_seen: RUNNING,
             shared,
             poll,
             accept_ready: vec![true; listeners.len()],
@@ -136,6 +171,18 @@ impl Loop {
             failed: false,
             udp_sources: HashMap::new(),
         })
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Tell every loop to close everything and return.
+    pub fn stop_all(&self) {
+        self.shared.raise_stop(EXIT_NOW);
+        for d in self.doors.iter() {
+            d.wake();
+        }
     }
 
     /// Start the client connections whose local side is one peer (or
@@ -267,6 +314,31 @@ impl Loop {
     /// listener, until the client connections are done. `Ok(false)`: a
     /// single client connection failed.
     pub fn run(&mut self) -> Result<bool, String> {
+        LOOP_ID.with(|l| l.set(Some(self.id)));
+        let r = self.serve();
+        if let Some(d) = self.doors.get(self.id) {
+            d.set_done();
+        }
+        if self.id != 0 {
+            if let Some(d) = self.doors.first() {
+                d.wake();
+            }
+        }
+        r
+    }
+
+    /// Loop 0 handles the signals: it stays until every other loop is
+    /// done, so that a second signal still finds someone to act on it.
+    fn others_done(&self) -> bool {
+        self.id != 0
+            || self
+                .doors
+                .iter()
+                .enumerate()
+                .all(|(i, d)| i == 0 || d.is_done())
+    }
+
+    fn serve(&mut self) -> Result<bool, String> {
         self.start_singles()?;
         let mut events = Events::with_capacity(1024);
         let mut touched: Vec<usize> = Vec::new();
@@ -280,6 +352,13 @@ impl Loop {
                 && self.accept_ready.iter().any(|r| *r)
                 && !self.shared.at_capacity();
             let hubs = self.hubs.busy();
+            // At the cap, another loop's closing connection frees the slot
+            // this loop's backlog waits for, without waking this loop: look
+            // again now and then.
+            let cap_wait = (self.doors.len() > 1
+                && self.accept_ready.iter().any(|r| *r)
+                && self.shared.at_capacity())
+            .then(|| now + CAP_RECHECK);
             let timeout = if !self.pending.is_empty() || hubs || can_accept || now < spin_until {
                 Some(Duration::ZERO)
             } else {
@@ -288,6 +367,7 @@ impl Loop {
                     self.hubs.next_deadline(),
                     self.accept_paused_until,
                     self.drain_deadline,
+                    cap_wait,
                 ]
                 .into_iter()
                 .flatten()
@@ -336,10 +416,14 @@ impl Loop {
                     }
                 }
             }
-            if signal && self.on_signal(&mut touched) {
+            if signal {
+                self.on_signal();
+            }
+            if (signal || wake) && self.apply_stop(&mut touched) {
                 return Ok(!self.failed);
             }
             if wake {
+                self.take_arrivals(&mut touched);
                 while let Some(done) = self.inbox.try_recv() {
                     if let Some(s) = self.sessions.get_mut(done.key).filter(|s| s.id == done.id) {
                         let mut cx = ctx!(self);
@@ -380,24 +464,123 @@ impl Loop {
             }
             self.run_hubs();
             if let Some(deadline) = self.drain_deadline {
-                if self.sessions.is_empty() {
+                if self.sessions.is_empty() && self.others_done() {
                     info!("all connections closed, exiting");
                     return Ok(!self.failed);
                 }
                 if self.now >= deadline {
-                    info!(
-                        "drain time over, {} connections dropped",
-                        self.sessions.len()
-                    );
-                    self.close_all();
+                    if !self.sessions.is_empty() {
+                        info!(
+                            "drain time over, {} connections dropped",
+                            self.sessions.len()
+                        );
+                        self.close_all();
+                    }
                     return Ok(!self.failed);
                 }
             }
-            if self.listeners.is_empty() && self.sessions.is_empty() && self.pending.is_empty() {
+            // Loops other than 0 serve what loop 0 hands them until the
+            // process stops, listeners or not.
+            if self.id == 0
+                && self.drain_deadline.is_none()
+                && self.listeners.is_empty()
+                && self.sessions.is_empty()
+                && self.pending.is_empty()
+            {
                 // Client connections only, all done.
                 return Ok(!self.failed);
             }
+            if self.doors.len() > 1 {
+                if let Some(d) = self.doors.get(self.id) {
+                    d.set_load(self.sessions.len());
+                }
+            }
         }
+    }
+
+    /// Connections and sessions other loops handed to this one.
+    fn take_arrivals(&mut self, touched: &mut Vec<usize>) {
+        while let Ok(a) = self.arrivals.try_recv() {
+            match a {
+                Arrival::Conn { .. } if self.drain_deadline.is_some() => {
+                    // Shutting down: like a client still in the backlog.
+                    self.shared.release();
+                }
+                Arrival::Conn {
+                    stream,
+                    addr,
+                    proxy_protocol,
+                    listener,
+                } => self.start_server(stream, addr, proxy_protocol, &listener),
+                Arrival::Session(mut s) => {
+                    let entry = self.sessions.vacant_entry();
+                    let key = entry.key();
+                    let mut cx = ctx!(self);
+                    if let Err(e) = s.arrive(key, &mut cx) {
+                        warn!("conn {} cannot move to loop {}: {e}", s.id, self.id);
+                        s.close(&mut cx);
+                        self.shared.release();
+                        continue;
+                    }
+                    debug!("conn {} moved to loop {} (its hub's)", s.id, self.id);
+                    if self.drain_deadline.is_some() {
+                        s.shutdown(&mut cx);
+                    }
+                    entry.insert(*s);
+                    touched.push(key);
+                }
+            }
+        }
+    }
+
+    /// A server-role session for an accepted connection.
+    fn start_server(&mut self, stream: Stream, addr: SocketAddr, proxy_protocol: bool, on: &str) {
+        let entry = self.sessions.vacant_entry();
+        let key = entry.key();
+        let id = self.shared.next_id();
+        let mut s = Session::new(
+            id,
+            key,
+            stream,
+            addr,
+            proxy_protocol,
+            &self.shared.limits,
+            self.now,
+        );
+        if let Err(e) = s.register(self.poll.registry()) {
+            warn!("cannot register connection from {addr}: {e}");
+            self.shared.release();
+            return;
+        }
+        let d = s.next_deadline(&self.shared);
+        if let Some(d) = d {
+            s.armed = Some(d);
+            self.timers.arm(d, key, id);
+        }
+        entry.insert(s);
+        debug!("conn {id} accepted from {addr} on {on}");
+    }
+
+    /// Hand session `key` to loop `to`, which owns its hub.
+    fn move_session(&mut self, key: usize, to: usize) {
+        if !self.sessions.contains(key) {
+            return;
+        }
+        let mut s = self.sessions.remove(key);
+        s.leave_loop(self.poll.registry());
+        let Some(door) = self.doors.get(to) else {
+            return self.keep_moved(s);
+        };
+        if let Err(Arrival::Session(s)) = door.send(Arrival::Session(Box::new(s))) {
+            self.keep_moved(*s);
+        }
+    }
+
+    /// The hub's loop is gone (the process is exiting): close here.
+    fn keep_moved(&mut self, mut s: Session) {
+        let mut cx = ctx!(self);
+        s.close(&mut cx);
+        self.shared.release();
     }
 
     fn run_session(&mut self, key: usize) {
@@ -420,6 +603,9 @@ impl Loop {
             // so this batch never sees the slot reused).
             self.accept_ready.fill(true);
             return;
+        }
+        if let Some(to) = s.moving_to() {
+            return self.move_session(key, to);
         }
         if s.more {
             self.pending.push(key);
@@ -470,6 +656,7 @@ impl Loop {
         let connect = listener.connect;
         let name = listener.to_string();
         let proxy_protocol = listener.proxy_protocol;
+        let spread = listener.spread;
         loop {
             if !self.shared.admit() {
                 // Leave the rest in the kernel backlog until a slot frees up.
@@ -494,31 +681,25 @@ impl Loop {
                     };
                     self.start_client(c, addr, label, LocalSide::Stream(stream));
                 }
-                Ok(Accepted::Conn(stream, addr)) => {
-                    let entry = self.sessions.vacant_entry();
-                    let key = entry.key();
-                    let id = self.shared.next_id();
-                    let mut s = Session::new(
-                        id,
-                        key,
+                Ok(Accepted::Conn(stream, addr)) if spread && self.doors.len() > 1 => {
+                    let to = handoff::least_loaded(&self.doors, self.last_door);
+                    self.last_door = to;
+                    if to == self.id {
+                        self.start_server(stream, addr, proxy_protocol, &name);
+                        continue;
+                    }
+                    let a = Arrival::Conn {
                         stream,
                         addr,
                         proxy_protocol,
-                        &self.shared.limits,
-                        self.now,
-                    );
-                    if let Err(e) = s.register(self.poll.registry()) {
-                        warn!("cannot register connection from {addr}: {e}");
-                        self.shared.release();
-                        continue;
+                        listener: name.clone(),
+                    };
+                    if let Err(Arrival::Conn { stream, .. }) = self.doors[to].send(a) {
+                        self.start_server(stream, addr, proxy_protocol, &name);
                     }
-                    let d = s.next_deadline(&self.shared);
-                    if let Some(d) = d {
-                        s.armed = Some(d);
-                        self.timers.arm(d, key, id);
-                    }
-                    entry.insert(s);
-                    debug!("conn {id} accepted from {addr} on {name}");
+                }
+                Ok(Accepted::Conn(stream, addr)) => {
+                    self.start_server(stream, addr, proxy_protocol, &name);
                 }
                 Ok(Accepted::Skip(why)) => warn!("connection dropped: {why}"),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -545,12 +726,13 @@ impl Loop {
         }
     }
 
-    /// Returns true when the process should exit now.
-    fn on_signal(&mut self, touched: &mut Vec<usize>) -> bool {
+    /// SIGINT/SIGTERM raise the process's stop level for every loop
+    /// (this one acts on it in [`apply_stop`]); SIGHUP reloads.
+    fn on_signal(&mut self) {
         let mut got = false;
         let mut reload = false;
         let Some(signals) = self.signals.as_mut() else {
-            return false;
+            return;
         };
         for sig in signals.pending() {
             debug!("signal {sig}");
@@ -564,10 +746,35 @@ impl Loop {
             self.reload_tls();
         }
         if !got {
+            return;
+        }
+        let level = if self.shared.stop_level() == RUNNING {
+            DRAIN
+        } else {
+            EXIT_NOW
+        };
+        self.shared.raise_stop(level);
+        for (i, d) in self.doors.iter().enumerate() {
+            if i != self.id {
+                d.wake();
+            }
+        }
+    }
+
+    /// Act on the process's stop level if it rose: the first signal stops
+    /// the accepts and drains, the second closes everything. True when
+    /// this loop should return now.
+    fn apply_stop(&mut self, touched: &mut Vec<usize>) -> bool {
+        let level = self.shared.stop_level();
+        if level <= self.stop_seen {
             return false;
         }
-        if self.drain_deadline.is_some() {
-            info!("second signal, exiting now");
+        let draining = self.stop_seen == DRAIN;
+        self.stop_seen = level;
+        if level >= EXIT_NOW {
+            if draining {
+                info!("second signal, exiting now");
+            }
             self.close_all();
             return true;
         }

@@ -30,6 +30,7 @@ pub mod connector;
 pub mod event_loop;
 pub mod forwarded;
 pub mod framing;
+pub mod handoff;
 pub mod hub;
 pub mod listener;
 pub mod peer;

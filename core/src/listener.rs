@@ -37,6 +37,10 @@ pub struct Listener {
     /// `udp-listen`): the index of its connector in the loop. `None`: a
     /// WebSocket server listener.
     pub connect: Option<usize>,
+    /// Accepted connections go to the loop with the fewest sessions
+    /// (`--threads`); `false` for a listener each loop has its own copy
+    /// of (`SO_REUSEPORT`), and for client connections' local listeners.
+    pub spread: bool,
 }
 
 /// The address a Unix socket client is given: it has no IP address (a

@@ -5,7 +5,29 @@ use websocksy::{admission, backend, connector, framing, plugin, server, tls_cont
 
 fn main() -> ExitCode {
     // Before parsing: config warnings go through the logger.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // env_logger's own format, plus the event loop a line comes from
+    // (`--threads`): `[TIME LEVEL MODULE loop N] message`.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| {
+            use std::io::Write;
+            let ts = buf.timestamp();
+            let level = record.level();
+            let style = buf.default_level_style(level);
+            let target = record.target();
+            match websocksy::event_loop::current_loop() {
+                Some(l) => writeln!(
+                    buf,
+                    "[{ts} {style}{level:<5}{style:#} {target} loop {l}] {}",
+                    record.args()
+                ),
+                None => writeln!(
+                    buf,
+                    "[{ts} {style}{level:<5}{style:#} {target}] {}",
+                    record.args()
+                ),
+            }
+        })
+        .init();
     let settings = match config::parse_args(std::env::args_os()) {
         Ok(Parsed::Run(s)) => s,
         Ok(Parsed::Exit { text, code }) => {

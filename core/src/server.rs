@@ -1,7 +1,14 @@
 //! The process: bind the listeners, build what the loops share, and run
-//! the loops. Today that is one loop on the calling thread; `--threads`
-//! (one loop per core, each with its own `SO_REUSEPORT` listener) will
-//! create the others here, each from the same `Arc<Shared>`.
+//! the loops: loop 0 on the calling thread (it handles the signals, the
+//! client connections and their local listeners), and with `--threads N`
+//! loops 1..N on threads of their own, each with its own poll, sessions,
+//! timers and buffers, all from the same `Arc<Shared>`.
+//!
+//! Connections reach the loops by handoff: loop 0 accepts on every server
+//! listener and passes each connection to the loop with the fewest
+//! sessions (`handoff.rs`). `SO_REUSEPORT` (a listener per loop, the
+//! kernel spreading connections by a hash of their addresses) was measured
+//! against it; see BENCHMARKS.md and [`Spread`].
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -24,16 +31,55 @@ pub struct Server {
     drain: std::time::Duration,
     local_addr: SocketAddr,
     main: Loop,
+    /// Loops 1..N, started by [`run`](Self::run).
+    others: Vec<Loop>,
     connectors: Vec<Arc<Connector>>,
 }
 
-/// Bind `addr` the way the original did: address reuse, and dual-stack on `::`.
-fn listen_on(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// How connections are spread over the loops.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Spread {
+    /// Loop 0 accepts and hands each connection to the least busy loop.
+    Handoff,
+    /// Every loop has its own listener on each TCP address; Unix
+    /// listeners still go through loop 0.
+    ReusePort,
+}
+
+impl Spread {
+    /// `WEBSOCKSY_SPREAD=reuseport` selects the other way, for measuring.
+    fn from_env() -> Spread {
+        match std::env::var("WEBSOCKSY_SPREAD").as_deref() {
+            Ok("reuseport") => Spread::ReusePort,
+            _ => Spread::Handoff,
+        }
+    }
+}
+
+/// `--threads`, or one loop per CPU this process may run on.
+fn loop_count(settings: &Settings) -> usize {
+    // Client connections alone run on one loop: they are few and long.
+    if !settings.serve {
+        return 1;
+    }
+    settings.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
+/// Bind `addr` the way the original did: address reuse, and dual-stack on
+/// `::`; with `SO_REUSEPORT` too when `share` (a listener per loop).
+fn listen_reusing(addr: SocketAddr, share: bool) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }
     socket.set_reuse_address(true)?;
+    if share {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -53,20 +99,24 @@ fn descriptor_limit() -> u64 {
 
 /// Resolve `host` and listen on the first of its addresses that binds.
 fn listen_tcp(host: &str, port: u16) -> Result<std::net::TcpListener, String> {
+    listen_tcp_shared(host, port, false)
+}
+
+fn listen_tcp_shared(host: &str, port: u16, share: bool) -> Result<std::net::TcpListener, String> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve listen address '{host}': {e}"))?
         .collect();
     let mut last = None;
     for a in &addrs {
-        match listen_on(*a) {
+        match listen_reusing(*a, share) {
             Ok(l) => return Ok(l),
             Err(e) => last = Some(format!("cannot listen on {a}: {e}")),
         }
     }
     // `::` on a host without IPv6 still deserves a listener.
     if host == "::" {
-        if let Ok(l) = listen_on((std::net::Ipv4Addr::UNSPECIFIED, port).into()) {
+        if let Ok(l) = listen_reusing((std::net::Ipv4Addr::UNSPECIFIED, port).into(), share) {
             return Ok(l);
         }
     }
@@ -79,6 +129,7 @@ fn tcp_listener(l: std::net::TcpListener, tls: bool, proxy_protocol: bool) -> Li
         tls,
         proxy_protocol,
         connect: None,
+        spread: true,
     }
 }
 
@@ -117,6 +168,7 @@ fn connect_listener(i: usize, c: &Connector) -> Result<Option<Listener>, String>
         tls: false,
         proxy_protocol: false,
         connect: Some(i),
+        spread: false,
     }))
 }
 
@@ -133,10 +185,12 @@ impl Server {
         peer_tls: PeerTls,
         connectors: Vec<Arc<Connector>>,
     ) -> Result<Server, String> {
+        let loops = loop_count(settings);
+        let share = loops > 1 && Spread::from_env() == Spread::ReusePort;
         let mut listeners = Vec::new();
         let mut local_addr = None;
         if settings.serve && (settings.binds.is_empty() || settings.listen_given) {
-            let l = listen_tcp(&settings.listen, settings.port)?;
+            let l = listen_tcp_shared(&settings.listen, settings.port, share)?;
             local_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
             // With a certificate, the -l/-p listener speaks wss://.
             listeners.push(tcp_listener(l, tls.is_some(), settings.proxy_protocol));
@@ -146,7 +200,8 @@ impl Server {
             let spec = &b.value;
             let l = match &spec.addr {
                 BindAddr::Tcp { host, port } => {
-                    let l = listen_tcp(host, *port).map_err(|e| format!("{}: {e}", b.at))?;
+                    let l = listen_tcp_shared(host, *port, share)
+                        .map_err(|e| format!("{}: {e}", b.at))?;
                     tcp_listener(l, spec.tls, spec.proxy_protocol)
                 }
                 BindAddr::Unix(path) => {
@@ -158,6 +213,7 @@ impl Server {
                         tls: false,
                         proxy_protocol: spec.proxy_protocol,
                         connect: None,
+                        spread: true,
                     }
                 }
             };
@@ -191,7 +247,63 @@ impl Server {
                 None => l.to_string(),
             })
             .collect();
-        let main = Loop::new(Arc::new(shared), listeners, connectors.clone(), true)?;
+        // With SO_REUSEPORT each loop gets its own copy of every TCP
+        // server listener, bound to the address the first one got (port 0
+        // included); the kernel spreads connections among them.
+        let mut copies: Vec<Vec<Listener>> = Vec::new();
+        for _ in 1..loops {
+            let mut mine = Vec::new();
+            for l in listeners.iter_mut().filter(|l| l.connect.is_none()) {
+                let listener::Socket::Tcp(t) = &l.socket else {
+                    continue;
+                };
+                if !share {
+                    continue;
+                }
+                l.spread = false;
+                let at = t.local_addr().map_err(|e| e.to_string())?;
+                let c = listen_reusing(at, true)
+                    .map_err(|e| format!("cannot listen on {at} again for another loop: {e}"))?;
+                mine.push(tcp_listener(c, l.tls, l.proxy_protocol));
+            }
+            for c in &mut mine {
+                c.spread = false;
+            }
+            copies.push(mine);
+        }
+        let shared = Arc::new(shared);
+        let mut doors = Vec::with_capacity(loops);
+        let mut parts = Vec::with_capacity(loops);
+        for _ in 0..loops {
+            let (d, p) = crate::handoff::Door::open(crate::event_loop::WAKER)
+                .map_err(|e| format!("cannot create poll: {e}"))?;
+            doors.push(d);
+            parts.push(p);
+        }
+        let doors = Arc::new(doors);
+        let mut parts = parts.into_iter();
+        let first = parts.next().ok_or("no event loop")?;
+        let main = Loop::new(
+            0,
+            first,
+            Arc::clone(&doors),
+            Arc::clone(&shared),
+            listeners,
+            connectors.clone(),
+            true,
+        )?;
+        let mut others = Vec::new();
+        for (k, (p, mine)) in parts.zip(copies).enumerate() {
+            others.push(Loop::new(
+                k + 1,
+                p,
+                Arc::clone(&doors),
+                Arc::clone(&shared),
+                mine,
+                Vec::new(),
+                false,
+            )?);
+        }
         match local_addr {
             Some(a) => info!("listening on {a} (max {max_connections} connections)"),
             None if served > 0 => info!("accepting at most {max_connections} connections"),
@@ -206,6 +318,7 @@ impl Server {
             drain: settings.drain_timeout,
             local_addr: local_addr.unwrap_or(crate::listener::UNIX_CLIENT),
             main,
+            others,
             connectors,
         })
     }
@@ -219,7 +332,34 @@ impl Server {
     /// listener at all, until the client connections are done. `Ok(false)`:
     /// a single client connection ended badly (exit status 1).
     pub fn run(&mut self) -> Result<bool, String> {
-        let r = self.main.run();
+        let mut threads = Vec::new();
+        for mut l in self.others.drain(..) {
+            let name = format!("loop {}", l.id());
+            let t = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || l.run())
+                .map_err(|e| format!("cannot start {name}: {e}"))?;
+            threads.push((name, t));
+        }
+        let mut r = self.main.run();
+        if r.is_err() {
+            // The other loops would wait for a signal nobody handles now.
+            self.main.stop_all();
+        }
+        // The process is done when every loop is: each drains on its own.
+        for (name, t) in threads {
+            match t.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    log::error!("{name}: {e}");
+                    r = r.and(Err(e));
+                }
+                Err(_) => {
+                    log::error!("{name} panicked");
+                    r = r.and(Err(format!("{name} panicked")));
+                }
+            }
+        }
         // Standard output gets all the server sent before the process exits.
         for c in &self.connectors {
             c.finish(self.drain);

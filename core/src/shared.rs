@@ -4,7 +4,7 @@
 //! path touches it except to read a setting (sozu's shared-nothing
 //! workers: configuration and counters are shared, traffic is not).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,13 @@ pub(crate) const WORKERS: usize = 4;
 /// password guesses never queue ahead of a lookup; started only when the
 /// users file has bcrypt entries.
 pub(crate) const VERIFIERS: usize = 2;
+
+/// [`Shared::stop_level`]: serving.
+pub const RUNNING: u8 = 0;
+/// Stop accepting, let open connections close (first SIGINT/SIGTERM).
+pub const DRAIN: u8 = 1;
+/// Close everything now (second signal).
+pub const EXIT_NOW: u8 = 2;
 
 /// Per-connection limits and timeouts, from the configuration.
 pub struct Limits {
@@ -47,6 +54,9 @@ pub struct Shared {
     open: AtomicUsize,
     pub max_connections: usize,
     next_id: AtomicU64,
+    /// SIGINT/SIGTERM seen by the loop that handles signals, for all
+    /// loops: [`RUNNING`], [`DRAIN`] or [`EXIT_NOW`].
+    stop: AtomicU8,
     /// How long open connections get to close after SIGINT/SIGTERM.
     pub drain: Duration,
     pub busy_poll: Duration,
@@ -93,6 +103,7 @@ impl Shared {
             open: AtomicUsize::new(0),
             max_connections,
             next_id: AtomicU64::new(1),
+            stop: AtomicU8::new(RUNNING),
             drain: settings.drain_timeout,
             busy_poll: settings.busy_poll,
             tls: None,
@@ -123,5 +134,16 @@ impl Shared {
     /// previous owner.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Where the process is in its shutdown; loops compare it with what
+    /// they acted on when their waker fires.
+    pub fn stop_level(&self) -> u8 {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Raise the shutdown level (never lowers it); the caller wakes the loops.
+    pub fn raise_stop(&self, level: u8) {
+        self.stop.fetch_max(level, Ordering::AcqRel);
     }
 }

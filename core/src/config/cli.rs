@@ -406,7 +406,7 @@ Configuration file:
   [core] takes the long option names without dashes (port, listen, ping,
   backend, connect-timeout, handshake-timeout, idle-timeout, pong-timeout,
   max-message-size, max-connections, drain-timeout, plugin-dir, plugin,
-  busy-poll, bind, cert, key, client-ca, client-cert, peer-ca, peer-cert,
+  busy-poll, threads, bind, cert, key, client-ca, client-cert, peer-ca, peer-cert,
   peer-key, peer-insecure, auth, origin, max-connections-per-ip,
   trusted-proxy, trusted-proxy-header, proxy-protocol, read-only); bind,
   origin, trusted-proxy and plugin may be repeated;

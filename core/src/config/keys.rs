@@ -272,6 +272,19 @@ pub(super) static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "threads",
+        short: None,
+        value_name: "N",
+        help: "Run N event loops, one per core [default: the CPUs this process may run on]",
+        numeric: true,
+        repeatable: false,
+        flag: false,
+        value: &Field {
+            parse: count_value,
+            store: |s, v, _| s.threads = Some(v),
+        },
+    },
+    Key {
         name: "busy-poll",
         short: None,
         value_name: "MICROS",
@@ -555,6 +568,7 @@ mod tests {
             "max-connections" => "9",
             "plugin-dir" => "/a",
             "busy-poll" => "50",
+            "threads" => "3",
             "plugin" => "x.so",
             "auth" => "$WEBSOCKSY_USERS",
             "origin" => "https://*.example.com",

@@ -206,6 +206,8 @@ pub struct Settings {
     /// After events, keep polling without sleeping this long before blocking
     /// (`--busy-poll`, microseconds). Zero (default) = off.
     pub busy_poll: Duration,
+    /// `--threads`: event loops; `None` is one per CPU this process may use.
+    pub threads: Option<usize>,
     /// HTTP Basic authentication (`--auth`): `$NAME` or a credentials file,
     /// loaded at start-up; `None` = no authentication.
     pub auth: Option<String>,
@@ -273,6 +275,7 @@ impl Default for Settings {
             plugin_dir: None,
             plugins: Vec::new(),
             busy_poll: Duration::ZERO,
+            threads: None,
             auth: None,
             origins: Vec::new(),
             max_connections_per_ip: None,

@@ -19,6 +19,7 @@
 //! - leaving ([`Session::hub_leave`]), once, when the session closes.
 
 use std::collections::VecDeque;
+use std::io;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -126,6 +127,17 @@ impl Session {
             return true;
         }
         let label = address.to_string();
+        let home = crate::handoff::hub_home(&label, cx.loops);
+        if home != cx.loop_id {
+            // Every member of a hub must be on the loop of its peer
+            // connection; the event loop sees this and hands us over.
+            self.moving = Some(Box::new(Moving {
+                to: home,
+                address: address.clone(),
+                options,
+            }));
+            return true;
+        }
         let (hk, joined) = cx.hubs.join(&label, self.key, self.id, options);
         let role = match joined {
             Joined::Connect => Role::Connector,
@@ -158,6 +170,31 @@ impl Session {
             self.raw.state = RawState::Connecting;
         }
         true
+    }
+
+    /// The loop this session must move to for its hub, if any.
+    pub fn moving_to(&self) -> Option<usize> {
+        self.moving.as_ref().map(|m| m.to)
+    }
+
+    /// Leave this loop: no socket of ours stays registered with it (the
+    /// raw end has none yet: the hub's peer is connected by its home loop).
+    pub fn leave_loop(&mut self, registry: &mio::Registry) {
+        self.ws.stream.deregister(registry);
+        self.armed = None;
+    }
+
+    /// Arrived on the hub's loop as session `key`: register there and
+    /// join the hub as if the backend had answered here.
+    pub fn arrive(&mut self, key: usize, cx: &mut Ctx) -> io::Result<()> {
+        self.key = key;
+        self.register(cx.registry)?;
+        if let Some(m) = self.moving.take() {
+            if !self.hub_join(&m.address, false, m.options, cx) {
+                self.connect_peer(cx);
+            }
+        }
+        Ok(())
     }
 
     /// The connector's peer is up: the hub takes the stream and the
@@ -379,4 +416,11 @@ impl Session {
         }
         cx.hubs.leave(m.hub, self.key, self.id, cx.now);
     }
+}
+
+/// A session on its way to the loop that owns its hub.
+pub(super) struct Moving {
+    to: usize,
+    address: PeerAddress,
+    options: HubOptions,
 }

@@ -70,6 +70,10 @@ pub struct Ctx<'a> {
     pub pool: &'a mut Pool,
     /// The loop's fan-out hubs, for sessions whose raw end is a member.
     pub hubs: &'a mut crate::hub::Hubs,
+    /// This loop's number and how many loops there are (`--threads`):
+    /// a hub lives on one loop, and its members move there.
+    pub loop_id: usize,
+    pub loops: usize,
 }
 
 pub struct Session {
@@ -122,6 +126,9 @@ pub struct Session {
     close_code: Option<u16>,
     close_reason: String,
     opened: bool,
+    /// The backend chose a hub that another loop owns: the event loop
+    /// hands this session over (`hub_end.rs`).
+    moving: Option<Box<hub_end::Moving>>,
 }
 
 /// What the backend chose, kept until the peer is connected.
@@ -178,6 +185,7 @@ impl Session {
             close_code: None,
             close_reason: String::new(),
             opened: false,
+            moving: None,
         }
     }
 

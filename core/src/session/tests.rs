@@ -143,6 +143,8 @@ impl Rig {
                 now: Instant::now(),
                 pool: &mut self.pool,
                 hubs: &mut self.hubs,
+                loop_id: 0,
+                loops: 1,
             };
             if !s.ready(&mut cx) {
                 s.close(&mut cx);
@@ -715,6 +717,8 @@ fn every_connect_attempt_to_a_tls_peer_starts_with_the_proxy_header() {
         now: Instant::now(),
         pool: &mut r.pool,
         hubs: &mut r.hubs,
+        loop_id: 0,
+        loops: 1,
     };
     s.on_outcome(Outcome::Resolved(Ok(addrs)), &mut cx);
 
