@@ -2,8 +2,13 @@
 # Benchmarks websocksy against websocat and websockify as WebSocket-to-TCP
 # bridges and writes BENCHMARKS.md. Run by hand (never from cargo test):
 #
-#   bench/run.sh                     # everything, 3 runs each (~20-30 min)
+#   bench/run.sh                     # everything, 3 runs each (~20-25 min)
 #   RUNS=1 SCENARIOS="latency many" TOOLS=websocksy bench/run.sh
+#
+# The first section of the report is issue 9's table (direct TCP, websocat,
+# websocksy, target, met?), computed from the scenarios latency-pinned,
+# source, upload, upgrades, idle and many of the same run; every one of
+# them must be in SCENARIOS (the default) for all its rows.
 #   RUNS=1 SCENARIOS="client-latency client-upload client-download" OUT=/tmp/c.md bench/run.sh
 #
 # Needs: cargo; websocat (cargo install websocat --locked); websockify
@@ -18,12 +23,30 @@
 # plus the same TCP client straight to the TCP peers (the floor, "direct").
 # websockify has no client mode: it is skipped in the client-* scenarios.
 #
-# Knobs (environment): RUNS, TOOLS, SCENARIOS (latency echo64k echo16k
-# echo1k source idle many client-latency client-upload client-download),
-# LAT_COUNT, LAT_WARMUP, LAT_SIZE (also the client-latency round trips),
-# ECHO64K_MIB, ECHO16K_MIB, ECHO1K_MIB, SOURCE_MIB, IDLE_N,
-# IDLE_N_WEBSOCKIFY, MIN_AVAIL_MIB, MANY_CONNS, QUIET_IDLE, QUIET_WAIT,
-# MANY_ROUNDS, CLIENT_UPLOAD_MIB, CLIENT_DOWNLOAD_MIB, CLIENT_MSG (the
+# Server-mode scenarios: latency (round trips, nothing pinned),
+# latency-pinned (the same with the peer, the bridge and the client all
+# under `taskset -c PIN_CPU`), echo64k echo16k echo1k, source (download:
+# peer -> client), upload (client -> sink peer in UPLOAD_MSG messages),
+# upgrades (UPGRADE_CONNS clients opening one connection each at once),
+# idle, many (MANY_CONNS clients echoing at once; websocksy once per
+# MANY_THREADS value, with `WEBSOCKSY_THREADS_FLAG N`), instr (instructions
+# per round trip: `perf stat -e instructions:u,instructions -p BRIDGE_PID`
+# where the PMU counts, else callgrind; once, not per run). latency,
+# latency-pinned, source and upload also run the same client straight to
+# the TCP peer: the floor, "direct".
+#
+# Knobs (environment): RUNS, TOOLS, SCENARIOS (latency latency-pinned
+# echo64k echo16k echo1k source upload upgrades idle many instr
+# client-latency client-upload client-download), LAT_COUNT, LAT_WARMUP,
+# LAT_SIZE (also the client-latency round trips), PIN_CPU, ECHO64K_MIB,
+# ECHO16K_MIB, ECHO1K_MIB, SOURCE_MIB, UPLOAD_MIB, UPLOAD_MSG,
+# UPGRADE_CONNS, IDLE_N (lowered to what `ulimit -n` lets a bridge hold),
+# IDLE_N_WEBSOCKIFY, MIN_AVAIL_MIB, MANY_CONNS, MANY_CONNS_WEBSOCKIFY,
+# MANY_ROUNDS, MANY_THREADS, WEBSOCKSY_THREADS_FLAG (default --threads;
+# empty: run websocksy without it, for a smoke test against a binary that
+# lacks it; the report then says so), INSTR_TOOLS, INSTR_COUNT,
+# INSTR_WARMUP, INSTR_METHOD (auto, perf or callgrind), QUIET_IDLE,
+# QUIET_WAIT, CLIENT_UPLOAD_MIB, CLIENT_DOWNLOAD_MIB, CLIENT_MSG (the
 # WebSocket source's message size, bytes), CLIENT_CHUNK (the TCP client's
 # write size in client-upload, bytes), OUT (report path; default
 # BENCHMARKS.md at the repository root), WEBSOCKSY (a prebuilt binary to
@@ -42,22 +65,34 @@ main() {
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
 TOOLS=${TOOLS:-"websocksy websocat websockify"}
-SCENARIOS=${SCENARIOS:-"latency echo64k echo16k echo1k source idle many client-latency client-upload client-download"}
+SCENARIOS=${SCENARIOS:-"latency latency-pinned echo64k echo16k echo1k source upload upgrades idle many instr client-latency client-upload client-download"}
 LAT_COUNT=${LAT_COUNT:-20000}
 LAT_WARMUP=${LAT_WARMUP:-1000}
-LAT_SIZE=${LAT_SIZE:-64}
+LAT_SIZE=${LAT_SIZE:-32}
+PIN_CPU=${PIN_CPU:-0}
 ECHO64K_MIB=${ECHO64K_MIB:-1024}
 ECHO16K_MIB=${ECHO16K_MIB:-256}
 ECHO1K_MIB=${ECHO1K_MIB:-256}
 SOURCE_MIB=${SOURCE_MIB:-1024}
-IDLE_N=${IDLE_N:-5000}
+UPLOAD_MIB=${UPLOAD_MIB:-1024}
+UPLOAD_MSG=${UPLOAD_MSG:-65536}
+UPGRADE_CONNS=${UPGRADE_CONNS:-1000}
+IDLE_N=${IDLE_N:-10000}
 # websockify forks a Python process per connection, and past ~508
 # concurrent ones its children die with "filedescriptor out of range in
 # select()"; it is measured with fewer (the figure is per connection).
 IDLE_N_WEBSOCKIFY=${IDLE_N_WEBSOCKIFY:-500}
 MIN_AVAIL_MIB=${MIN_AVAIL_MIB:-6144}
-MANY_CONNS=${MANY_CONNS:-100}
-MANY_ROUNDS=${MANY_ROUNDS:-1000}
+MANY_CONNS=${MANY_CONNS:-1000}
+# websockify again: one Python process per connection, select() past ~508.
+MANY_CONNS_WEBSOCKIFY=${MANY_CONNS_WEBSOCKIFY:-500}
+MANY_ROUNDS=${MANY_ROUNDS:-100}
+MANY_THREADS=${MANY_THREADS:-"1 2"}
+WEBSOCKSY_THREADS_FLAG=${WEBSOCKSY_THREADS_FLAG---threads}
+INSTR_TOOLS=${INSTR_TOOLS:-"websocksy websocat"}
+INSTR_COUNT=${INSTR_COUNT:-2000}
+INSTR_WARMUP=${INSTR_WARMUP:-200}
+INSTR_METHOD=${INSTR_METHOD:-auto}
 CLIENT_UPLOAD_MIB=${CLIENT_UPLOAD_MIB:-1024}
 CLIENT_DOWNLOAD_MIB=${CLIENT_DOWNLOAD_MIB:-1024}
 CLIENT_MSG=${CLIENT_MSG:-65536}
@@ -72,6 +107,12 @@ QUIET_WAIT=${QUIET_WAIT:-120}
 WORK=$(mktemp -d /tmp/wsbench.XXXXXX)
 PEER_PID=
 BRIDGE_PID=
+# The command prefix of every process of a pinned run (latency-pinned).
+PIN=()
+# Extra websocksy arguments (many: the loop count).
+WEBSOCKSY_EXTRA=
+# A prefix for the bridge alone (instr: valgrind).
+BRIDGE_WRAP=()
 
 log() { printf '[run.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() {
@@ -88,17 +129,28 @@ trap 'exit 130' INT TERM
 
 for sc in $SCENARIOS; do
     case $sc in
-        latency | echo64k | echo16k | echo1k | source | idle | many) ;;
+        latency | latency-pinned | echo64k | echo16k | echo1k | source | upload) ;;
+        upgrades | idle | many | instr) ;;
         client-latency | client-upload | client-download) ;;
         *) die "unknown scenario $sc" ;;
     esac
 done
 
-# 5000 idle connections need 5000 client sockets here, 10000 in a
-# single-process bridge and 5000 in the peer server.
+# N idle connections need N client sockets here, 2N in the bridge (one
+# process, or websockify's children) and N in the peer server: the limit is
+# per process, and the bridge's 2N is the bound (websocksy itself accepts
+# (nofile - 64) / 2). IDLE_N is lowered to what fits, in hundreds, with
+# room for the bridge's own descriptors.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if (($(ulimit -n) < 3 * IDLE_N + 1000)); then
-    log "warning: ulimit -n is $(ulimit -n); the idle scenario may stop early"
+NOFILE=$(ulimit -n)
+IDLE_FIT=$((((NOFILE - 64) / 2 - 50) / 100 * 100))
+IDLE_N_ASKED=$IDLE_N
+if ((IDLE_N > IDLE_FIT)); then
+    log "ulimit -n is $NOFILE (hard limit $(ulimit -Hn)): a bridge holds at most $IDLE_FIT idle connections with their peer sockets; IDLE_N $IDLE_N -> $IDLE_FIT"
+    IDLE_N=$IDLE_FIT
+fi
+if ((NOFILE < 2 * MANY_CONNS + 200 || NOFILE < 2 * UPGRADE_CONNS + 200)); then
+    log "warning: ulimit -n is $NOFILE; many or upgrades may fail"
 fi
 
 BUILD_PKGS=()
@@ -139,6 +191,38 @@ for t in ${AVAILABLE[@]+"${AVAILABLE[@]}"}; do
     fi
 done
 
+has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+tool_on() { [[ " ${AVAILABLE[*]} " == *" $1 "* ]]; }
+
+# many runs websocksy with `--threads N` for each N of MANY_THREADS.
+THREADS_NOTE=
+if has many && tool_on websocksy; then
+    if [[ -z $WEBSOCKSY_THREADS_FLAG ]]; then
+        THREADS_NOTE="WEBSOCKSY_THREADS_FLAG was empty: websocksy ran without a thread-count option, so its --threads rows are all its default"
+        log "warning: $THREADS_NOTE"
+    elif ! "$WEBSOCKSY" --help 2>&1 | grep -q -- "$WEBSOCKSY_THREADS_FLAG"; then
+        die "$WEBSOCKSY has no $WEBSOCKSY_THREADS_FLAG option (for a smoke test against such a binary: WEBSOCKSY_THREADS_FLAG= bench/run.sh)"
+    fi
+fi
+
+# instr: perf where the PMU counts instructions (not in every VM), else
+# callgrind.
+if has instr; then
+    if [[ $INSTR_METHOD == auto ]]; then
+        INSTR_METHOD=callgrind
+        if command -v perf >/dev/null &&
+            perf stat -x, -e instructions:u true 2>&1 >/dev/null | grep -q '^[0-9]'; then
+            INSTR_METHOD=perf
+        fi
+    fi
+    case $INSTR_METHOD in
+        perf) command -v perf >/dev/null || die "INSTR_METHOD=perf, but there is no perf" ;;
+        callgrind) command -v valgrind >/dev/null || die "instr: no working perf and no valgrind (drop instr from SCENARIOS)" ;;
+        *) die "INSTR_METHOD is auto, perf or callgrind, not $INSTR_METHOD" ;;
+    esac
+    log "instr: instruction counts by $INSTR_METHOD"
+fi
+
 # ------------------------------------------------------------ processes
 
 # start_peer [ws-serve ARGS...]: starts the TCP peers (`wsbench serve`)
@@ -149,7 +233,7 @@ start_peer() {
     ((${#cmd[@]})) || cmd=(serve)
     rm -f "$fifo"
     mkfifo "$fifo"
-    "$WSBENCH" "${cmd[@]}" --max-secs 3600 >"$fifo" 2>>"$WORK/peer.log" &
+    ${PIN[@]+"${PIN[@]}"} "$WSBENCH" "${cmd[@]}" --max-secs 3600 >"$fifo" 2>>"$WORK/peer.log" &
     PEER_PID=$!
     exec {fd}<"$fifo"
     read -r -t 10 -u "$fd" line || die "wsbench ${cmd[0]} printed no ports"
@@ -164,13 +248,14 @@ start_peer() {
 # the report (PORT is 0 for websocksy, which prints the port it bound).
 bridge_cmd() {
     case $1 in
-        websocksy) echo "$WEBSOCKSY -l 127.0.0.1 -p 0 -c host=tcp://127.0.0.1:$3" ;;
+        websocksy) echo "$WEBSOCKSY -l 127.0.0.1 -p 0 -c host=tcp://127.0.0.1:$3${WEBSOCKSY_EXTRA:+ $WEBSOCKSY_EXTRA}" ;;
         websocat) echo "$WEBSOCAT --binary -E ws-l:127.0.0.1:$2 tcp:127.0.0.1:$3" ;;
         websockify) echo "$WEBSOCKIFY 127.0.0.1:$2 127.0.0.1:$3" ;;
     esac
 }
 
-# start_bridge TOOL TARGET_PORT; sets BRIDGE_PID BRIDGE_PORT.
+# start_bridge TOOL TARGET_PORT; sets BRIDGE_PID BRIDGE_PORT. PIN and
+# BRIDGE_WRAP (in that order) go in front of the command.
 start_bridge() {
     local tool=$1 target=$2 logf=$WORK/$1.log
     if [[ $tool == websocksy ]]; then
@@ -180,11 +265,11 @@ start_bridge() {
         rm -f "$fifo"
         mkfifo "$fifo"
         # shellcheck disable=SC2046
-        $(bridge_cmd websocksy 0 "$target") 2>"$fifo" >>"$logf" &
+        ${PIN[@]+"${PIN[@]}"} ${BRIDGE_WRAP[@]+"${BRIDGE_WRAP[@]}"} $(bridge_cmd websocksy 0 "$target") 2>"$fifo" >>"$logf" &
         BRIDGE_PID=$!
         exec {fd}<"$fifo"
         BRIDGE_PORT=
-        while IFS= read -r -t 10 -u "$fd" line; do
+        while IFS= read -r -t 30 -u "$fd" line; do
             echo "$line" >>"$logf"
             if [[ $line =~ listening\ on\ 127\.0\.0\.1:([0-9]+) ]]; then
                 BRIDGE_PORT=${BASH_REMATCH[1]}
@@ -197,10 +282,10 @@ start_bridge() {
     else
         BRIDGE_PORT=$("$WSBENCH" free-port)
         # shellcheck disable=SC2046
-        $(bridge_cmd "$tool" "$BRIDGE_PORT" "$target") >>"$logf" 2>&1 &
+        ${PIN[@]+"${PIN[@]}"} ${BRIDGE_WRAP[@]+"${BRIDGE_WRAP[@]}"} $(bridge_cmd "$tool" "$BRIDGE_PORT" "$target") >>"$logf" 2>&1 &
         BRIDGE_PID=$!
     fi
-    "$WSBENCH" wait --addr "127.0.0.1:$BRIDGE_PORT" --timeout 15 || die "$tool is not accepting on $BRIDGE_PORT"
+    "$WSBENCH" wait --addr "127.0.0.1:$BRIDGE_PORT" --timeout 30 || die "$tool is not accepting on $BRIDGE_PORT"
 }
 
 # client_bridge_cmd TOOL PORT URL: a bridge in client mode, listening on
@@ -263,18 +348,44 @@ start_client_bridge() {
 
 client_args() { # SCENARIO URL BRIDGE_PID TOOL
     case $1 in
-        latency) echo "latency --url $2 --pid $3 --count $LAT_COUNT --warmup $LAT_WARMUP --size $LAT_SIZE" ;;
+        latency | latency-pinned) echo "latency --url $2 --pid $3 --count $LAT_COUNT --warmup $LAT_WARMUP --size $LAT_SIZE" ;;
         echo64k) echo "echo --url $2 --pid $3 --total-mib $ECHO64K_MIB --msg 65536" ;;
         echo16k) echo "echo --url $2 --pid $3 --total-mib $ECHO16K_MIB --msg 16384" ;;
         echo1k) echo "echo --url $2 --pid $3 --total-mib $ECHO1K_MIB --msg 1024" ;;
         source) echo "source --url $2 --pid $3 --total-mib $SOURCE_MIB" ;;
+        upload) echo "upload --url $2 --pid $3 --total-mib $UPLOAD_MIB --msg $UPLOAD_MSG" ;;
+        upgrades) echo "upgrades --url $2 --pid $3 --conns $UPGRADE_CONNS" ;;
         idle)
             local n=$IDLE_N
             [[ ${4:-} == websockify ]] && ((IDLE_N_WEBSOCKIFY < n)) && n=$IDLE_N_WEBSOCKIFY
             echo "idle --url $2 --pid $3 --conns $n --min-avail-mib $MIN_AVAIL_MIB"
             ;;
-        many) echo "many --url $2 --pid $3 --conns $MANY_CONNS --rounds $MANY_ROUNDS --size $LAT_SIZE" ;;
+        many)
+            local n=$MANY_CONNS
+            [[ ${4:-} == websockify ]] && ((MANY_CONNS_WEBSOCKIFY < n)) && n=$MANY_CONNS_WEBSOCKIFY
+            echo "many --url $2 --pid $3 --conns $n --rounds $MANY_ROUNDS --size $LAT_SIZE"
+            ;;
         *) die "unknown scenario $1" ;;
+    esac
+}
+
+# The floor of a server-mode scenario: the same work by a plain TCP client
+# straight to the TCP peer (ADDR), no bridge and no WebSocket.
+direct_args() { # SCENARIO ADDR
+    case $1 in
+        latency | latency-pinned) echo "tcp-latency --addr $2 --count $LAT_COUNT --warmup $LAT_WARMUP --size $LAT_SIZE" ;;
+        source) echo "tcp-download --addr $2 --total-mib $SOURCE_MIB" ;;
+        upload) echo "tcp-upload --addr $2 --total-mib $UPLOAD_MIB --chunk $UPLOAD_MSG" ;;
+        *) die "no direct floor for $1" ;;
+    esac
+}
+
+# The TCP peer a server-mode scenario points the bridge at.
+server_target() {
+    case $1 in
+        source) echo "$SOURCE_PORT" ;;
+        upload) echo "$SINK_PORT" ;;
+        *) echo "$ECHO_PORT" ;;
     esac
 }
 
@@ -302,20 +413,30 @@ client_target() {
 
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
+# Appended to the next recorded line (many without a thread-count option).
+RESULT_EXTRA=
 
-# measure SCENARIO TOOL RUN WSBENCH_ARGS...: waits for a quiet machine,
-# runs the client and records its line (or its error).
+# measure SCENARIO LABEL RUN WSBENCH_ARGS...: waits for a quiet machine,
+# runs the client (under PIN) and records its line (or its error) as
+# LABEL's.
 measure() {
     local sc=$1 tool=$2 run=$3 out
     shift 3
     wait_quiet
-    if out=$(timeout "$CLIENT_WALL" "$WSBENCH" "$@" 2>"$WORK/client.err"); then
-        :
+    if out=$(timeout "$CLIENT_WALL" ${PIN[@]+"${PIN[@]}"} "$WSBENCH" "$@" 2>"$WORK/client.err"); then
+        out+=$RESULT_EXTRA
     else
         out="error=$(tr '\n' ' ' <"$WORK/client.err")"
     fi
     printf '%s\t%s\t%s\t%s quiet_idle_pct=%s\n' "$sc" "$tool" "$run" "$out" "$IDLE_PCT" >>"$RESULTS"
     log "$sc $tool run $run: $out"
+}
+
+stop_all() {
+    stop_pid "$BRIDGE_PID"
+    BRIDGE_PID=
+    stop_pid "$PEER_PID"
+    PEER_PID=
 }
 
 run_client_one() { # SCENARIO TOOL RUN
@@ -328,10 +449,7 @@ run_client_one() { # SCENARIO TOOL RUN
         printf '%s\t%s\t%s\terror=%s\n' "$sc" "$tool" "$run" "$BRIDGE_ERR" >>"$RESULTS"
         log "$sc $tool run $run: error=$BRIDGE_ERR"
     fi
-    stop_pid "$BRIDGE_PID"
-    BRIDGE_PID=
-    stop_pid "$PEER_PID"
-    PEER_PID=
+    stop_all
 }
 
 # The floor of a client-* scenario: the same TCP client straight to the
@@ -340,49 +458,120 @@ run_client_direct() { # SCENARIO RUN
     start_peer
     # shellcheck disable=SC2046
     measure "$1" direct "$2" $(tcp_client_args "$1" "127.0.0.1:$(client_target "$1")")
-    stop_pid "$PEER_PID"
-    PEER_PID=
+    stop_all
 }
 
-run_one() { # SCENARIO TOOL RUN
-    local sc=$1 tool=$2 run=$3 target out
+run_one() { # SCENARIO TOOL RUN [LABEL]
+    local sc=$1 tool=$2 run=$3 label=${4:-$2}
     start_peer
-    target=$ECHO_PORT
-    [[ $sc == source ]] && target=$SOURCE_PORT
-    start_bridge "$tool" "$target"
-    wait_quiet
+    start_bridge "$tool" "$(server_target "$sc")"
     # shellcheck disable=SC2046
-    if out=$(timeout "$CLIENT_WALL" "$WSBENCH" $(client_args "$sc" "ws://127.0.0.1:$BRIDGE_PORT/" "$BRIDGE_PID" "$tool") 2>"$WORK/client.err"); then
-        :
+    measure "$sc" "$label" "$run" $(client_args "$sc" "ws://127.0.0.1:$BRIDGE_PORT/" "$BRIDGE_PID" "$tool")
+    stop_all
+}
+
+# The floor of latency, latency-pinned, source and upload.
+run_direct() { # SCENARIO RUN
+    start_peer
+    # shellcheck disable=SC2046
+    measure "$1" direct "$2" $(direct_args "$1" "127.0.0.1:$(server_target "$1")")
+    stop_all
+}
+
+# many: websocksy once per MANY_THREADS value (as websocksy-tN).
+run_many_websocksy() { # RUN
+    local n
+    for n in $MANY_THREADS; do
+        if [[ -n $WEBSOCKSY_THREADS_FLAG ]]; then
+            WEBSOCKSY_EXTRA="$WEBSOCKSY_THREADS_FLAG $n"
+        else
+            RESULT_EXTRA=" threads_flag=none"
+        fi
+        run_one many websocksy "$1" "websocksy-t$n"
+        WEBSOCKSY_EXTRA=
+        RESULT_EXTRA=
+    done
+}
+
+# Stops the bridge of an instr run gently (callgrind writes its counts at
+# exit), then as usual.
+stop_counted_bridge() {
+    kill -TERM "$BRIDGE_PID" 2>/dev/null || true
+    for _ in $(seq 600); do
+        kill -0 "$BRIDGE_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    stop_all
+}
+
+# instr TOOL: user-space instructions the bridge executes per round trip of
+# LAT_SIZE bytes. perf: counted during INSTR_WARMUP + INSTR_COUNT round
+# trips (user, and user + kernel). callgrind: two bridges under callgrind,
+# one doing INSTR_WARMUP + 1 round trips and one INSTR_WARMUP +
+# INSTR_COUNT + 1, counters zeroed once it listens
+# (callgrind_control -z); the difference divided by INSTR_COUNT (the
+# handshake and the exit cancel out).
+run_instr() { # TOOL
+    local tool=$1 out n k ir lo hi
+    if [[ $INSTR_METHOD == perf ]]; then
+        start_peer
+        start_bridge "$tool" "$ECHO_PORT"
+        wait_quiet
+        perf stat -x, -e instructions:u,instructions -p "$BRIDGE_PID" -o "$WORK/perf-$tool.csv" &
+        local perf_pid=$!
+        sleep 0.5
+        if out=$(timeout "$CLIENT_WALL" "$WSBENCH" latency --url "ws://127.0.0.1:$BRIDGE_PORT/" --count "$INSTR_COUNT" --warmup "$INSTR_WARMUP" --size "$LAT_SIZE" 2>"$WORK/client.err"); then
+            kill -INT "$perf_pid" 2>/dev/null || true
+            wait "$perf_pid" 2>/dev/null || true
+            n=$((INSTR_COUNT + INSTR_WARMUP))
+            local u a
+            u=$(awk -F, '$3 ~ /^instructions:u/ {print $1}' "$WORK/perf-$tool.csv")
+            a=$(awk -F, '$3 ~ /^instructions/ && $3 !~ /:u/ {print $1}' "$WORK/perf-$tool.csv")
+            if [[ $u =~ ^[0-9]+$ ]]; then
+                out="method=perf count=$n instr_per_rt=$((u / n))"
+                [[ $a =~ ^[0-9]+$ ]] && out+=" instr_all_per_rt=$((a / n))"
+            else
+                out="error=perf counted nothing: $(tr '\n' ' ' <"$WORK/perf-$tool.csv")"
+            fi
+        else
+            kill -INT "$perf_pid" 2>/dev/null || true
+            wait "$perf_pid" 2>/dev/null || true
+            out="error=$(tr '\n' ' ' <"$WORK/client.err")"
+        fi
+        stop_all
     else
-        out="error=$(tr '\n' ' ' <"$WORK/client.err")"
+        for k in lo hi; do
+            n=1
+            [[ $k == hi ]] && n=$((INSTR_COUNT + 1))
+            BRIDGE_WRAP=(valgrind --tool=callgrind "--callgrind-out-file=$WORK/cg-$tool-$k.out" "--log-file=$WORK/cg-$tool-$k.log")
+            start_peer
+            start_bridge "$tool" "$ECHO_PORT"
+            BRIDGE_WRAP=()
+            # Start-up is not counted (it is the bulk, and not quite the
+            # same from one start to the next).
+            callgrind_control -z "$BRIDGE_PID" >/dev/null 2>&1 || true
+            if ! timeout "$CLIENT_WALL" "$WSBENCH" latency --url "ws://127.0.0.1:$BRIDGE_PORT/" --count "$n" --warmup "$INSTR_WARMUP" --size "$LAT_SIZE" >/dev/null 2>"$WORK/client.err"; then
+                out="error=$(tr '\n' ' ' <"$WORK/client.err")"
+                stop_counted_bridge
+                break
+            fi
+            stop_counted_bridge
+            ir=$(awk '/^totals:/ {print $2; exit}' "$WORK/cg-$tool-$k.out" 2>/dev/null || true)
+            [[ $ir =~ ^[0-9]+$ ]] || {
+                out="error=callgrind wrote no total (see $WORK/cg-$tool-$k.log)"
+                break
+            }
+            if [[ $k == lo ]]; then lo=$ir; else hi=$ir; fi
+        done
+        if [[ -n ${hi:-} ]]; then
+            out="method=callgrind count=$INSTR_COUNT instr_per_rt=$(((hi - lo) / INSTR_COUNT)) ir_lo=$lo ir_hi=$hi"
+        fi
     fi
-    printf '%s\t%s\t%s\t%s quiet_idle_pct=%s\n' "$sc" "$tool" "$run" "$out" "$IDLE_PCT" >>"$RESULTS"
-    log "$sc $tool run $run: $out"
-    stop_pid "$BRIDGE_PID"
-    BRIDGE_PID=
-    stop_pid "$PEER_PID"
-    PEER_PID=
+    printf '%s\t%s\t%s\t%s\n' instr "$tool" 1 "$out" >>"$RESULTS"
+    log "instr $tool: $out"
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-# Baseline for the latency scenario: the same client and echo peer over
-# plain TCP, no bridge.
-run_direct() { # RUN
-    local out
-    start_peer
-    wait_quiet
-    if out=$(timeout "$CLIENT_WALL" "$WSBENCH" tcp-latency --addr "127.0.0.1:$ECHO_PORT" --count "$LAT_COUNT" --warmup "$LAT_WARMUP" --size "$LAT_SIZE" 2>"$WORK/client.err"); then
-        :
-    else
-        out="error=$(tr '\n' ' ' <"$WORK/client.err")"
-    fi
-    printf '%s\t%s\t%s\t%s quiet_idle_pct=%s\n' latency direct "$1" "$out" "$IDLE_PCT" >>"$RESULTS"
-    log "latency direct run $1: $out"
-    stop_pid "$PEER_PID"
-    PEER_PID=
-}
-
 T0=$SECONDS
 for sc in $SCENARIOS; do
     for run in $(seq "$RUNS"); do
@@ -393,11 +582,31 @@ for sc in $SCENARIOS; do
                 done
                 run_client_direct "$sc" "$run"
                 ;;
+            instr)
+                # Instruction counts repeat: one run.
+                ((run == 1)) || continue
+                for tool in $INSTR_TOOLS; do
+                    tool_on "$tool" && run_instr "$tool"
+                done
+                ;;
+            many)
+                for tool in "${AVAILABLE[@]}"; do
+                    if [[ $tool == websocksy ]]; then
+                        run_many_websocksy "$run"
+                    else
+                        run_one "$sc" "$tool" "$run"
+                    fi
+                done
+                ;;
             *)
+                [[ $sc == latency-pinned ]] && PIN=(taskset -c "$PIN_CPU")
                 for tool in "${AVAILABLE[@]}"; do
                     run_one "$sc" "$tool" "$run"
                 done
-                [[ $sc == latency ]] && run_direct "$run"
+                case $sc in
+                    latency | latency-pinned | source | upload) run_direct "$sc" "$run" ;;
+                esac
+                PIN=()
                 ;;
         esac
     done
@@ -450,10 +659,25 @@ META=$WORK/meta.tsv
     printf 'echo16k_mib\t%s\n' "$ECHO16K_MIB"
     printf 'echo1k_mib\t%s\n' "$ECHO1K_MIB"
     printf 'source_mib\t%s\n' "$SOURCE_MIB"
+    printf 'upload_mib\t%s\n' "$UPLOAD_MIB"
+    printf 'upload_msg\t%s\n' "$UPLOAD_MSG"
+    printf 'upgrade_conns\t%s\n' "$UPGRADE_CONNS"
+    printf 'pin_cpu\t%s\n' "$PIN_CPU"
     printf 'idle_n\t%s\n' "$IDLE_N"
+    printf 'idle_n_asked\t%s\n' "$IDLE_N_ASKED"
+    printf 'ulimit_hard\t%s\n' "$(ulimit -Hn)"
     printf 'idle_n_websockify\t%s\n' "$IDLE_N_WEBSOCKIFY"
     printf 'many_conns\t%s\n' "$MANY_CONNS"
     printf 'many_rounds\t%s\n' "$MANY_ROUNDS"
+    printf 'many_conns_websockify\t%s\n' "$MANY_CONNS_WEBSOCKIFY"
+    printf 'many_threads\t%s\n' "$MANY_THREADS"
+    printf 'threads_flag\t%s\n' "$WEBSOCKSY_THREADS_FLAG"
+    printf 'threads_note\t%s\n' "$THREADS_NOTE"
+    has instr && printf 'instr_method\t%s\n' "$INSTR_METHOD"
+    printf 'instr_count\t%s\n' "$INSTR_COUNT"
+    printf 'instr_warmup\t%s\n' "$INSTR_WARMUP"
+    printf 'valgrind_version\t%s\n' "$(valgrind --version 2>/dev/null || echo none)"
+    printf 'perf_version\t%s\n' "$(perf --version 2>/dev/null || echo none)"
     printf 'client_upload_mib\t%s\n' "$CLIENT_UPLOAD_MIB"
     printf 'client_download_mib\t%s\n' "$CLIENT_DOWNLOAD_MIB"
     printf 'client_msg\t%s\n' "$CLIENT_MSG"
@@ -463,22 +687,39 @@ META=$WORK/meta.tsv
 
 COMMANDS=$WORK/commands.txt
 {
-    echo "# everything (builds websocksy and wsbench in release mode, $RUNS runs each):"
+    echo "# everything (builds websocksy and wsbench in release mode, $RUNS runs each; OUT=/tmp/x.md keeps BENCHMARKS.md):"
     echo "bench/run.sh"
+    echo "# a prebuilt pair instead of building (here websocksy from another worktree):"
+    echo "WEBSOCKSY=/path/to/websocksy WSBENCH=target/release/wsbench bench/run.sh"
     echo
-    echo "# one run of one scenario by hand (PEER/SOURCE from 'wsbench serve', PORT from 'wsbench free-port'):"
+    echo "# one run of one scenario by hand (PEER/SOURCE/SINK from 'wsbench serve', PORT from 'wsbench free-port'):"
     echo "cargo build --release -p websocksy -p websocksy-bench"
     echo "ulimit -n $(ulimit -n)"
-    echo "target/release/wsbench serve &                  # prints echo=PEER source=SOURCE"
+    echo "target/release/wsbench serve &                  # prints echo=PEER source=SOURCE sink=SINK"
     echo "target/release/websocksy -l 127.0.0.1 -p 0 -c host=tcp://127.0.0.1:PEER   # logs 'listening on 127.0.0.1:PORT'"
     echo "websocat --binary -E ws-l:127.0.0.1:PORT tcp:127.0.0.1:PEER"
     echo "websockify 127.0.0.1:PORT 127.0.0.1:PEER"
-    echo "# (scenario 3 points the bridge at SOURCE instead of PEER)"
-    echo "target/release/wsbench tcp-latency --addr 127.0.0.1:PEER --count $LAT_COUNT --warmup $LAT_WARMUP --size $LAT_SIZE   # baseline, no bridge"
-    for sc in latency echo64k echo16k echo1k source idle many; do
+    echo "# (source points the bridge at SOURCE instead of PEER, upload at SINK)"
+    for sc in latency echo64k echo16k echo1k source upload upgrades idle many; do
         echo "target/release/wsbench $(client_args "$sc" "ws://127.0.0.1:PORT/" BRIDGE_PID)"
     done
-    echo "# websockify's idle run uses --conns $IDLE_N_WEBSOCKIFY"
+    echo "# websockify's idle run uses --conns $IDLE_N_WEBSOCKIFY, its many run --conns $MANY_CONNS_WEBSOCKIFY"
+    echo "# many, websocksy with each loop count:"
+    for n in $MANY_THREADS; do
+        echo "target/release/websocksy -l 127.0.0.1 -p 0 -c host=tcp://127.0.0.1:PEER ${WEBSOCKSY_THREADS_FLAG:-(thread-count option)} $n"
+    done
+    echo "# the floor, no bridge (latency, source, upload):"
+    echo "target/release/wsbench $(direct_args latency 127.0.0.1:PEER)"
+    echo "target/release/wsbench $(direct_args source 127.0.0.1:SOURCE)"
+    echo "target/release/wsbench $(direct_args upload 127.0.0.1:SINK)"
+    echo "# latency-pinned: the same latency commands (bridge, peer, client and floor), each under:"
+    echo "taskset -c $PIN_CPU COMMAND"
+    echo "# instructions per round trip (instr), with the bridge's pid:"
+    echo "perf stat -x, -e instructions:u,instructions -p BRIDGE_PID &   # then: wsbench latency --url ws://127.0.0.1:PORT/ --count $INSTR_COUNT --warmup $INSTR_WARMUP --size $LAT_SIZE; kill -INT %1"
+    echo "# or, where perf counts nothing (a VM without a PMU), twice under callgrind: N=1 and N=$((INSTR_COUNT + 1)), (Ir(hi) - Ir(lo)) / $INSTR_COUNT"
+    echo "valgrind --tool=callgrind --callgrind-out-file=cg.out target/release/websocksy -l 127.0.0.1 -p 0 -c host=tcp://127.0.0.1:PEER"
+    echo "callgrind_control -z BRIDGE_PID   # once it listens: start-up not counted"
+    echo "target/release/wsbench latency --url ws://127.0.0.1:PORT/ --count N --warmup $INSTR_WARMUP --size $LAT_SIZE; kill -TERM BRIDGE_PID; grep ^totals: cg.out"
 } >"$COMMANDS"
 
 CLIENT_COMMANDS=$WORK/client-commands.txt

@@ -51,6 +51,13 @@ usage: wsbench COMMAND [--option value]...
                                      one byte after the last
   idle --url URL --pid PID [--conns 5000] [--min-avail-mib 4096]
   many --url URL [--conns 100] [--rounds 1000] [--size 64]
+                                     --conns clients (a thread each) doing
+                                     --rounds round trips at once
+  upgrades --url URL [--conns 1000]  --conns clients (a thread each)
+                                     released at once, each opening one
+                                     connection; upgrades/s from the release
+                                     to the last 101, all kept open until
+                                     the last, then closed
   report --results FILE --meta FILE --commands FILE [--tls FILE]
          [--client-commands FILE]    prints BENCHMARKS.md (with FILE, the
                                      wss:// section tls.sh wrote, inside;
@@ -59,7 +66,8 @@ usage: wsbench COMMAND [--option value]...
                                      prints that wss:// section
 
 Every measuring command accepts --timeout SECS (socket timeout, default 60)
-and prints one line of key=value pairs. latency, echo, source and many also
+and prints one line of key=value pairs. latency, echo, source, upload, many
+and upgrades also
 take --pid PID (the bridge): its CPU time (and its children's) during the
 measurement is reported as bridge_cpu_s (tcp-latency, tcp-upload and
 tcp-download too, when they measure a bridge in client mode).
@@ -226,6 +234,9 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
             timeout,
         )
         .map_err(e)?,
+        "upgrades" => {
+            scenarios::upgrades(a.str("url")?, a.num("conns", 1000)?, cpu, timeout).map_err(e)?
+        }
         "report" => report::render(
             a.str("results")?,
             a.str("meta")?,

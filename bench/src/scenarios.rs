@@ -644,3 +644,79 @@ pub fn many(
         latency_summary(all),
     ))
 }
+
+/// Upgrades per second: `conns` clients, one thread each, released at
+/// once by a barrier, each opening one connection (TCP connect and the
+/// WebSocket handshake, until its 101 is read); the clock runs from the
+/// release to the last 101. All connections stay open until every client
+/// is done (so `conns` are open at once), then are closed. Also reports
+/// each client's connect-to-101 time and the bridge's CPU per upgrade.
+pub fn upgrades(url: &str, conns: usize, cpu: Cpu, timeout: Duration) -> io::Result<String> {
+    let barrier = Arc::new(Barrier::new(conns + 1));
+    let mut handles = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let barrier = barrier.clone();
+        let url = url.to_string();
+        let h = thread::Builder::new().stack_size(128 * 1024).spawn(
+            move || -> io::Result<(u64, Instant, TcpStream)> {
+                barrier.wait();
+                let t = Instant::now();
+                let s = ws::connect(&url, timeout)?;
+                let done = Instant::now();
+                Ok((done.duration_since(t).as_nanos() as u64, done, s))
+            },
+        )?;
+        handles.push(h);
+    }
+    let cpu0 = cpu.sample();
+    barrier.wait();
+    let start = Instant::now();
+    let mut times = Vec::with_capacity(conns);
+    let mut socks = Vec::with_capacity(conns);
+    let mut last = start;
+    let mut failed = 0usize;
+    let mut first_err = None;
+    for h in handles {
+        match h
+            .join()
+            .map_err(|_| io::Error::other("client thread panicked"))?
+        {
+            Ok((dt, done, s)) => {
+                times.push(dt);
+                last = last.max(done);
+                socks.push(s);
+            }
+            Err(e) => {
+                failed += 1;
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let used = cpu.since(cpu0);
+    for s in &socks {
+        ws::close(s);
+    }
+    if socks.is_empty() {
+        return Err(first_err.unwrap_or_else(|| io::Error::other("no connection opened")));
+    }
+    let secs = last.duration_since(start).as_secs_f64();
+    times.sort_unstable();
+    let ms = |ns: u64| format!("{:.2}", ns as f64 / 1e6);
+    let err = first_err
+        .map(|e| {
+            format!(
+                " first_error={}",
+                e.to_string().replace(char::is_whitespace, "_")
+            )
+        })
+        .unwrap_or_default();
+    Ok(format!(
+        "conns={conns} opened={} failed={failed} secs={secs:.3} upgrades_s={:.0} \
+         median_ms={} p99_ms={} max_ms={}{used}{err}",
+        socks.len(),
+        socks.len() as f64 / secs,
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(times.last().copied().unwrap_or(0)),
+    ))
+}
