@@ -87,12 +87,28 @@
  *     stalling other connections. Several queries can run at the same time
  *     on different threads: query must be thread-safe. A backend whose query
  *     never blocks may set WSY_BACKEND_NONBLOCKING; the host then calls it on
- *     the event loop thread and saves a thread hop.
- *   - Framing callbacks (state_new, frame, finish, state_free) run on the
- *     event loop thread. They MUST NOT block: every connection of the
- *     process waits while they run. (At start-up the host also calls
- *     state_new and state_free once on the main thread to check a
- *     framing-config given on the command line or in the config file.)
+ *     the event loop thread of the connection and saves a thread hop (with
+ *     several loops, that is still several threads at once).
+ *   - The host runs one event loop per core (--threads N, default: the
+ *     CPUs the process may use). Framing callbacks (state_new, frame,
+ *     finish, state_free) run on the event loop thread of their
+ *     connection: the callbacks of ONE state are never concurrent and come
+ *     from one thread (a connection stays on its loop; the one exception,
+ *     a connection whose backend answers with a hub, moves once to the
+ *     hub's loop after state_new and before any frame call), but
+ *     callbacks of DIFFERENT states run at the same time on different
+ *     loops. Anything a framing shares between its states (its library
+ *     options from configure, a global table) is therefore read by several
+ *     threads at once: treat library-level options as read-only after
+ *     start-up, and lock or make atomic whatever else is shared. They MUST
+ *     NOT block: every connection of that loop waits while they run. (At
+ *     start-up the host also calls state_new and state_free once on the
+ *     main thread to check a framing-config given on the command line or in
+ *     the config file.) With --threads 1 there is one loop, as in earlier
+ *     releases.
+ *   - Plugins of the original websocksy (API version 1) were written for a
+ *     single thread: the host serializes every call into them (one lock for
+ *     all v1 framing calls, one per v1 backend), whatever --threads says.
  *   - Host functions may be called from any thread.
  *
  * ---------------------------------------------------------------------------

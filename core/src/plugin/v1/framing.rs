@@ -4,9 +4,21 @@
 
 use std::ffi::{c_void, CString};
 use std::ptr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::abi::{WsFraming, WS_FRAME_BINARY, WS_FRAME_DISCARD, WS_FRAME_TEXT};
 use crate::framing::{Framed, Framing, FramingState, Opcode};
+
+/// Every call into a v1 framing function, from whatever event loop: the
+/// original was single-threaded and its plugins keep globals freely.
+/// Uncontended with `--threads 1`; a v1 framing's calls are short.
+static V1_CALLS: Mutex<()> = Mutex::new(());
+
+fn serialized() -> MutexGuard<'static, ()> {
+    // A panic cannot happen inside the lock (C code does not unwind into
+    // it), and the guarded data is `()`: a poisoned lock is still good.
+    V1_CALLS.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A C `ws_framing` function as a [`Framing`].
 pub struct V1Framing {
@@ -54,18 +66,22 @@ impl FramingState for V1State {
         let buf = self.mirror.prepare(data, last_read);
         let mut opcode = WS_FRAME_BINARY;
         let config = self.config.as_ptr();
-        // SAFETY: `buf` points to `length` bytes plus a NUL, all writable and
-        // owned by the mirror; `opcode` and `self.data` are live locals/fields;
-        // `config` is a CString we own. The function is the plugin's.
-        let n = unsafe {
-            (self.func)(
-                buf,
-                length,
-                last_read.min(length),
-                &mut opcode,
-                &mut self.data,
-                config,
-            )
+        let n = {
+            let _one_at_a_time = serialized();
+            // SAFETY: `buf` points to `length` bytes plus a NUL, all writable
+            // and owned by the mirror; `opcode` and `self.data` are live
+            // locals/fields; `config` is a CString we own. The function is
+            // the plugin's, called by one thread at a time (the lock).
+            unsafe {
+                (self.func)(
+                    buf,
+                    length,
+                    last_read.min(length),
+                    &mut opcode,
+                    &mut self.data,
+                    config,
+                )
+            }
         };
         let framed = match n {
             0 => Framed::More,
@@ -106,6 +122,7 @@ impl Drop for V1State {
             return;
         }
         let config = self.config.as_ptr();
+        let _one_at_a_time = serialized();
         // SAFETY: the v1 cleanup call `(NULL, 0, 0, NULL, &state, config)`,
         // made once, with the state the plugin stored.
         unsafe {

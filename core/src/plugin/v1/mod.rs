@@ -50,8 +50,9 @@
 //! bytes.
 //!
 //! **Threads.** The original was single-threaded and v1 plugins were written
-//! for that. Framing functions are only called on the event-loop thread (as
-//! all framings are), so they never run concurrently with each other. v1
+//! for that. Framing functions are called on the event-loop threads (as all
+//! framings are; `--threads` runs several), behind one process-wide lock
+//! (`framing.rs`), so they never run concurrently with each other. v1
 //! backend queries run on the worker pool ([`Backend::blocking`] is true), so
 //! a slow query never stalls the loop, but one mutex per backend serializes
 //! `configure`/`query`/`cleanup`: a v1 backend never sees two calls at once.
