@@ -428,6 +428,27 @@ impl Bridge {
     }
 }
 
+/// `WEBSOCKSY_TEST_THREADS=N` runs every bridge of the suite with
+/// `--threads N` (unless a test sets it, or runs `connect`, which has
+/// one loop): `WEBSOCKSY_TEST_THREADS=1 cargo test` is the whole suite
+/// on one loop, and without it each bridge has its default, one loop per CPU.
+fn forced_threads<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<String> {
+    let Ok(n) = std::env::var("WEBSOCKSY_TEST_THREADS") else {
+        return Vec::new();
+    };
+    let given = args.iter().any(|a| {
+        let a = a.as_ref().to_string_lossy();
+        a == "--threads" || a.starts_with("--threads=")
+    });
+    let connect = args
+        .first()
+        .is_some_and(|a| a.as_ref().to_string_lossy() == "connect");
+    if given || connect {
+        return Vec::new();
+    }
+    vec!["--threads".into(), n]
+}
+
 impl Bridge {
     /// Spawn the binary with these arguments, environment, stdin and
     /// stdout, its stderr collected as the log; returns at once (no wait
@@ -441,6 +462,7 @@ impl Bridge {
     ) -> Bridge {
         let mut child = Command::new(binary())
             .args(args)
+            .args(forced_threads(args))
             .env(
                 "RUST_LOG",
                 std::env::var("WEBSOCKSY_TEST_LOG").unwrap_or_else(|_| "debug".into()),

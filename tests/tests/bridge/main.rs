@@ -28,4 +28,5 @@ mod readme;
 mod shutdown;
 mod smoke;
 mod stall;
+mod threads;
 mod tls;
