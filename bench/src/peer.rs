@@ -102,13 +102,26 @@ pub(crate) fn accept_loop(
     }
 }
 
+/// A loopback listener on an ephemeral port with a backlog for a thousand
+/// connections at once (std's 128 overflows when the many/upgrades
+/// scenarios make the bridge connect a peer for each of 1,000 clients at
+/// the same moment, and each dropped SYN costs a one-second retransmit).
+pub fn listen_loopback() -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    s.listen(4096)?;
+    Ok(s.into())
+}
+
 /// Binds the peers on ephemeral loopback ports, prints
 /// `echo=PORT source=PORT sink=PORT` on stdout, serves until killed or
 /// `max_secs`.
 pub fn serve(max_secs: u64) -> io::Result<()> {
-    let echo_l = TcpListener::bind("127.0.0.1:0")?;
-    let source_l = TcpListener::bind("127.0.0.1:0")?;
-    let sink_l = TcpListener::bind("127.0.0.1:0")?;
+    let echo_l = listen_loopback()?;
+    let source_l = listen_loopback()?;
+    let sink_l = listen_loopback()?;
     println!(
         "echo={} source={} sink={}",
         echo_l.local_addr()?.port(),

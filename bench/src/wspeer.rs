@@ -25,7 +25,7 @@
 //!   bridge's port accepts costs nothing.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -295,9 +295,9 @@ fn source(s: TcpStream, msg: usize) {
 /// prints `echo=PORT source=PORT sink=PORT` on stdout (as `serve` does),
 /// serves until killed or `max_secs`. `msg` is the source's message size.
 pub fn serve(max_secs: u64, msg: usize) -> io::Result<()> {
-    let echo_l = TcpListener::bind("127.0.0.1:0")?;
-    let source_l = TcpListener::bind("127.0.0.1:0")?;
-    let sink_l = TcpListener::bind("127.0.0.1:0")?;
+    let echo_l = crate::peer::listen_loopback()?;
+    let source_l = crate::peer::listen_loopback()?;
+    let sink_l = crate::peer::listen_loopback()?;
     println!(
         "echo={} source={} sink={}",
         echo_l.local_addr()?.port(),
