@@ -38,8 +38,8 @@ pub struct Listener {
     /// WebSocket server listener.
     pub connect: Option<usize>,
     /// Accepted connections go to the loop with the fewest sessions
-    /// (`--threads`); `false` for a listener each loop has its own copy
-    /// of (`SO_REUSEPORT`), and for client connections' local listeners.
+    /// (`--threads`); `false` for client connections' local listeners,
+    /// whose sessions stay on loop 0.
     pub spread: bool,
 }
 

@@ -8,7 +8,10 @@
 //! listener and passes each connection to the loop with the fewest
 //! sessions (`handoff.rs`). `SO_REUSEPORT` (a listener per loop, the
 //! kernel spreading connections by a hash of their addresses) was measured
-//! against it; see BENCHMARKS.md and [`Spread`].
+//! against it and gave no more upgrades or round trips per second on this
+//! 2-CPU machine, while it spreads by hash (a few long connections can
+//! all land on one loop), leaves Unix listeners out, and lets any other
+//! process of the same user bind the port and take a share of the clients.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -36,26 +39,6 @@ pub struct Server {
     connectors: Vec<Arc<Connector>>,
 }
 
-/// How connections are spread over the loops.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Spread {
-    /// Loop 0 accepts and hands each connection to the least busy loop.
-    Handoff,
-    /// Every loop has its own listener on each TCP address; Unix
-    /// listeners still go through loop 0.
-    ReusePort,
-}
-
-impl Spread {
-    /// `WEBSOCKSY_SPREAD=reuseport` selects the other way, for measuring.
-    fn from_env() -> Spread {
-        match std::env::var("WEBSOCKSY_SPREAD").as_deref() {
-            Ok("reuseport") => Spread::ReusePort,
-            _ => Spread::Handoff,
-        }
-    }
-}
-
 /// `--threads`, or one loop per CPU this process may run on.
 fn loop_count(settings: &Settings) -> usize {
     // Client connections alone run on one loop: they are few and long.
@@ -69,17 +52,13 @@ fn loop_count(settings: &Settings) -> usize {
     })
 }
 
-/// Bind `addr` the way the original did: address reuse, and dual-stack on
-/// `::`; with `SO_REUSEPORT` too when `share` (a listener per loop).
-fn listen_reusing(addr: SocketAddr, share: bool) -> io::Result<std::net::TcpListener> {
+/// Bind `addr` the way the original did: address reuse, and dual-stack on `::`.
+fn listen_on(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }
     socket.set_reuse_address(true)?;
-    if share {
-        socket.set_reuse_port(true)?;
-    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -99,24 +78,20 @@ fn descriptor_limit() -> u64 {
 
 /// Resolve `host` and listen on the first of its addresses that binds.
 fn listen_tcp(host: &str, port: u16) -> Result<std::net::TcpListener, String> {
-    listen_tcp_shared(host, port, false)
-}
-
-fn listen_tcp_shared(host: &str, port: u16, share: bool) -> Result<std::net::TcpListener, String> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve listen address '{host}': {e}"))?
         .collect();
     let mut last = None;
     for a in &addrs {
-        match listen_reusing(*a, share) {
+        match listen_on(*a) {
             Ok(l) => return Ok(l),
             Err(e) => last = Some(format!("cannot listen on {a}: {e}")),
         }
     }
     // `::` on a host without IPv6 still deserves a listener.
     if host == "::" {
-        if let Ok(l) = listen_reusing((std::net::Ipv4Addr::UNSPECIFIED, port).into(), share) {
+        if let Ok(l) = listen_on((std::net::Ipv4Addr::UNSPECIFIED, port).into()) {
             return Ok(l);
         }
     }
@@ -186,11 +161,10 @@ impl Server {
         connectors: Vec<Arc<Connector>>,
     ) -> Result<Server, String> {
         let loops = loop_count(settings);
-        let share = loops > 1 && Spread::from_env() == Spread::ReusePort;
         let mut listeners = Vec::new();
         let mut local_addr = None;
         if settings.serve && (settings.binds.is_empty() || settings.listen_given) {
-            let l = listen_tcp_shared(&settings.listen, settings.port, share)?;
+            let l = listen_tcp(&settings.listen, settings.port)?;
             local_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
             // With a certificate, the -l/-p listener speaks wss://.
             listeners.push(tcp_listener(l, tls.is_some(), settings.proxy_protocol));
@@ -200,8 +174,7 @@ impl Server {
             let spec = &b.value;
             let l = match &spec.addr {
                 BindAddr::Tcp { host, port } => {
-                    let l = listen_tcp_shared(host, *port, share)
-                        .map_err(|e| format!("{}: {e}", b.at))?;
+                    let l = listen_tcp(host, *port).map_err(|e| format!("{}: {e}", b.at))?;
                     tcp_listener(l, spec.tls, spec.proxy_protocol)
                 }
                 BindAddr::Unix(path) => {
@@ -247,30 +220,6 @@ impl Server {
                 None => l.to_string(),
             })
             .collect();
-        // With SO_REUSEPORT each loop gets its own copy of every TCP
-        // server listener, bound to the address the first one got (port 0
-        // included); the kernel spreads connections among them.
-        let mut copies: Vec<Vec<Listener>> = Vec::new();
-        for _ in 1..loops {
-            let mut mine = Vec::new();
-            for l in listeners.iter_mut().filter(|l| l.connect.is_none()) {
-                let listener::Socket::Tcp(t) = &l.socket else {
-                    continue;
-                };
-                if !share {
-                    continue;
-                }
-                l.spread = false;
-                let at = t.local_addr().map_err(|e| e.to_string())?;
-                let c = listen_reusing(at, true)
-                    .map_err(|e| format!("cannot listen on {at} again for another loop: {e}"))?;
-                mine.push(tcp_listener(c, l.tls, l.proxy_protocol));
-            }
-            for c in &mut mine {
-                c.spread = false;
-            }
-            copies.push(mine);
-        }
         let shared = Arc::new(shared);
         let mut doors = Vec::with_capacity(loops);
         let mut parts = Vec::with_capacity(loops);
@@ -293,13 +242,13 @@ impl Server {
             true,
         )?;
         let mut others = Vec::new();
-        for (k, (p, mine)) in parts.zip(copies).enumerate() {
+        for (k, p) in parts.enumerate() {
             others.push(Loop::new(
                 k + 1,
                 p,
                 Arc::clone(&doors),
                 Arc::clone(&shared),
-                mine,
+                Vec::new(),
                 Vec::new(),
                 false,
             )?);
