@@ -10,13 +10,21 @@
  *   "ERR"      returns -1 (a framing error)
  *   "PING"     sets ws_frame_ping (not a data opcode)
  *   ""         discarded when the config is "discard-empty"
+ * With the config "check-overlap", every call spends 2 ms inside the
+ * function with a global flag set, and returns -1 (a framing error) if it
+ * finds the flag already set: another thread is inside too, which a v1
+ * plugin (written for the original's single thread) must never see.
  * Keeps a calloc'd line counter in *framing_data; the NULL-data cleanup call
  * prints "v1lines: cleanup lines=N config=C" to stderr and frees it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "websocksy.h"
+
+/* Deliberately not atomic: the host must never let two calls overlap. */
+static volatile int inside;
 
 typedef struct {
 	size_t lines;
@@ -32,6 +40,17 @@ static int64_t framing_v1lines(uint8_t* data, size_t length, size_t last_read, w
 		free(state);
 		*framing_data = NULL;
 		return 0;
+	}
+
+	if(config && !strcmp(config, "check-overlap")){
+		struct timespec two_ms = {0, 2000000};
+		if(inside){
+			fprintf(stderr, "v1lines: two calls at once\n");
+			return -1;
+		}
+		inside = 1;
+		nanosleep(&two_ms, NULL);
+		inside = 0;
 	}
 
 	if(!state){

@@ -355,6 +355,51 @@ fn v1_framing_errors_cost_one_connection() {
     assert_eq!(read_frames(&mut c, 1), [frame(1, b"fine\n")]);
 }
 
+/// v1 plugins were written for one thread: with two event loops framing
+/// at once, the host still never lets two calls into them overlap (the
+/// `check-overlap` config fails a call that finds another one inside).
+#[test]
+fn v1_framing_calls_never_overlap_across_loops() {
+    let dir = plugin_dir(&["framing_v1lines"]);
+    let echo = format!("host=tcp://{}", peers::tcp_echo());
+    let mut args = opts(&[&echo, "framing=v1lines", "framing-config=check-overlap"]);
+    args.extend(["--threads".to_string(), "2".to_string()]);
+    let b = start(&dir, &args);
+    let clients: Vec<TcpStream> = (0..6)
+        .map(|_| {
+            let mut c = b.connect();
+            ws::upgrade(&mut c, "/", &[]);
+            c
+        })
+        .collect();
+    let threads: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            std::thread::spawn(move || {
+                for n in 0..15 {
+                    let line = format!("client {i} line {n}\n");
+                    c.write_all(&ws::text(&line)).unwrap();
+                    assert_eq!(read_frames(&mut c, 1), [frame(1, line.as_bytes())]);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("every line echoed, framed, in order");
+    }
+    assert_eq!(b.count_log("two calls at once"), 0, "{}", b.logs());
+    // Both loops framed: the sessions were spread.
+    let logs = b.logs();
+    let loops: std::collections::BTreeSet<&str> = logs
+        .lines()
+        .filter(|l| l.contains(" open"))
+        .filter_map(|l| l.split(" loop ").nth(1))
+        .filter_map(|r| r.split(']').next())
+        .collect();
+    assert_eq!(loops.len(), 2, "{}", b.logs());
+}
+
 #[test]
 fn v1_framing_delegates_through_core_framing() {
     let dir = plugin_dir(&["framing_v1wrap", "framing_v1fixed"]);
