@@ -490,8 +490,10 @@ impl Loop {
                 // Client connections only, all done.
                 return Ok(!self.failed);
             }
-            if self.doors.len() > 1 {
-                if let Some(d) = self.doors.get(self.id) {
+            // Stored only when it changed: the doors share cache lines,
+            // and a store every turn would bounce them between cores.
+            if let Some(d) = self.doors.get(self.id).filter(|_| self.doors.len() > 1) {
+                if d.load() != self.sessions.len() {
                     d.set_load(self.sessions.len());
                 }
             }
