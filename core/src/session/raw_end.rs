@@ -234,6 +234,7 @@ impl Session {
                 self.fail(1009, "peer message exceeds the maximum message size", cx);
                 return true;
             }
+            let asked = buf.spare().len();
             match peer.read(buf.spare()) {
                 Ok(0) if !datagram => {
                     progress = true;
@@ -247,6 +248,7 @@ impl Session {
                 }
                 Ok(n) => {
                     progress = true;
+                    peer.note_read(&mut self.raw.rd, n, asked);
                     buf.filled(n);
                     self.turn = self.turn.saturating_sub(n);
                     self.raw.fresh += n;

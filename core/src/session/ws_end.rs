@@ -256,12 +256,14 @@ impl Session {
                         stalled = true;
                         break;
                     }
+                    let asked = buf.spare().len();
                     match self.ws.stream.read(buf.spare()) {
                         Ok(0) => {
                             self.client_hung_up(cx);
                             return true;
                         }
                         Ok(n) => {
+                            self.ws.stream.note_read(&mut self.ws.rd, n, asked);
                             buf.filled(n);
                             self.turn = self.turn.saturating_sub(n);
                             progress = true;
