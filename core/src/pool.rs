@@ -9,9 +9,16 @@
 /// Size of a peer read and of a pooled buffer.
 pub const CHUNK: usize = 64 * 1024;
 /// Buffers kept for reuse, per kind: at most 8 MiB of input buffers and
-/// 4 MiB of message buffers stay with the loop after a busy moment.
+/// 4 MiB of output buffers stay with the loop after a busy moment.
 const KEEP_IN: usize = 128;
 const KEEP_OUT: usize = 32;
+/// A fresh output buffer: a full read's frames (up to 16 headers) and a
+/// few control frames fit without growing.
+const OUT_LEN: usize = CHUNK + 1024;
+/// Output buffers are kept up to one doubling of a fresh one, which is
+/// what an output queue's spill grows to when the client takes nothing
+/// (a queue at its high mark plus one more read's frames).
+const OUT_KEEP_MAX: usize = 2 * OUT_LEN;
 
 use bytes::BytesMut;
 
@@ -143,10 +150,10 @@ impl Pool {
     pub fn take_out(&mut self) -> Vec<u8> {
         self.outs
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(CHUNK + 64))
+            .unwrap_or_else(|| Vec::with_capacity(OUT_LEN))
     }
     pub fn give_out(&mut self, mut v: Vec<u8>) {
-        if v.capacity() >= CHUNK && v.capacity() <= 4 * CHUNK && self.outs.len() < KEEP_OUT {
+        if v.capacity() >= CHUNK && v.capacity() <= OUT_KEEP_MAX && self.outs.len() < KEEP_OUT {
             v.clear();
             self.outs.push(v);
         }

@@ -82,9 +82,23 @@ impl OutQueue {
     fn spill_room(&mut self, n: usize, pool: &mut Pool) -> usize {
         if self.spill.capacity() == 0 {
             self.spill = pool.take_out();
-        } else if self.spill_at > 0 && self.spill.len() + n > self.spill.capacity() {
-            // Written bytes at the front make room without growing.
-            self.spill.drain(..self.spill_at);
+            return 0;
+        }
+        if self.spill.len() + n <= self.spill.capacity() {
+            return self.spill.len();
+        }
+        // Written bytes at the front make room without growing. Spilled
+        // runs are joined, so the front run may be the one still growing
+        // at the back: what of it is written goes too, or a client that
+        // keeps taking a little would let the buffer grow without end.
+        let mut written = self.spill_at;
+        if let Some(Item::Spill(m)) = self.q.front_mut() {
+            written += self.head;
+            *m -= self.head;
+            self.head = 0;
+        }
+        if written > 0 {
+            self.spill.drain(..written);
             self.spill_at = 0;
         }
         self.spill.len()
@@ -301,4 +315,78 @@ pub fn write_parts(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use bytes::Bytes;
+    use tungstenite::protocol::frame::coding::{Control, OpCode};
+
+    use super::OutQueue;
+    use crate::pool::Pool;
+    use crate::transport::Stream;
+
+    #[test]
+    fn spilled_and_shared_bytes_leave_in_order_and_the_spill_goes_back() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut stream = Stream::Unix(mio::net::UnixStream::from_std(a));
+        let mut other = b;
+        let mut pool = Pool::default();
+        let mut q = OutQueue::default();
+        q.push_copy(b"abc", &mut pool);
+        q.push(Bytes::from_static(b"shared"));
+        q.push_copy(b"def", &mut pool);
+        q.push_copy(b"ghi", &mut pool);
+        q.encode(OpCode::Control(Control::Pong), b"p", &mut pool);
+        assert_eq!(q.len(), 3 + 6 + 3 + 3 + 3);
+        let mut writable = true;
+        let n = q.write_to(&mut stream, &mut writable, &mut pool).unwrap();
+        assert_eq!(n, 18);
+        assert!(q.is_empty());
+        let mut got = [0u8; 18];
+        other.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"abcshareddefghi\x8a\x01p");
+        // The spill buffer is back in the pool: the next one is the same.
+        assert_eq!(q.spill.capacity(), 0);
+        let v = pool.take_out();
+        assert!(v.capacity() > 0 && v.is_empty());
+    }
+
+    #[test]
+    fn a_partly_written_spill_keeps_its_place_when_room_is_made() {
+        let mut pool = Pool::default();
+        let mut q = OutQueue::default();
+        let big = vec![7u8; q_cap(&mut pool) - 10];
+        q.push_copy(&big, &mut pool);
+        // Pretend a writev took all but 5 bytes of it.
+        q.consume(big.len() - 5);
+        q.push_copy(b"0123456789abcdef", &mut pool);
+        // Room was made by moving the unwritten bytes to the front.
+        assert_eq!((q.spill_at, q.head), (0, 0));
+        assert_eq!(q.spill.len(), 5 + 16);
+        assert_eq!(q.spill.capacity(), big.len() + 10);
+        assert_eq!(q.len(), 5 + 16);
+        let mut out = Vec::new();
+        let mut off = q.spill_at;
+        for (i, item) in q.q.iter().enumerate() {
+            let skip = if i == 0 { q.head } else { 0 };
+            if let super::Item::Spill(n) = item {
+                out.extend_from_slice(&q.spill[off + skip..off + n]);
+                off += n;
+            }
+        }
+        assert_eq!(&out[..5], &[7u8; 5]);
+        assert_eq!(&out[5..], b"0123456789abcdef");
+    }
+
+    /// The capacity of a fresh pooled output buffer.
+    fn q_cap(pool: &mut Pool) -> usize {
+        let v = pool.take_out();
+        let c = v.capacity();
+        pool.give_out(v);
+        c
+    }
 }
