@@ -1,7 +1,8 @@
 //! Nothing on the per-message path allocates (issue 9): once a connection
 //! is up and the loop's buffer pool has what the traffic needs, small
 //! round trips, bursts of large messages both ways and a peer-to-client
-//! stream cost no heap allocation in the bridge.
+//! stream (to a client that keeps up, and to one that does not) cost no
+//! heap allocation in the bridge.
 //!
 //! The real binary runs with `tests/fixtures/alloc_count.c` preloaded,
 //! which counts every malloc, calloc, realloc and aligned allocation of
@@ -32,8 +33,10 @@ const BURST: usize = 256;
 const BURST_MSG: usize = 251 * 261;
 /// The peer-to-client stream, in bytes, written in 64 KiB pieces.
 const STREAM: usize = 64 << 20;
+/// The stream again, to a client that reads it 1 KiB at a time.
+const SLOW_STREAM: usize = 16 << 20;
 /// Allocations a measured pass may make in all: far fewer than its
-/// ~11,800 messages, so one allocation per message (or per large read)
+/// ~22,000 messages, so one allocation per message (or per large read)
 /// cannot hide, while a few from the allocator's or the pool's own
 /// bookkeeping (a queue growing once past its warm-up size) do not fail it.
 const MAX_ALLOCS: u64 = 50;
@@ -179,6 +182,46 @@ fn traffic(echo: &mut TcpStream, stream: &mut TcpStream, feed: &mut TcpStream, b
         .join()
         .expect("stream feeder")
         .unwrap_or_else(|e| panic!("stream: peer write: {e}"));
+
+    // The same to a client that reads 1 KiB at a time: the bridge's
+    // writes are cut short and the rest waits in its queue.
+    let mut f = feed.try_clone().expect("clone the peer connection");
+    let feeder = thread::spawn(move || {
+        let p = Pattern::new();
+        let mut sent = 0u64;
+        while sent < SLOW_STREAM as u64 {
+            let n = (SLOW_STREAM as u64 - sent).min(Pattern::PIECE as u64) as usize;
+            f.write_all(p.at(sent, n))?;
+            sent += n as u64;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut check = Check::new();
+    let mut slow = Slow(stream);
+    while check.pos < SLOW_STREAM as u64 {
+        let f = ws::read_frame(&mut slow)
+            .unwrap_or_else(|e| panic!("slow stream: read after {} bytes: {e}", check.pos));
+        assert_eq!(f.opcode, 2, "slow stream: a binary frame");
+        check.feed(&f.payload);
+    }
+    assert_eq!(
+        check.pos, SLOW_STREAM as u64,
+        "slow stream: more bytes than sent"
+    );
+    feeder
+        .join()
+        .expect("slow stream feeder")
+        .unwrap_or_else(|e| panic!("slow stream: peer write: {e}"));
+}
+
+/// A client that reads at most 1 KiB per call.
+struct Slow<'a>(&'a mut TcpStream);
+
+impl Read for Slow<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(1024);
+        self.0.read(&mut buf[..n])
+    }
 }
 
 #[test]
@@ -219,12 +262,14 @@ fn no_allocation_per_message_in_steady_state() {
     traffic(&mut echo, &mut stream, &mut feed, &burst);
     let after = counter.read(&b);
     let allocs = after - before;
-    let messages = ROUND_TRIPS * 2 + BURST * 2 + STREAM / Pattern::PIECE;
+    let messages = ROUND_TRIPS * 2 + BURST * 2 + (STREAM + SLOW_STREAM) / Pattern::PIECE;
     eprintln!(
         "allocations: {allocs} for {ROUND_TRIPS} round trips of 32 bytes, {BURST} messages of \
-         {} KiB each way and a {} MiB peer-to-client stream (about {messages} messages)",
+         {} KiB each way, a {} MiB peer-to-client stream and a {} MiB one to a slow \
+         reader (about {messages} messages)",
         BURST_MSG / 1024,
-        STREAM >> 20
+        STREAM >> 20,
+        SLOW_STREAM >> 20
     );
     assert!(
         allocs < MAX_ALLOCS,
