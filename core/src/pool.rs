@@ -2,17 +2,25 @@
 //! an idle connection owns no I/O buffer, and a busy one reuses the same
 //! few allocations instead of allocating per message.
 //!
-//! An input buffer is a `BytesMut`, so a framed message can leave it as a
-//! shared slice ([`InBuf::detach`]) when it has to wait in an output queue.
+//! Input buffers are read into and framed from; output buffers hold what
+//! a WebSocket end's queue spills (`session/out_queue.rs`) and whole
+//! messages for the mirror, a hub or a datagram peer.
 
 /// Size of a peer read and of a pooled buffer.
 pub const CHUNK: usize = 64 * 1024;
 /// Buffers kept for reuse, per kind: at most 8 MiB of input buffers and
-/// 4 MiB of message buffers stay with the loop after a busy moment.
+/// 4 MiB of output buffers stay with the loop after a busy moment.
 const KEEP_IN: usize = 128;
 const KEEP_OUT: usize = 32;
+/// A fresh output buffer: a full read's frames (up to 16 headers) and a
+/// few control frames fit without growing.
+const OUT_LEN: usize = CHUNK + 1024;
+/// Output buffers are kept up to one doubling of a fresh one, which is
+/// what an output queue's spill grows to when the client takes nothing
+/// (a queue at its high mark plus one more read's frames).
+const OUT_KEEP_MAX: usize = 2 * OUT_LEN;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 /// Bytes read and not yet used: `data[start..end]`, with room to read
 /// after `end`. `data` is zero-filled to its length, so reads go into
@@ -46,7 +54,7 @@ impl InBuf {
         self.start
     }
     /// The whole storage: offsets taken before `consume` stay valid until
-    /// the next read into the buffer, `compact`, `make_room` or `detach`.
+    /// the next read into the buffer, `compact` or `make_room`.
     pub fn raw(&self) -> &[u8] {
         &self.data
     }
@@ -104,7 +112,7 @@ impl InBuf {
             return true;
         }
         let len = self.data.len();
-        // What is left after a detach may be short: start a full buffer.
+        // Never less than a full buffer.
         let want = if len < CHUNK {
             CHUNK
         } else if len >= max {
@@ -118,19 +126,6 @@ impl InBuf {
         *self = fresh;
         true
     }
-
-    /// `raw()[from..to]` as a shared slice, without a copy, to be written
-    /// later. Everything before `to` must be consumed already; offsets into
-    /// `raw()` shift down by `to`. The buffer keeps the rest of its
-    /// allocation, which is freed once the slice is written and dropped.
-    pub fn detach(&mut self, from: usize, to: usize) -> Bytes {
-        let to = to.min(self.data.len());
-        let front = self.data.split_to(to);
-        // An emptied buffer starts again at 0, so these may already be below `to`.
-        self.start = self.start.saturating_sub(to);
-        self.end = self.end.saturating_sub(to);
-        front.freeze().slice(from.min(to)..)
-    }
 }
 
 #[derive(Default)]
@@ -139,9 +134,6 @@ pub struct Pool {
     outs: Vec<Vec<u8>>,
     scratch: Vec<u8>,
 }
-
-// A buffer that lent part of itself to a queue is shorter than CHUNK and
-// is not kept: its allocation is freed with the last slice.
 
 impl Pool {
     pub fn take_in(&mut self) -> InBuf {
@@ -158,10 +150,10 @@ impl Pool {
     pub fn take_out(&mut self) -> Vec<u8> {
         self.outs
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(CHUNK + 64))
+            .unwrap_or_else(|| Vec::with_capacity(OUT_LEN))
     }
     pub fn give_out(&mut self, mut v: Vec<u8>) {
-        if v.capacity() >= CHUNK && v.capacity() <= 2 * CHUNK && self.outs.len() < KEEP_OUT {
+        if v.capacity() >= CHUNK && v.capacity() <= OUT_KEEP_MAX && self.outs.len() < KEEP_OUT {
             v.clear();
             self.outs.push(v);
         }
@@ -178,28 +170,6 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn detached_slices_survive_the_buffer_moving_on() {
-        let mut b = InBuf::new();
-        b.spare()[..10].copy_from_slice(b"0123456789");
-        b.filled(10);
-        b.consume(6);
-        let s = b.detach(2, 6);
-        assert_eq!(&s[..], b"2345");
-        assert_eq!(b.data(), b"6789");
-        assert_eq!(b.offset(), 0);
-        b.spare()[..2].copy_from_slice(b"ab");
-        b.filled(2);
-        assert_eq!(b.data(), b"6789ab");
-        assert_eq!(&s[..], b"2345");
-        // Short after the detach: room means a fresh full buffer.
-        b.consume(6);
-        let room = b.spare().len();
-        b.filled(room);
-        assert!(b.make_room(CHUNK));
-        assert_eq!(b.raw().len(), CHUNK);
-    }
 
     #[test]
     fn inbuf_compacts_then_grows_to_the_limit() {

@@ -326,7 +326,7 @@ impl Session {
         };
         let mut head = Vec::with_capacity(256);
         c.connector.request.write(&c.key, &mut head);
-        self.ws.out.push_copy(&head);
+        self.ws.out.push_copy(&head, cx.pool);
         self.ws.http.clear();
         self.ws.state = WsState::Upgrading;
     }
@@ -499,7 +499,7 @@ impl Session {
         );
         if let Some(m) = &s.open_message {
             let op = if m.binary { Data::Binary } else { Data::Text };
-            self.ws.out.encode(OpCode::Data(op), &m.bytes);
+            self.ws.out.encode(OpCode::Data(op), &m.bytes, cx.pool);
         }
         // Datagrams the listener took for this source before it was open.
         while let Some(d) = self.raw.early.pop_front() {

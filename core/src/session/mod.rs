@@ -462,7 +462,9 @@ impl Session {
                         return;
                     }
                     (None, Some(p)) if now >= self.last_rx + p => {
-                        self.ws.out.encode(OpCode::Control(Control::Ping), b"");
+                        self.ws
+                            .out
+                            .encode(OpCode::Control(Control::Ping), b"", cx.pool);
                         self.ping_sent = Some(now);
                     }
                     _ => {}

@@ -522,7 +522,7 @@ impl Session {
         };
         let mut response = Vec::with_capacity(256);
         upgrade_server::switching_protocols(&u.accept, protocol, headers, &mut response);
-        self.ws.out.push_copy(&response);
+        self.ws.out.push_copy(&response, cx.pool);
         // Frames pipelined behind the request are already here: hand them
         // over and look at them now, no new event will announce them.
         let rest = self.ws.http.get(u.head_len..).unwrap_or(&[]);
@@ -592,7 +592,7 @@ impl Session {
         self.ws.out.clear();
         let mut response = Vec::with_capacity(256);
         upgrade_server::error_response(status, reason, headers, &mut response);
-        self.ws.out.push_copy(&response);
+        self.ws.out.push_copy(&response, cx.pool);
         self.ws.http = Vec::new();
         self.ws.state = WsState::Refusing;
         self.begin_close(cx.now);

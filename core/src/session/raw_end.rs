@@ -224,9 +224,10 @@ impl Session {
             let datagram = peer.is_datagram();
             if datagram && self.raw.input.as_ref().is_some_and(|b| b.room() < CHUNK) {
                 // A datagram longer than the room left would be cut short
-                // without a word: read each one into a whole buffer (the
-                // short one's memory goes with the slices queued from it).
-                self.raw.input = Some(cx.pool.take_in());
+                // without a word: read each one into a whole buffer.
+                if let Some(old) = self.raw.input.replace(cx.pool.take_in()) {
+                    cx.pool.give_in(old);
+                }
             }
             let buf = self.raw.input.get_or_insert_with(|| cx.pool.take_in());
             if buf.is_full() && !buf.make_room(cx.shared.limits.max_message_size) {
@@ -234,6 +235,7 @@ impl Session {
                 self.fail(1009, "peer message exceeds the maximum message size", cx);
                 return true;
             }
+            let asked = buf.spare().len();
             match peer.read(buf.spare()) {
                 Ok(0) if !datagram => {
                     progress = true;
@@ -243,10 +245,11 @@ impl Session {
                 Ok(0) => {
                     // An empty datagram is an empty message.
                     progress = true;
-                    self.ws.out.encode(OpCode::Data(Data::Binary), &[]);
+                    self.ws.out.encode(OpCode::Data(Data::Binary), &[], cx.pool);
                 }
                 Ok(n) => {
                     progress = true;
+                    peer.note_read(&mut self.raw.rd, n, asked);
                     buf.filled(n);
                     self.turn = self.turn.saturating_sub(n);
                     self.raw.fresh += n;
@@ -392,7 +395,7 @@ impl Session {
                 }
             }
             let more = n == MAX_PARTS && !buf.is_empty();
-            if n > 0 && self.send_parts(&parts[..n]).is_err() {
+            if n > 0 && self.send_parts(&parts[..n], cx).is_err() {
                 return self.client_failed(cx.now);
             }
             if let Some(e) = failure {
@@ -434,7 +437,7 @@ impl Session {
         self.raw.fresh = 0;
         if let Some(part) = part {
             self.bytes_out += n as u64;
-            if self.send_parts(&[part]).is_err() {
+            if self.send_parts(&[part], cx).is_err() {
                 self.client_failed(cx.now);
             }
         }
@@ -449,7 +452,7 @@ impl Session {
         let data = buf.data();
         if !data.is_empty() {
             if let Some(op) = framing.finish(data) {
-                self.ws.out.encode(frame::data_opcode(op), data);
+                self.ws.out.encode(frame::data_opcode(op), data, cx.pool);
                 self.bytes_out += data.len() as u64;
             }
             let n = data.len();
@@ -459,7 +462,7 @@ impl Session {
     }
 
     /// Frames whose payload sits in the raw input buffer, to the WebSocket end.
-    fn send_parts(&mut self, parts: &[Part]) -> io::Result<()> {
+    fn send_parts(&mut self, parts: &[Part], cx: &mut Ctx) -> io::Result<()> {
         let Some(buf) = self.raw.input.as_mut() else {
             return Ok(());
         };
@@ -473,6 +476,7 @@ impl Session {
             &mut self.ws.out,
             buf,
             parts,
+            cx.pool,
         );
         if !writable {
             self.ws.rd.clear_w();

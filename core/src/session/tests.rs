@@ -424,12 +424,14 @@ fn a_client_that_pings_and_never_reads_cannot_grow_the_queue() {
             "the bridge stopped reading the client"
         );
     }
+    // How far below OUT_HIGH the queue ends depends on how much the
+    // kernel took (queued pongs leave in one write, not one per pong).
     let queued = r.s().pending_out();
     assert!(
-        (OUT_HIGH - 20..=OUT_HIGH + 20).contains(&queued),
+        queued <= OUT_HIGH + 20,
         "{queued} bytes of pongs queued for a client that does not read"
     );
-    assert!(r.s().ws.deferred_pong.is_some());
+    assert!(queued >= OUT_HIGH - 20 || r.s().ws.deferred_pong.is_none());
     // The client reads: the pongs come, and the last answers the last ping.
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -452,6 +454,11 @@ fn a_client_that_pings_and_never_reads_cannot_grow_the_queue() {
         assert_eq!((bytes[at], bytes[at + 1]), (0x8a, 13), "frame at {at}");
         at += 15;
     }
+    // While the queue was full only the latest ping was answered.
+    assert!(
+        bytes.len() / 15 < 40_000,
+        "every ping was answered: the queue was never bounded"
+    );
 }
 
 #[test]

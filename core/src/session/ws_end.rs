@@ -256,12 +256,14 @@ impl Session {
                         stalled = true;
                         break;
                     }
+                    let asked = buf.spare().len();
                     match self.ws.stream.read(buf.spare()) {
                         Ok(0) => {
                             self.client_hung_up(cx);
                             return true;
                         }
                         Ok(n) => {
+                            self.ws.stream.note_read(&mut self.ws.rd, n, asked);
                             buf.filled(n);
                             self.turn = self.turn.saturating_sub(n);
                             progress = true;
@@ -317,7 +319,7 @@ impl Session {
                     } else {
                         self.ws
                             .out
-                            .encode(OpCode::Control(Control::Pong), p.as_slice());
+                            .encode(OpCode::Control(Control::Pong), p.as_slice(), cx.pool);
                     }
                 }
             }
@@ -340,7 +342,7 @@ impl Session {
                     }
                     self.ws
                         .out
-                        .encode(OpCode::Control(Control::Close), &payload[..n]);
+                        .encode(OpCode::Control(Control::Close), &payload[..n], cx.pool);
                 }
                 self.ws.state = WsState::Flushing;
                 self.stop_peer_writes(cx.now);
@@ -371,7 +373,7 @@ impl Session {
         if let Some(mirror) = self.raw.mirror.as_mut() {
             if self.ws.state == WsState::Open {
                 if let Some(msg) = mirror.take(&buf.raw()[at..at + len], last, cx.pool) {
-                    self.ws.out.encode(frame::data_opcode(opcode), msg);
+                    self.ws.out.encode(frame::data_opcode(opcode), msg, cx.pool);
                     self.bytes_in += msg.len() as u64;
                     self.bytes_out += msg.len() as u64;
                     mirror.sent(cx.pool);
@@ -512,7 +514,10 @@ impl Session {
             return false;
         }
         let mut writable = true;
-        let r = self.ws.out.write_to(&mut self.ws.stream, &mut writable);
+        let r = self
+            .ws
+            .out
+            .write_to(&mut self.ws.stream, &mut writable, cx.pool);
         if !writable {
             self.ws.rd.clear_w();
         }
@@ -522,7 +527,7 @@ impl Session {
                     if let Some(p) = self.ws.deferred_pong.take() {
                         self.ws
                             .out
-                            .encode(OpCode::Control(Control::Pong), p.as_slice());
+                            .encode(OpCode::Control(Control::Pong), p.as_slice(), cx.pool);
                     }
                 }
                 n > 0
@@ -558,7 +563,7 @@ impl Session {
             let (payload, len) = frame::close_payload(code, reason);
             self.ws
                 .out
-                .encode(OpCode::Control(Control::Close), &payload[..len]);
+                .encode(OpCode::Control(Control::Close), &payload[..len], cx.pool);
             self.close_code = Some(code);
             self.close_reason = reason.to_string();
             self.ws.state = WsState::Closing;

@@ -197,6 +197,19 @@ impl Stream {
         })
     }
 
+    /// After a read that gave `n` bytes of the `asked` offered: a plain
+    /// stream socket that gave fewer is drained, so its read bit is
+    /// cleared without a second read that could only say WouldBlock
+    /// (mio is edge-triggered: bytes or a FIN arriving later raise a new
+    /// event). Not TLS, which may hold plaintext or want another record,
+    /// nor datagrams, where a short read is just a short datagram; and not
+    /// once the other side hung up, since the EOF still has to be read.
+    pub fn note_read(&self, rd: &mut Ready, n: usize, asked: usize) {
+        if n < asked && !rd.hup() && matches!(self, Stream::Tcp(_) | Stream::Unix(_)) {
+            rd.clear_r();
+        }
+    }
+
     /// A stream write (may be partial), or one whole datagram; never `Interrupted`.
     pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         again(|| match self {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary, real sockets, real peers.
 
 mod admission;
+mod allocs;
 mod cli;
 mod connect;
 mod connect_config;
