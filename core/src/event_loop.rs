@@ -34,6 +34,7 @@ use crate::pool::Pool;
 use crate::session::LocalSide;
 use crate::session::{Ctx, Session};
 use crate::shared::{Shared, DRAIN, EXIT_NOW, RUNNING};
+use crate::spin::Spin;
 use crate::timers::Timers;
 use crate::transport::Ready;
 use crate::transport::Stream;
@@ -342,10 +343,7 @@ impl Loop {
         self.start_singles()?;
         let mut events = Events::with_capacity(1024);
         let mut touched: Vec<usize> = Vec::new();
-        // With --busy-poll, the loop spins this long after the last event
-        // instead of sleeping: a wake-up from epoll costs more than the
-        // round trip itself on loopback.
-        let mut spin_until = Instant::now();
+        let mut spin = Spin::new(self.shared.busy_poll);
         loop {
             let now = Instant::now();
             let can_accept = self.accept_paused_until.is_none()
@@ -359,7 +357,7 @@ impl Loop {
                 && self.accept_ready.iter().any(|r| *r)
                 && self.shared.at_capacity())
             .then(|| now + CAP_RECHECK);
-            let timeout = if !self.pending.is_empty() || hubs || can_accept || now < spin_until {
+            let timeout = if !self.pending.is_empty() || hubs || can_accept || spin.spinning(now) {
                 Some(Duration::ZERO)
             } else {
                 [
@@ -381,9 +379,12 @@ impl Loop {
                 return Err(format!("poll failed: {e}"));
             }
             self.now = Instant::now();
-            if !events.is_empty() && !self.shared.busy_poll.is_zero() {
-                spin_until = self.now + self.shared.busy_poll;
-            }
+            spin.after_wait(
+                now,
+                self.now,
+                timeout != Some(Duration::ZERO),
+                !events.is_empty(),
+            );
             touched.clear();
             touched.append(&mut self.pending);
             let mut wake = false;

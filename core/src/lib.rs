@@ -40,6 +40,7 @@ pub mod proxy_protocol;
 pub mod server;
 pub mod session;
 pub mod shared;
+pub mod spin;
 mod timers;
 pub mod tls_context;
 pub mod transport;

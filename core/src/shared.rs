@@ -59,7 +59,7 @@ pub struct Shared {
     stop: AtomicU8,
     /// How long open connections get to close after SIGINT/SIGTERM.
     pub drain: Duration,
-    pub busy_poll: Duration,
+    pub busy_poll: crate::spin::BusyPoll,
     /// The TLS listeners' context, swapped on SIGHUP; read at accept only.
     pub tls: Option<ServerTls>,
     /// The context of `tls://` peers (always set by the server).

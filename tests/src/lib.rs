@@ -486,6 +486,15 @@ impl Bridge {
 /// Raise this process's soft limit on open descriptors to its hard limit
 /// (a bridge started afterwards inherits it) and return the soft limit now
 /// in force, for tests that hold thousands of sockets.
+/// utime + stime of a process, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
 pub fn raise_nofile_limit() -> libc::rlim_t {
     let mut l = libc::rlimit {
         rlim_cur: 0,

@@ -1600,7 +1600,10 @@ mod tests {
         assert_eq!(s.plugin_dir, Some("/p".into()));
         assert_eq!(s.max_message_size, 1 << 20);
         assert_eq!(s.drain_timeout, SECS(2));
-        assert_eq!(s.busy_poll, Duration::from_micros(50));
+        assert_eq!(
+            s.busy_poll,
+            crate::spin::BusyPoll::Fixed(Duration::from_micros(50))
+        );
         assert_eq!(s.framing_options.len(), 1);
         assert_eq!(
             s.peer_ca.as_ref().map(|p| p.value.clone()),

@@ -8,8 +8,8 @@
 use std::fmt;
 
 use super::values::{
-    auth_value, backend_value, bind_value, bool_value, client_cert_value, count_value,
-    listen_value, micros_value, origin_value, path_value, port_value, seconds, seconds_or_off,
+    auth_value, backend_value, bind_value, bool_value, busy_poll_value, client_cert_value,
+    count_value, listen_value, origin_value, path_value, port_value, seconds, seconds_or_off,
     size_value, trusted_proxy_value,
 };
 use super::{Located, Settings, LOG_TARGET};
@@ -287,14 +287,14 @@ pub(super) static KEYS: &[Key] = &[
     Key {
         name: "busy-poll",
         short: None,
-        value_name: "MICROS",
-        help: "After traffic, poll MICROS more without sleeping: lower latency for CPU \
-               [default: 0]",
+        value_name: "auto|MICROS",
+        help: "After traffic, poll without sleeping: for MICROS, or (auto) while replies \
+               come faster than a wake-up; 0 = never [default: 0]",
         numeric: true,
         repeatable: false,
         flag: false,
         value: &Field {
-            parse: micros_value,
+            parse: busy_poll_value,
             store: |s, v, _| s.busy_poll = v,
         },
     },

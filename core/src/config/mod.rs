@@ -46,6 +46,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::spin::BusyPoll;
+
 pub use connect::{ConnectSettings, Direction, Local, OpenMessage, Retry};
 /// For backends' own options (`defaultpeer`'s `hub-*`), parsed as `[core]` values are.
 pub(crate) use values::{bool_value, seconds_or_off, size_value};
@@ -203,9 +205,9 @@ pub struct Settings {
     pub plugin_dir: Option<PathBuf>,
     /// Plugin libraries loaded explicitly (`--plugin`, `[core] plugin`), in order.
     pub plugins: Vec<PathBuf>,
-    /// After events, keep polling without sleeping this long before blocking
-    /// (`--busy-poll`, microseconds). Zero (default) = off.
-    pub busy_poll: Duration,
+    /// After events, keep polling without sleeping before blocking
+    /// (`--busy-poll`): a fixed window, an adaptive one, or off.
+    pub busy_poll: BusyPoll,
     /// `--threads`: event loops; `None` is one per CPU this process may use.
     pub threads: Option<usize>,
     /// HTTP Basic authentication (`--auth`): `$NAME` or a credentials file,
@@ -274,7 +276,7 @@ impl Default for Settings {
             config_file: None,
             plugin_dir: None,
             plugins: Vec::new(),
-            busy_poll: Duration::ZERO,
+            busy_poll: BusyPoll::Off,
             threads: None,
             auth: None,
             origins: Vec::new(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{BindAddr, BindSpec, ClientCertMode, Local};
 use crate::peer::PeerAddress;
+use crate::spin::BusyPoll;
 use crate::ws::url::Url;
 
 pub(super) fn port_value(v: &str) -> Result<u16, String> {
@@ -136,11 +137,15 @@ pub(crate) fn seconds_or_off(v: &str) -> Result<Option<Duration>, String> {
     positive_duration(secs).map(Some)
 }
 
-/// Microseconds, 0 to 1 s.
-pub(super) fn micros_value(v: &str) -> Result<Duration, String> {
-    match v.trim().parse::<u64>() {
-        Ok(n) if n <= 1_000_000 => Ok(Duration::from_micros(n)),
-        _ => Err("expected a number of microseconds from 0 to 1000000".into()),
+/// `--busy-poll`: `auto`, or microseconds from 0 (off) to 1 s.
+pub(super) fn busy_poll_value(v: &str) -> Result<BusyPoll, String> {
+    match v.trim() {
+        "auto" => Ok(BusyPoll::Auto(crate::spin::AUTO_MAX)),
+        n => match n.parse::<u64>() {
+            Ok(0) => Ok(BusyPoll::Off),
+            Ok(n) if n <= 1_000_000 => Ok(BusyPoll::Fixed(Duration::from_micros(n))),
+            _ => Err("expected auto or a number of microseconds from 0 to 1000000".into()),
+        },
     }
 }
 
@@ -619,6 +624,28 @@ pub(super) fn client_credentials(spec: &str) -> Result<(String, String), String>
 mod tests {
     use super::*;
     use crate::config::testing::*;
+
+    #[test]
+    fn busy_poll_takes_auto_or_microseconds() {
+        use crate::spin::{BusyPoll, AUTO_MAX};
+        use std::time::Duration;
+        assert_eq!(run(&[]).busy_poll, BusyPoll::Off);
+        assert_eq!(run(&["--busy-poll", "0"]).busy_poll, BusyPoll::Off);
+        assert_eq!(
+            run(&["--busy-poll", "40"]).busy_poll,
+            BusyPoll::Fixed(Duration::from_micros(40))
+        );
+        assert_eq!(
+            run(&["--busy-poll", "auto"]).busy_poll,
+            BusyPoll::Auto(AUTO_MAX)
+        );
+        for bad in ["fast", "-1", "2000000", ""] {
+            assert!(
+                fail(&["--busy-poll", bad]).contains("expected auto or"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn listen_brackets_are_stripped() {

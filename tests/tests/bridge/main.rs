@@ -2,6 +2,7 @@
 
 mod admission;
 mod allocs;
+mod busy_poll;
 mod cli;
 mod connect;
 mod connect_config;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::ws::{self, Frame};
-use websocksy_tests::Bridge;
+use websocksy_tests::{cpu_ticks, Bridge};
 
 const SHORT: Duration = Duration::from_secs(3);
 
@@ -469,15 +469,6 @@ fn huge_64bit_length_is_rejected_without_crash() {
     );
     assert_serves(&b);
     assert_serves(&b);
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
-    // Fields after the command name, which is in parentheses.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 #[test]
