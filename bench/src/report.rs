@@ -604,6 +604,43 @@ fn many_threads(m: &dyn Fn(&str) -> String) -> Vec<String> {
         .collect()
 }
 
+// What bounds each row of issue 9's table: the mechanism, from the
+// profiles in bench/ANALYSIS.md ("Issue 9") and bench/HOTPATH-NOTES.md.
+// The figures beside them are this run's.
+const WHY_P50: &str = "_What bounds it: the kernel._ A direct round trip is two loopback sends \
+    and two wake-ups; through a bridge it is four of each, plus the bridge's two `epoll_wait` \
+    calls, so about 2× direct is where any relay in a process of its own starts. websocksy's \
+    share is six system calls per round trip (two `epoll_wait`, two reads, a `writev`, a \
+    `sendto`; `strace -c`) and about 4,500 user-space instructions (section 8): over 90 % of \
+    its CPU is system time. Tried: the two reads that could only return EAGAIN are gone \
+    (8 → 6 calls), nothing allocates per message, and spinning instead of sleeping \
+    (`--busy-poll`) cannot help on one CPU, where the reply needs the CPU the spin holds.";
+const WHY_P99: &str = "_What bounds it: scheduling._ With three processes on one CPU, a round \
+    trip's tail is the time one of them waits behind the others (direct TCP has the same \
+    hiccups at p99.9). Unpinned, the wake-up of an idle vCPU dominates instead, and \
+    `--busy-poll auto` (off by default) halves websocksy's median (Analysis, \"Issue 9\").";
+const WHY_DOWN: &str = "_What bounds it: the kernel's copies._ Each read of the peer (up to \
+    64 KiB) is one `writev` of frame header and payload to the client with no copy in user \
+    space (user time about 0.02 s per GiB); every byte is copied into and out of the bridge \
+    by the kernel, twice the direct path's work. 256 KiB reads cut the calls by four and \
+    changed neither rate nor CPU; `splice` and `MSG_ZEROCOPY`: Analysis, \"Issue 9\".";
+const WHY_UP: &str = "_What bounds it: the kernel's copies._ A 64 KiB message is one read \
+    into a pooled 64 KiB buffer and one send; unmasking, eight bytes at a time, is within \
+    the 0.04-0.06 s of user time per GiB.";
+const WHY_CPU: &str = "_What bounds it: the kernel._ User time is under a tenth of the \
+    total; what is left to cut is the kernel's copying (see the download row).";
+const WHY_UPGRADES: &str = "_What bounds it: the clients._ The client threads connecting \
+    at once, the peer's threads and the bridge share 2 cores; the bridge's CPU per upgrade \
+    (accept, handshake, connecting the peer) is a fraction of the wall time per upgrade.";
+const WHY_MEMORY: &str = "_What bounds it: the session's own state_ (its two sockets, \
+    framing state, timers, the handshake's headers it keeps for the backend): an idle \
+    connection owns no I/O buffer; both input buffers and the output queue's spill buffer \
+    go back to the loop's pool when empty.";
+const WHY_CORES: &str = "_What bounds it: the machine._ With 2 cores and the clients and \
+    peers on them, no loop has a core to itself, so a second loop only moves where the \
+    bridge's share runs; `--threads` spreads sessions with no lock on the per-message \
+    path, and the scaling it allows needs cores the load generators do not use.";
+
 /// Issue 9's table, computed from this run: its rows, with direct TCP,
 /// websocat, websocksy, the target and whether it is met, then what bounds
 /// each row.
@@ -616,7 +653,6 @@ fn render_issue9(res: &Results, m: &dyn Fn(&str) -> String) -> String {
     };
     let val = |sc: &str, t: &str, by: &str, key: &str| get(res, sc, t, by, key);
     let ok = |c: Option<bool>| verdict(c);
-    let todo = " _What bounds it: to be written from the profile._ <!-- TODO(analysis) -->";
     let size = m("lat_size");
     let _ = write!(
         o,
@@ -663,7 +699,7 @@ fn render_issue9(res: &Results, m: &dyn Fn(&str) -> String) -> String {
         "**p50 pinned**: websocksy adds {} µs to the direct round trip, websocat {} µs; the bridge's \
          CPU per round trip is {} µs for websocksy ({} of its round trip), {} µs for websocat \
          ({}); with all three processes on one CPU the rest is the client, the peer and the \
-         kernel's loopback path.{todo}",
+         kernel's loopback path. {WHY_P50}",
         f(s.zip(d).map(|(a, b)| a - b)),
         f(c.zip(d).map(|(a, b)| a - b)),
         f(cpu_rt("websocksy")),
@@ -688,7 +724,7 @@ fn render_issue9(res: &Results, m: &dyn Fn(&str) -> String) -> String {
     let p999 = |t: &str| val(lp, t, "p999_us", "p999_us");
     bounds.push(format!(
         "**p99 pinned**: p99.9 is {} µs direct, {} µs websocat, {} µs websocksy; unpinned (section 1) \
-         the p50 / p99 are direct {} / {} µs, websocat {} / {} µs, websocksy {} / {} µs.{todo}",
+         the p50 / p99 are direct {} / {} µs, websocat {} / {} µs, websocksy {} / {} µs. {WHY_P99}",
         f(p999("direct")),
         f(p999("websocat")),
         f(p999("websocksy")),
@@ -757,12 +793,13 @@ fn render_issue9(res: &Results, m: &dyn Fn(&str) -> String) -> String {
         );
         bounds.push(format!(
             "**{}**: websocksy's bridge CPU was {} of the wall time ({} system), websocat's {}; \
-             for websocksy {}.{todo}",
+             for websocksy {}. {}",
             if up { "upload" } else { "download" },
             pct(busy_t(sc, "websocksy")),
             pct(sys_share(sc, "websocksy")),
             pct(busy_t(sc, "websocat")),
             bound_of(busy_t(sc, "websocksy")),
+            if up { WHY_UP } else { WHY_DOWN },
         ));
     }
 
@@ -794,7 +831,7 @@ fn render_issue9(res: &Results, m: &dyn Fn(&str) -> String) -> String {
     );
     bounds.push(format!(
         "**CPU per GiB**: of websocksy's, user {} and system {} (up / down); websocat's user {} and \
-         system {}. System time is the kernel's copies and loopback TCP charged to the bridge.{todo}",
+         system {}. System time is the kernel's copies and loopback TCP charged to the bridge. {WHY_CPU}",
         pair("websocksy", "bridge_user_s"),
         pair("websocksy", "bridge_sys_s"),
         pair("websocat", "bridge_user_s"),
@@ -831,7 +868,7 @@ fn render_issue9(res: &Results, m: &dyn Fn(&str) -> String) -> String {
     bounds.push(format!(
         "**upgrades**: bridge CPU per upgrade {} µs websocksy, {} µs websocat; a client's connect to \
          101 took {} ms median, {} ms p99 with websocksy ({} / {} ms websocat); the {} client \
-         threads and the peer's threads share the cores with the bridge.{todo}",
+         threads and the peer's threads share the cores with the bridge. {WHY_UPGRADES}",
         f(cpu_up("websocksy")),
         f(cpu_up("websocat")),
         f(upg("websocksy", "median_ms")),
@@ -859,7 +896,7 @@ fn render_issue9(res: &Results, m: &dyn Fn(&str) -> String) -> String {
     );
     bounds.push(format!(
         "**memory**: PSS of the bridge before / after, MiB: websocksy {} / {}, websocat {} / {}; \
-         websocat opened {} connections.{todo}",
+         websocat opened {} connections. {WHY_MEMORY}",
         f(mem("websocksy", "pss_before_kib").map(|v| v / 1024.0)),
         f(mem("websocksy", "pss_after_kib").map(|v| v / 1024.0)),
         f(mem("websocat", "pss_before_kib").map(|v| v / 1024.0)),
@@ -908,7 +945,7 @@ fn render_issue9(res: &Results, m: &dyn Fn(&str) -> String) -> String {
         "**cores**: \"cores busy\" is the bridge's CPU seconds over the wall time of the many \
          scenario (section 5); websocksy {} round trips/s with `--threads {}`, {} with `--threads {}`, \
          websocat {}. The {} client threads and the peer's {} threads run on the same {} cores, so \
-         a second loop can only take what they leave.{todo}",
+         a second loop can only take what they leave. {WHY_CORES}",
         f(lo.and_then(|n| rate(&tk(n)))),
         lo.map_or("?", |s| s.as_str()),
         f(hi.and_then(|n| rate(&tk(n)))),
@@ -921,7 +958,7 @@ fn render_issue9(res: &Results, m: &dyn Fn(&str) -> String) -> String {
     if no_flag {
         let _ = writeln!(o, "\n**{}.**", m("threads_note"));
     }
-    o += "\nWhat bounds each row (the figures are from this run; the prose is for the analysis):\n\n";
+    o += "\nWhat bounds each row (the figures are this run's; the profiles behind the explanations are in \"Analysis and profile\", \"Issue 9\"):\n\n";
     for b in bounds {
         let _ = writeln!(o, "- {b}");
     }
