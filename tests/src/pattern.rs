@@ -80,3 +80,24 @@ impl Default for Check {
         Self::new()
     }
 }
+
+/// Read binary frames from `s` until `n` more payload bytes have arrived,
+/// feeding them to `check`; pings and pongs are skipped, anything else
+/// fails, naming `who`.
+pub fn read_binary<S: std::io::Read + ?Sized>(s: &mut S, n: u64, check: &mut Check, who: &str) {
+    let end = check.pos + n;
+    while check.pos < end {
+        let f = crate::ws::read_frame(s)
+            .unwrap_or_else(|e| panic!("{who}: reading after {} bytes: {e}", check.pos));
+        match f.opcode {
+            2 => check.feed(&f.payload),
+            9 | 10 => {}
+            op => panic!(
+                "{who}: unexpected frame {op} ({:?}) after {} bytes",
+                String::from_utf8_lossy(&f.payload),
+                check.pos
+            ),
+        }
+    }
+    assert_eq!(check.pos, end, "{who}: more bytes came back than were sent");
+}

@@ -288,8 +288,7 @@ pub(super) static KEYS: &[Key] = &[
         name: "busy-poll",
         short: None,
         value_name: "auto|MICROS",
-        help: "After traffic, poll without sleeping: for MICROS, or (auto) while replies \
-               come faster than a wake-up; 0 = never [default: 0]",
+        help: "Spin MICROS after traffic, or auto: while it is fast [default: 0]",
         numeric: true,
         repeatable: false,
         flag: false,

@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::thread;
 
-use websocksy_tests::pattern::{Check, Pattern};
+use websocksy_tests::pattern::{read_binary, Check, Pattern};
 use websocksy_tests::peers::{echo_on, TcpPeer};
 use websocksy_tests::{compile_plugin, temp_dir, ws, Bridge, WAIT};
 
@@ -119,21 +119,6 @@ fn upgraded(b: &Bridge, path: &str) -> TcpStream {
     c
 }
 
-/// Read binary frames until `n` payload bytes have arrived, checking them.
-fn read_binary(s: &mut TcpStream, n: usize, check: &mut Check, who: &str) {
-    let end = check.pos + n as u64;
-    while check.pos < end {
-        let f = ws::read_frame(s)
-            .unwrap_or_else(|e| panic!("{who}: reading after {} bytes: {e}", check.pos));
-        match f.opcode {
-            2 => check.feed(&f.payload),
-            9 | 10 => {}
-            op => panic!("{who}: unexpected frame {op} after {} bytes", check.pos),
-        }
-    }
-    assert_eq!(check.pos, end, "{who}: more bytes came back than were sent");
-}
-
 /// Everything one pass does over the echo connection `echo` and the
 /// stream connection `stream` (whose peer side is `feed`).
 fn traffic(echo: &mut TcpStream, stream: &mut TcpStream, feed: &mut TcpStream, burst: &[u8]) {
@@ -159,25 +144,15 @@ fn traffic(echo: &mut TcpStream, stream: &mut TcpStream, feed: &mut TcpStream, b
         }
         Ok::<_, std::io::Error>(())
     });
-    read_binary(echo, BURST * BURST_MSG, &mut Check::new(), "burst");
+    read_binary(echo, (BURST * BURST_MSG) as u64, &mut Check::new(), "burst");
     writer
         .join()
         .expect("burst writer")
         .unwrap_or_else(|e| panic!("burst: send: {e}"));
 
     // The peer streams to the client as fast as both go.
-    let mut f = feed.try_clone().expect("clone the peer connection");
-    let feeder = thread::spawn(move || {
-        let p = Pattern::new();
-        let mut sent = 0u64;
-        while sent < STREAM as u64 {
-            let n = (STREAM as u64 - sent).min(Pattern::PIECE as u64) as usize;
-            f.write_all(p.at(sent, n))?;
-            sent += n as u64;
-        }
-        Ok::<_, std::io::Error>(())
-    });
-    read_binary(stream, STREAM, &mut Check::new(), "stream");
+    let feeder = stream_pattern(feed, STREAM);
+    read_binary(stream, STREAM as u64, &mut Check::new(), "stream");
     feeder
         .join()
         .expect("stream feeder")
@@ -185,33 +160,32 @@ fn traffic(echo: &mut TcpStream, stream: &mut TcpStream, feed: &mut TcpStream, b
 
     // The same to a client that reads 1 KiB at a time: the bridge's
     // writes are cut short and the rest waits in its queue.
-    let mut f = feed.try_clone().expect("clone the peer connection");
-    let feeder = thread::spawn(move || {
-        let p = Pattern::new();
-        let mut sent = 0u64;
-        while sent < SLOW_STREAM as u64 {
-            let n = (SLOW_STREAM as u64 - sent).min(Pattern::PIECE as u64) as usize;
-            f.write_all(p.at(sent, n))?;
-            sent += n as u64;
-        }
-        Ok::<_, std::io::Error>(())
-    });
-    let mut check = Check::new();
-    let mut slow = Slow(stream);
-    while check.pos < SLOW_STREAM as u64 {
-        let f = ws::read_frame(&mut slow)
-            .unwrap_or_else(|e| panic!("slow stream: read after {} bytes: {e}", check.pos));
-        assert_eq!(f.opcode, 2, "slow stream: a binary frame");
-        check.feed(&f.payload);
-    }
-    assert_eq!(
-        check.pos, SLOW_STREAM as u64,
-        "slow stream: more bytes than sent"
+    let feeder = stream_pattern(feed, SLOW_STREAM);
+    read_binary(
+        &mut Slow(stream),
+        SLOW_STREAM as u64,
+        &mut Check::new(),
+        "slow stream",
     );
     feeder
         .join()
         .expect("slow stream feeder")
         .unwrap_or_else(|e| panic!("slow stream: peer write: {e}"));
+}
+
+/// The peer's side writes `len` bytes of the pattern on a thread of its own.
+fn stream_pattern(feed: &TcpStream, len: usize) -> thread::JoinHandle<std::io::Result<()>> {
+    let mut f = feed.try_clone().expect("clone the peer connection");
+    thread::spawn(move || {
+        let p = Pattern::new();
+        let mut sent = 0u64;
+        while sent < len as u64 {
+            let n = (len as u64 - sent).min(Pattern::PIECE as u64) as usize;
+            f.write_all(p.at(sent, n))?;
+            sent += n as u64;
+        }
+        Ok(())
+    })
 }
 
 /// A client that reads at most 1 KiB per call.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use websocksy_tests::pattern::{Check, Pattern};
+use websocksy_tests::pattern::{read_binary, Check, Pattern};
 use websocksy_tests::peers::{self, TcpPeer};
 use websocksy_tests::{raise_nofile_limit, ws, Bridge};
 
@@ -40,26 +40,6 @@ fn upgraded(b: &Bridge, path: &str) -> TcpStream {
     let mut c = b.connect();
     ws::upgrade(&mut c, path, &[]);
     c
-}
-
-/// Read binary frames until `n` payload bytes have arrived, feeding them to
-/// `check`; pings and pongs are skipped, anything else fails.
-fn read_binary(s: &mut TcpStream, n: u64, check: &mut Check, who: &str) {
-    let end = check.pos + n;
-    while check.pos < end {
-        let f = ws::read_frame(s)
-            .unwrap_or_else(|e| panic!("{who}: reading after {} bytes: {e}", check.pos));
-        match f.opcode {
-            2 => check.feed(&f.payload),
-            9 | 10 => {}
-            op => panic!(
-                "{who}: unexpected frame {op} ({:?}) after {} bytes",
-                String::from_utf8_lossy(&f.payload),
-                check.pos
-            ),
-        }
-    }
-    assert_eq!(check.pos, end, "{who}: more bytes came back than were sent");
 }
 
 /// One small message through an echoing peer (`framing=binary`).
