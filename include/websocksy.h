@@ -89,8 +89,9 @@
  *     never blocks may set WSY_BACKEND_NONBLOCKING; the host then calls it on
  *     the event loop thread of the connection and saves a thread hop (with
  *     several loops, that is still several threads at once).
- *   - The host runs one event loop per core (--threads N, default: the
- *     CPUs the process may use). Framing callbacks (state_new, frame,
+ *   - A server runs one event loop per core (--threads N, default: the
+ *     CPUs the process may use; a process with client connections only
+ *     runs one). Framing callbacks (state_new, frame,
  *     finish, state_free) run on the event loop thread of their
  *     connection: the callbacks of ONE state are never concurrent and come
  *     from one thread (a connection stays on its loop; the one exception,
@@ -107,8 +108,12 @@
  *     the config file.) With --threads 1 there is one loop, as in earlier
  *     releases.
  *   - Plugins of the original websocksy (API version 1) were written for a
- *     single thread: the host serializes every call into them (one lock for
- *     all v1 framing calls, one per v1 backend), whatever --threads says.
+ *     single thread: the host serializes their framing calls with each
+ *     other (one lock for all v1 framing calls) and each v1 backend's
+ *     queries with each other (one lock per backend), whatever --threads
+ *     says. A v1 framing call and a v1 backend query may still run at the
+ *     same time, as they could in earlier releases (backends ran on
+ *     worker threads already).
  *   - Host functions may be called from any thread.
  *
  * ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! One event loop: a mio `Poll` over its listeners, its sessions' two
-//! sockets each, its waker (worker results) and, on the loop that handles
+//! sockets each, its waker (worker results, connections and sessions
+//! other loops hand it, a raised stop level) and, on the loop that handles
 //! them, the signal pipe (SIGINT/SIGTERM: drain and exit; SIGHUP: reload
 //! the TLS certificates). Everything here belongs to this loop alone
 //! (sessions, timers, the buffer pool); what loops share is in
@@ -316,9 +317,38 @@ impl Loop {
     /// single client connection failed.
     pub fn run(&mut self) -> Result<bool, String> {
         LOOP_ID.with(|l| l.set(Some(self.id)));
-        let r = self.serve();
+        // A loop that fails takes the process down, as the one loop did:
+        // half a server, with its share of the slots and its connections
+        // gone and the others still handing it work, would be worse. The
+        // error reaches standard error from main, the panic from its hook.
+        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve())) {
+            Ok(Ok(ok)) => Ok(ok),
+            Ok(Err(e)) => {
+                self.close_all();
+                self.stop_all();
+                Err(e)
+            }
+            Err(_) => {
+                // Its sessions may be half-updated: they are only dropped
+                // (sockets closed) with the loop, not closed one by one.
+                self.stop_all();
+                Err("event loop panicked".into())
+            }
+        };
         if let Some(d) = self.doors.get(self.id) {
             d.set_done();
+        }
+        // What another loop handed over as this one stopped (it checked
+        // the stop level just before): closed here, slots released.
+        while let Ok(a) = self.arrivals.try_recv() {
+            match a {
+                Arrival::Conn { .. } => {}
+                Arrival::Session(mut s) => {
+                    let mut cx = ctx!(self);
+                    s.close(&mut cx);
+                }
+            }
+            self.shared.release();
         }
         if self.id != 0 {
             if let Some(d) = self.doors.first() {
@@ -505,16 +535,23 @@ impl Loop {
     fn take_arrivals(&mut self, touched: &mut Vec<usize>) {
         while let Ok(a) = self.arrivals.try_recv() {
             match a {
-                Arrival::Conn { .. } if self.drain_deadline.is_some() => {
-                    // Shutting down: like a client still in the backlog.
-                    self.shared.release();
-                }
                 Arrival::Conn {
                     stream,
                     addr,
                     proxy_protocol,
                     listener,
-                } => self.start_server(stream, addr, proxy_protocol, &listener),
+                } => {
+                    let key = self.start_server(stream, addr, proxy_protocol, &listener);
+                    if let Some(key) = key.filter(|_| self.drain_deadline.is_some()) {
+                        // Accepted before the signal: answered like the
+                        // handshakes in progress here (503).
+                        if let Some(s) = self.sessions.get_mut(key) {
+                            let mut cx = ctx!(self);
+                            s.shutdown(&mut cx);
+                        }
+                        touched.push(key);
+                    }
+                }
                 Arrival::Session(mut s) => {
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
@@ -537,7 +574,13 @@ impl Loop {
     }
 
     /// A server-role session for an accepted connection.
-    fn start_server(&mut self, stream: Stream, addr: SocketAddr, proxy_protocol: bool, on: &str) {
+    fn start_server(
+        &mut self,
+        stream: Stream,
+        addr: SocketAddr,
+        proxy_protocol: bool,
+        on: &str,
+    ) -> Option<usize> {
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
         let id = self.shared.next_id();
@@ -553,7 +596,7 @@ impl Loop {
         if let Err(e) = s.register(self.poll.registry()) {
             warn!("cannot register connection from {addr}: {e}");
             self.shared.release();
-            return;
+            return None;
         }
         let d = s.next_deadline(&self.shared);
         if let Some(d) = d {
@@ -562,6 +605,7 @@ impl Loop {
         }
         entry.insert(s);
         debug!("conn {id} accepted from {addr} on {on}");
+        Some(key)
     }
 
     /// Hand session `key` to loop `to`, which owns its hub.
@@ -608,7 +652,14 @@ impl Loop {
             return;
         }
         if let Some(to) = s.moving_to() {
-            return self.move_session(key, to);
+            if self.shared.stop_level() == RUNNING {
+                return self.move_session(key, to);
+            }
+            // Stopping: the hub's loop may be gone already; answer here
+            // as the drain answers every handshake.
+            s.stay_for_shutdown(&mut cx);
+            self.pending.push(key);
+            return;
         }
         if s.more {
             self.pending.push(key);
@@ -687,6 +738,9 @@ impl Loop {
                 Ok(Accepted::Conn(stream, addr)) if spread && self.doors.len() > 1 => {
                     let to = handoff::least_loaded(&self.doors, self.last_door);
                     self.last_door = to;
+                    // Counted now: a burst accepted in one turn spreads
+                    // instead of all going where the stored counts were low.
+                    self.doors[to].add_load();
                     if to == self.id {
                         self.start_server(stream, addr, proxy_protocol, &name);
                         continue;

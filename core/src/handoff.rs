@@ -35,8 +35,9 @@ pub struct Door {
     waker: Arc<Waker>,
     /// Sessions the loop runs, to send new connections where there are fewest.
     load: AtomicUsize,
-    /// The loop returned: loop 0, which handles the signals, waits for
-    /// this on every other loop before it returns itself.
+    /// The loop returned. In a drain, loop 0 (which handles the signals)
+    /// waits for this on every other loop before it returns itself, until
+    /// the drain deadline or a second signal.
     done: AtomicBool,
 }
 
@@ -97,6 +98,12 @@ impl Door {
 
     pub fn load(&self) -> usize {
         self.load.load(Ordering::Relaxed)
+    }
+
+    /// One more session on its way to this loop, counted before the
+    /// loop stores its own count at the end of its turn.
+    pub fn add_load(&self) {
+        self.load.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The loop's session count, stored once per turn by the loop itself.

@@ -290,23 +290,14 @@ impl Server {
                 .map_err(|e| format!("cannot start {name}: {e}"))?;
             threads.push((name, t));
         }
+        // A loop that fails logs it and stops every loop itself.
         let mut r = self.main.run();
-        if r.is_err() {
-            // The other loops would wait for a signal nobody handles now.
-            self.main.stop_all();
-        }
         // The process is done when every loop is: each drains on its own.
         for (name, t) in threads {
             match t.join() {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    log::error!("{name}: {e}");
-                    r = r.and(Err(e));
-                }
-                Err(_) => {
-                    log::error!("{name} panicked");
-                    r = r.and(Err(format!("{name} panicked")));
-                }
+                Ok(Err(e)) => r = r.and(Err(format!("{name}: {e}"))),
+                Err(_) => r = r.and(Err(format!("{name} panicked"))),
             }
         }
         // Standard output gets all the server sent before the process exits.

@@ -6,15 +6,20 @@
 //! the next message on the CPU it already has.
 //!
 //! A fixed window (`--busy-poll MICROS`) spins that long after every
-//! batch of events, whatever the traffic. The adaptive window
-//! (`--busy-poll auto`) learns, like the kernel's haltpoll governor, from
-//! what the last waits would have needed: a sleep shorter than the
-//! largest window means spinning would have caught that event, so the
-//! window grows to cover it; a spin that ends with nothing to do means
-//! the traffic paused, so the window halves, down to not spinning at
-//! all. A quiet loop therefore sleeps after a few empty spins, and a
-//! trickle of messages further apart than the largest window never makes
-//! it spin.
+//! batch of events, whatever the traffic. The adaptive one (`--busy-poll
+//! auto`) spins up to [`AUTO_MAX`] only where that pays:
+//!
+//! - after an event that came while spinning (a hit: the traffic is as
+//!   fast as the spin), or after a sleep short enough that a spin would
+//!   likely have caught it (the sleep includes the wake-up, so it reads
+//!   longer than the gap a spin has to cover);
+//! - not after a long sleep: a trickle of messages further apart than a
+//!   few windows never makes it spin;
+//! - a spin that ends with nothing (a miss) backs off: the next 1, 2, 4
+//!   ... up to [`MAX_BACKOFF`] short sleeps do not spin, and a hit ends
+//!   the backoff. Traffic whose gaps a spin just misses therefore spins
+//!   on one event in [`MAX_BACKOFF`] at most, and a loop left quiet
+//!   spends one window before it sleeps.
 
 use std::time::{Duration, Instant};
 
@@ -25,41 +30,38 @@ pub enum BusyPoll {
     Off,
     /// This long after every batch of events.
     Fixed(Duration),
-    /// A window that follows the traffic, at most this long.
+    /// Up to this long, where spinning pays.
     Auto(Duration),
 }
 
-/// The largest adaptive window: a loopback round trip through the bridge
-/// with both ends awake is well under it, and a loop with nothing to do
-/// gives up at most this much CPU before it sleeps again.
+/// The adaptive window: a loopback round trip through the bridge with
+/// both ends awake is well under it, and a loop with nothing to do gives
+/// up at most this much CPU before it sleeps again.
 pub const AUTO_MAX: Duration = Duration::from_micros(50);
 
-/// A sleep shorter than this many largest windows makes the window the
-/// largest again.
-const GROW_WITHIN: u32 = 4;
+/// A sleep shorter than this many windows counts as fast traffic.
+const FAST_WITHIN: u32 = 4;
 
-/// The smallest adaptive window worth spinning: below it the window
-/// drops to zero.
-const MIN_WINDOW: Duration = Duration::from_micros(2);
+/// The most short sleeps a run of misses makes the loop skip spinning.
+const MAX_BACKOFF: u8 = 64;
 
 pub struct Spin {
     mode: BusyPoll,
-    /// The current window (fixed mode: the option).
-    window: Duration,
     /// Spin until then; at or after it, the next wait may sleep.
     until: Option<Instant>,
+    /// Auto: short sleeps to skip after the last miss, doubled by each
+    /// miss in a row, and how many of them are left.
+    backoff: u8,
+    skip: u8,
 }
 
 impl Spin {
     pub fn new(mode: BusyPoll) -> Spin {
-        let window = match mode {
-            BusyPoll::Fixed(d) => d,
-            BusyPoll::Off | BusyPoll::Auto(_) => Duration::ZERO,
-        };
         Spin {
             mode,
-            window,
             until: None,
+            backoff: 0,
+            skip: 0,
         }
     }
 
@@ -71,33 +73,47 @@ impl Spin {
     /// After a wait that began at `began` and returned at `now`. `slept`:
     /// the wait was allowed to sleep; `events`: it returned some.
     pub fn after_wait(&mut self, began: Instant, now: Instant, slept: bool, events: bool) {
-        let max = match self.mode {
+        let window = match self.mode {
             BusyPoll::Off => return,
-            BusyPoll::Fixed(_) => {
+            BusyPoll::Fixed(w) => {
                 if events {
-                    self.until = Some(now + self.window);
+                    self.until = Some(now + w);
                 }
                 return;
             }
-            BusyPoll::Auto(max) => max,
+            BusyPoll::Auto(w) => w,
         };
-        if events {
-            // A wait that slept less than a few windows: the traffic is
-            // fast enough that spinning catches the next event. The sleep
-            // itself includes the wake-up, so it reads longer than the gap
-            // a spin would have had to cover.
-            if slept && now.saturating_duration_since(began) < max * GROW_WITHIN {
-                self.window = max;
+        let spun = self.until.is_some() && !slept;
+        if !events {
+            if spun && self.until.is_some_and(|u| now >= u) {
+                // A whole window with nothing: a miss.
+                self.until = None;
+                self.backoff = match self.backoff {
+                    0 => 1,
+                    b => b.saturating_mul(2).min(MAX_BACKOFF),
+                };
+                self.skip = self.backoff;
             }
-            self.until = (!self.window.is_zero()).then(|| now + self.window);
-        } else if self.until.is_some_and(|u| now >= u) {
-            // A whole window with nothing: the traffic paused.
+            return;
+        }
+        if spun {
+            // A hit: the spin caught the traffic.
+            self.backoff = 0;
+            self.skip = 0;
+            self.until = Some(now + window);
+        } else if slept {
+            let fast = now.saturating_duration_since(began) < window * FAST_WITHIN;
             self.until = None;
-            self.window /= 2;
-            if self.window < MIN_WINDOW {
-                self.window = Duration::ZERO;
+            if fast {
+                if self.skip > 0 {
+                    self.skip -= 1;
+                } else {
+                    self.until = Some(now + window);
+                }
             }
         }
+        // Events from a wait that could not sleep for other reasons (work
+        // pending) leave the decision as it was.
     }
 }
 
@@ -128,48 +144,72 @@ mod tests {
         assert!(!s.spinning(t + us(1030)));
     }
 
-    #[test]
-    fn auto_spins_after_short_sleeps_and_not_after_long_ones() {
-        let t = Instant::now();
-        let mut s = Spin::new(BusyPoll::Auto(us(50)));
-        // A trickle: events 1 ms apart never make it spin.
-        s.after_wait(t, t + us(1000), true, true);
-        assert!(!s.spinning(t + us(1000)));
-        // A reply 120 µs after the request, wake-up included: next time,
-        // spin the whole window for it.
-        s.after_wait(t, t + us(120), true, true);
-        assert!(s.spinning(t + us(169)));
-        assert!(!s.spinning(t + us(170)));
-        // Events while spinning keep it spinning.
-        s.after_wait(t + us(150), t + us(160), false, true);
-        assert!(s.spinning(t + us(209)));
+    /// Events every `gap` µs, each one the loop sleeps for unless it
+    /// spins; returns how many of `n` events it spun after.
+    fn steady(s: &mut Spin, gap: u64, n: usize) -> usize {
+        let mut now = Instant::now();
+        let mut spins = 0;
+        for _ in 0..n {
+            let next = now + us(gap);
+            if s.spinning(now) {
+                spins += 1;
+                let end = s.until.expect("spinning");
+                if end >= next {
+                    s.after_wait(next, next, false, true);
+                    now = next;
+                    continue;
+                }
+                s.after_wait(end, end, false, false);
+                now = end;
+            }
+            s.after_wait(now, next, true, true);
+            now = next;
+        }
+        spins
     }
 
     #[test]
-    fn auto_halves_on_empty_spins_until_it_sleeps() {
+    fn auto_spins_through_fast_traffic() {
+        let mut s = Spin::new(BusyPoll::Auto(us(50)));
+        // Replies 30 µs apart: after the first, every event is a hit.
+        assert_eq!(steady(&mut s, 30, 1000), 999);
+    }
+
+    #[test]
+    fn auto_backs_off_from_gaps_a_spin_just_misses() {
+        let mut s = Spin::new(BusyPoll::Auto(us(50)));
+        // 100 µs apart: each spin misses; it backs off to one spin in
+        // 65 events.
+        let spins = steady(&mut s, 100, 1000);
+        assert!(spins <= 1000 / 64 + 7, "{spins} spins in 1000 events");
+        assert!(spins > 0, "it should still try now and then");
+    }
+
+    #[test]
+    fn auto_never_spins_for_a_trickle() {
+        let mut s = Spin::new(BusyPoll::Auto(us(50)));
+        assert_eq!(steady(&mut s, 1000, 100), 0);
+    }
+
+    #[test]
+    fn auto_recovers_when_traffic_gets_fast_again() {
+        let mut s = Spin::new(BusyPoll::Auto(us(50)));
+        steady(&mut s, 100, 200);
+        // At most one backoff's worth of short sleeps, then hits again.
+        let spins = steady(&mut s, 30, 200);
+        assert!(spins >= 200 - usize::from(MAX_BACKOFF), "{spins}");
+    }
+
+    #[test]
+    fn auto_sleeps_after_one_empty_window() {
         let t = Instant::now();
         let mut s = Spin::new(BusyPoll::Auto(us(50)));
         s.after_wait(t, t + us(40), true, true);
-        assert_eq!(s.window, us(50));
-        // Traffic 1 ms apart: each event spins what is left of the window
-        // in vain, and the window closes.
-        let mut now = t + us(40);
-        let mut empties = 0;
-        while !s.window.is_zero() {
-            now += us(60);
-            s.after_wait(now, now, false, false);
-            assert!(!s.spinning(now));
-            now += us(1000);
-            s.after_wait(now - us(1000), now, true, true);
-            empties += 1;
-            assert!(empties < 10, "the window never closes");
-        }
-        assert!(!s.spinning(now));
+        assert!(s.spinning(t + us(89)));
         // A spin still running is not a miss.
-        s.after_wait(t, t + us(10), true, true);
-        let w = s.window;
-        s.after_wait(t + us(10), t + us(11), false, false);
-        assert_eq!(s.window, w);
-        assert!(s.spinning(t + us(11)));
+        s.after_wait(t + us(40), t + us(60), false, false);
+        assert!(s.spinning(t + us(60)));
+        s.after_wait(t + us(60), t + us(90), false, false);
+        assert!(!s.spinning(t + us(90)));
     }
 }

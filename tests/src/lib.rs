@@ -483,9 +483,6 @@ impl Bridge {
     }
 }
 
-/// Raise this process's soft limit on open descriptors to its hard limit
-/// (a bridge started afterwards inherits it) and return the soft limit now
-/// in force, for tests that hold thousands of sockets.
 /// utime + stime of a process, in clock ticks.
 pub fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
@@ -495,6 +492,9 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
+/// Raise this process's soft limit on open descriptors to its hard limit
+/// (a bridge started afterwards inherits it) and return the soft limit now
+/// in force, for tests that hold thousands of sockets.
 pub fn raise_nofile_limit() -> libc::rlim_t {
     let mut l = libc::rlimit {
         rlim_cur: 0,

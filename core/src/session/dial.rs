@@ -527,7 +527,7 @@ impl Session {
     pub(super) fn dial_failed(&mut self, why: &str, retryable: bool, cx: &mut Ctx) {
         self.drop_ws_stream(cx);
         let lost = self.ws.out.len();
-        self.ws.out.clear();
+        self.ws.out.clear(cx.pool);
         self.ws.http = Vec::new();
         let alive = self.local_alive();
         let local = self.local_label();
@@ -636,7 +636,7 @@ impl Session {
             c.clean = false;
         }
         self.drop_ws_stream(cx);
-        self.ws.out.clear();
+        self.ws.out.clear(cx.pool);
         self.ws.state = WsState::Gone;
         self.stop_peer_writes(cx.now);
         if self.raw.mirror.is_some() {

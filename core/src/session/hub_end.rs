@@ -177,6 +177,13 @@ impl Session {
         self.moving.as_ref().map(|m| m.to)
     }
 
+    /// The process is stopping before the move: stay on this loop and
+    /// answer as the drain does (a 503 to the handshake).
+    pub fn stay_for_shutdown(&mut self, cx: &mut Ctx) {
+        self.moving = None;
+        self.shutdown(cx);
+    }
+
     /// Leave this loop: no socket of ours stays registered with it (the
     /// raw end has none yet: the hub's peer is connected by its home loop).
     pub fn leave_loop(&mut self, registry: &mio::Registry) {

@@ -574,7 +574,7 @@ impl Session {
             cx.pool.give_in(b);
         }
         cx.pool.give_out(std::mem::take(&mut self.raw.msg));
-        self.ws.out.clear();
+        self.ws.out.clear(cx.pool);
         if self.client.is_some() && !self.opened {
             info!(
                 "conn {} {} -> {} closed: no connection was opened",

@@ -589,7 +589,7 @@ impl Session {
         );
         self.drop_peer(cx);
         self.raw.state = RawState::Gone;
-        self.ws.out.clear();
+        self.ws.out.clear(cx.pool);
         let mut response = Vec::with_capacity(256);
         upgrade_server::error_response(status, reason, headers, &mut response);
         self.ws.out.push_copy(&response, cx.pool);

@@ -143,13 +143,13 @@ impl OutQueue {
         self.spilled(start);
     }
 
-    /// Drop everything unwritten (the other side is gone).
-    pub fn clear(&mut self) {
+    /// Drop everything unwritten (the other side is gone); the spill
+    /// buffer goes back to the pool.
+    pub fn clear(&mut self, pool: &mut Pool) {
         self.q.clear();
         self.head = 0;
         self.len = 0;
-        self.spill = Vec::new();
-        self.spill_at = 0;
+        self.release(pool);
     }
 
     /// Write as much as `stream` takes, with one writev per round.

@@ -396,7 +396,7 @@ impl Session {
             }
             let more = n == MAX_PARTS && !buf.is_empty();
             if n > 0 && self.send_parts(&parts[..n], cx).is_err() {
-                return self.client_failed(cx.now);
+                return self.client_failed(cx);
             }
             if let Some(e) = failure {
                 warn!("conn {} {e}", self.id);
@@ -438,7 +438,7 @@ impl Session {
         if let Some(part) = part {
             self.bytes_out += n as u64;
             if self.send_parts(&[part], cx).is_err() {
-                self.client_failed(cx.now);
+                self.client_failed(cx);
             }
         }
     }

@@ -3,7 +3,6 @@
 //! to the raw end; writing what is queued for the WebSocket peer.
 
 use std::io;
-use std::time::Instant;
 
 use log::debug;
 use tungstenite::protocol::frame::coding::{Control, OpCode};
@@ -533,7 +532,7 @@ impl Session {
                 n > 0
             }
             Err(_) => {
-                self.client_failed(cx.now);
+                self.client_failed(cx);
                 true
             }
         }
@@ -548,11 +547,11 @@ impl Session {
         }
     }
 
-    pub(super) fn client_failed(&mut self, now: Instant) {
+    pub(super) fn client_failed(&mut self, cx: &mut Ctx) {
         self.close_code.get_or_insert(1006);
         self.client_gone();
-        self.ws.out.clear();
-        self.stop_peer_writes(now);
+        self.ws.out.clear(cx.pool);
+        self.stop_peer_writes(cx.now);
     }
 
     /// Close the WebSocket with `code`; the peer gets everything already
