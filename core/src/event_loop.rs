@@ -54,8 +54,6 @@ pub fn current_loop() -> Option<usize> {
 pub const MAX_LISTENERS: usize = crate::session::FIRST_TOKEN;
 pub const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
-/// How often a loop at the connection cap looks at its backlog again.
-const CAP_RECHECK: Duration = Duration::from_millis(20);
 
 pub struct Loop {
     /// This loop's number (0 handles signals and client connections).
@@ -305,7 +303,7 @@ impl Loop {
                     strays.extend(caught);
                 }
                 Err(e) => {
-                    self.shared.release();
+                    self.release_slot();
                     warn!("udp-listen {local}: no socket for {source}: {e}; datagram dropped");
                 }
             }
@@ -348,7 +346,7 @@ impl Loop {
                     s.close(&mut cx);
                 }
             }
-            self.shared.release();
+            self.release_slot();
         }
         if self.id != 0 {
             if let Some(d) = self.doors.first() {
@@ -380,13 +378,6 @@ impl Loop {
                 && self.accept_ready.iter().any(|r| *r)
                 && !self.shared.at_capacity();
             let hubs = self.hubs.busy();
-            // At the cap, another loop's closing connection frees the slot
-            // this loop's backlog waits for, without waking this loop: look
-            // again now and then.
-            let cap_wait = (self.doors.len() > 1
-                && self.accept_ready.iter().any(|r| *r)
-                && self.shared.at_capacity())
-            .then(|| now + CAP_RECHECK);
             let timeout = if !self.pending.is_empty() || hubs || can_accept || spin.spinning(now) {
                 Some(Duration::ZERO)
             } else {
@@ -395,7 +386,6 @@ impl Loop {
                     self.hubs.next_deadline(),
                     self.accept_paused_until,
                     self.drain_deadline,
-                    cap_wait,
                 ]
                 .into_iter()
                 .flatten()
@@ -559,7 +549,7 @@ impl Loop {
                     if let Err(e) = s.arrive(key, &mut cx) {
                         warn!("conn {} cannot move to loop {}: {e}", s.id, self.id);
                         s.close(&mut cx);
-                        self.shared.release();
+                        self.release_slot();
                         continue;
                     }
                     debug!("conn {} moved to loop {} (its hub's)", s.id, self.id);
@@ -595,7 +585,7 @@ impl Loop {
         );
         if let Err(e) = s.register(self.poll.registry()) {
             warn!("cannot register connection from {addr}: {e}");
-            self.shared.release();
+            self.release_slot();
             return None;
         }
         let d = s.next_deadline(&self.shared);
@@ -606,6 +596,16 @@ impl Loop {
         entry.insert(s);
         debug!("conn {id} accepted from {addr} on {on}");
         Some(key)
+    }
+
+    /// A connection's slot is free again. The first slot of a full
+    /// process wakes the accepting loop (0), whose backlog waits for it.
+    fn release_slot(&self) {
+        if self.shared.release() && self.id != 0 {
+            if let Some(d) = self.doors.first() {
+                d.wake();
+            }
+        }
     }
 
     /// Hand session `key` to loop `to`, which owns its hub.
@@ -627,7 +627,7 @@ impl Loop {
     fn keep_moved(&mut self, mut s: Session) {
         let mut cx = ctx!(self);
         s.close(&mut cx);
-        self.shared.release();
+        self.release_slot();
     }
 
     fn run_session(&mut self, key: usize) {
@@ -645,7 +645,7 @@ impl Loop {
                 self.udp_sources.remove(&s.client_addr());
             }
             self.sessions.remove(key);
-            self.shared.release();
+            self.release_slot();
             // A slot is free again: take what waits in the backlog (next turn,
             // so this batch never sees the slot reused).
             self.accept_ready.fill(true);
@@ -721,12 +721,12 @@ impl Loop {
             };
             let accepted = listener.accept(&self.shared);
             if !matches!(accepted, Ok(Accepted::Conn(..))) {
-                self.shared.release();
+                self.release_slot();
             }
             match accepted {
                 Ok(Accepted::Conn(stream, addr)) if connect.is_some() => {
                     let Some(c) = connect.and_then(|c| self.connectors.get(c)).cloned() else {
-                        self.shared.release();
+                        self.release_slot();
                         continue;
                     };
                     let label = match &stream {
@@ -865,6 +865,7 @@ impl Loop {
 
     fn close_all(&mut self) {
         let mut cx = ctx!(self);
+        // Every loop is stopping: no backlog to wake for the slots.
         for (_, s) in self.sessions.iter_mut() {
             s.close(&mut cx);
             self.shared.release();

@@ -121,9 +121,10 @@ impl Shared {
             .is_ok()
     }
 
-    /// A connection admitted with [`admit`](Self::admit) is gone.
-    pub fn release(&self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
+    /// A connection admitted with [`admit`](Self::admit) is gone; `true`
+    /// when that frees the first slot of a full process.
+    pub fn release(&self) -> bool {
+        self.open.fetch_sub(1, Ordering::AcqRel) >= self.max_connections
     }
 
     pub fn at_capacity(&self) -> bool {
