@@ -282,16 +282,27 @@ impl Server {
     /// a single client connection ended badly (exit status 1).
     pub fn run(&mut self) -> Result<bool, String> {
         let mut threads = Vec::new();
+        let mut r = Ok(true);
         for mut l in self.others.drain(..) {
             let name = format!("loop {}", l.id());
-            let t = std::thread::Builder::new()
+            match std::thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || l.run())
-                .map_err(|e| format!("cannot start {name}: {e}"))?;
-            threads.push((name, t));
+            {
+                Ok(t) => threads.push((name, t)),
+                Err(e) => {
+                    // The loops already started would serve on without
+                    // the acceptor: stop them.
+                    self.main.stop_all();
+                    r = Err(format!("cannot start {name}: {e}"));
+                    break;
+                }
+            }
         }
-        // A loop that fails logs it and stops every loop itself.
-        let mut r = self.main.run();
+        // A loop that fails stops every loop itself.
+        if r.is_ok() {
+            r = self.main.run();
+        }
         // The process is done when every loop is: each drains on its own.
         for (name, t) in threads {
             match t.join() {

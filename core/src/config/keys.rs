@@ -10,7 +10,7 @@ use std::fmt;
 use super::values::{
     auth_value, backend_value, bind_value, bool_value, busy_poll_value, client_cert_value,
     count_value, listen_value, origin_value, path_value, port_value, seconds, seconds_or_off,
-    size_value, trusted_proxy_value,
+    size_value, threads_value, trusted_proxy_value,
 };
 use super::{Located, Settings, LOG_TARGET};
 
@@ -280,7 +280,7 @@ pub(super) static KEYS: &[Key] = &[
         repeatable: false,
         flag: false,
         value: &Field {
-            parse: count_value,
+            parse: threads_value,
             store: |s, v, _| s.threads = Some(v),
         },
     },

@@ -202,6 +202,15 @@ pub(crate) fn size_value(v: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
+/// `--threads`: event loops, 1 to 1024 (each is a thread with its own
+/// poll and buffers; far more loops than cores only costs).
+pub(super) fn threads_value(v: &str) -> Result<usize, String> {
+    match count_value(v)? {
+        n if n > 1024 => Err("at most 1024 event loops".into()),
+        n => Ok(n),
+    }
+}
+
 pub(super) fn count_value(v: &str) -> Result<usize, String> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err("expected a whole number of at least 1".into());
@@ -624,6 +633,13 @@ pub(super) fn client_credentials(spec: &str) -> Result<(String, String), String>
 mod tests {
     use super::*;
     use crate::config::testing::*;
+
+    #[test]
+    fn threads_are_1_to_1024() {
+        assert_eq!(run(&["--threads", "1024"]).threads, Some(1024));
+        assert!(fail(&["--threads", "1025"]).contains("at most 1024"));
+        assert!(fail(&["--threads", "0"]).contains("at least 1"));
+    }
 
     #[test]
     fn busy_poll_takes_auto_or_microseconds() {
