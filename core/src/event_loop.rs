@@ -319,6 +319,7 @@ impl Loop {
         // half a server, with its share of the slots and its connections
         // gone and the others still handing it work, would be worse. The
         // error reaches standard error from main, the panic from its hook.
+        let mut panicked = false;
         let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve())) {
             Ok(Ok(ok)) => Ok(ok),
             Ok(Err(e)) => {
@@ -327,26 +328,29 @@ impl Loop {
                 Err(e)
             }
             Err(_) => {
-                // Its sessions may be half-updated: they are only dropped
-                // (sockets closed) with the loop, not closed one by one.
+                // Its sessions, hubs and pool may be half-updated: the
+                // sessions are dropped (sockets closed), not closed one
+                // by one, and so is what waits at the door.
+                panicked = true;
                 self.stop_all();
+                for _ in self.sessions.drain() {
+                    self.shared.release();
+                }
                 Err("event loop panicked".into())
             }
         };
+        // From now on a handoff to this loop comes back to its sender;
+        // what came before is closed here, its slot released.
         if let Some(d) = self.doors.get(self.id) {
+            d.close();
             d.set_done();
         }
-        // What another loop handed over as this one stopped (it checked
-        // the stop level just before): closed here, slots released.
         while let Ok(a) = self.arrivals.try_recv() {
-            match a {
-                Arrival::Conn { .. } => {}
-                Arrival::Session(mut s) => {
-                    let mut cx = ctx!(self);
-                    s.close(&mut cx);
-                }
+            if let (Arrival::Session(mut s), false) = (a, panicked) {
+                let mut cx = ctx!(self);
+                s.close(&mut cx);
             }
-            self.release_slot();
+            self.shared.release();
         }
         if self.id != 0 {
             if let Some(d) = self.doors.first() {
@@ -511,13 +515,16 @@ impl Loop {
                 // Client connections only, all done.
                 return Ok(!self.failed);
             }
-            // Stored only when it changed: the doors share cache lines,
-            // and a store every turn would bounce them between cores.
-            if let Some(d) = self.doors.get(self.id).filter(|_| self.doors.len() > 1) {
-                if d.load() != self.sessions.len() {
-                    d.set_load(self.sessions.len());
-                }
+            if self.doors.len() > 1 {
+                self.store_load();
             }
+        }
+    }
+
+    /// This loop's session count, for the acceptor's choice.
+    fn store_load(&self) {
+        if let Some(d) = self.doors.get(self.id) {
+            d.set_load(self.sessions.len());
         }
     }
 
@@ -531,6 +538,9 @@ impl Loop {
                     proxy_protocol,
                     listener,
                 } => {
+                    if let Some(d) = self.doors.get(self.id) {
+                        d.arrived();
+                    }
                     let key = self.start_server(stream, addr, proxy_protocol, &listener);
                     if let Some(key) = key.filter(|_| self.drain_deadline.is_some()) {
                         // Accepted before the signal: answered like the
@@ -623,11 +633,20 @@ impl Loop {
         }
     }
 
-    /// The hub's loop is gone (the process is exiting): close here.
+    /// The hub's loop is gone (the process is stopping): the session
+    /// stays here and gets the drain's answer.
     fn keep_moved(&mut self, mut s: Session) {
+        let entry = self.sessions.vacant_entry();
+        let key = entry.key();
         let mut cx = ctx!(self);
-        s.close(&mut cx);
-        self.release_slot();
+        if let Err(e) = s.stay(key, &mut cx) {
+            warn!("conn {} cannot stay on loop {}: {e}", s.id, self.id);
+            s.close(&mut cx);
+            self.release_slot();
+            return;
+        }
+        entry.insert(s);
+        self.pending.push(key);
     }
 
     fn run_session(&mut self, key: usize) {
@@ -738,11 +757,11 @@ impl Loop {
                 Ok(Accepted::Conn(stream, addr)) if spread && self.doors.len() > 1 => {
                     let to = handoff::least_loaded(&self.doors, self.last_door);
                     self.last_door = to;
-                    // Counted now: a burst accepted in one turn spreads
-                    // instead of all going where the stored counts were low.
-                    self.doors[to].add_load();
+                    // Counted now, not at the end of the turn: a burst
+                    // accepted in one turn spreads.
                     if to == self.id {
                         self.start_server(stream, addr, proxy_protocol, &name);
+                        self.store_load();
                         continue;
                     }
                     let a = Arrival::Conn {
@@ -751,7 +770,9 @@ impl Loop {
                         proxy_protocol,
                         listener: name.clone(),
                     };
+                    self.doors[to].add_load();
                     if let Err(Arrival::Conn { stream, .. }) = self.doors[to].send(a) {
+                        self.doors[to].arrived();
                         self.start_server(stream, addr, proxy_protocol, &name);
                     }
                 }

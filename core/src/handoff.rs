@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mio::{Poll, Token, Waker};
 
@@ -31,10 +31,16 @@ pub enum Arrival {
 
 /// A loop's door: what other loops need to hand it work.
 pub struct Door {
-    tx: Sender<Arrival>,
+    /// `None` once the loop stopped: a late handoff comes back to its
+    /// sender instead of waiting in a channel nobody reads. Locked once
+    /// per handoff, never per message.
+    tx: Mutex<Option<Sender<Arrival>>>,
     waker: Arc<Waker>,
-    /// Sessions the loop runs, to send new connections where there are fewest.
+    /// Sessions the loop runs, as it stored them at the end of its last
+    /// turn, to send new connections where there are fewest.
     load: AtomicUsize,
+    /// Connections sent to the loop that it has not taken yet.
+    in_transit: AtomicUsize,
     /// The loop returned. In a drain, loop 0 (which handles the signals)
     /// waits for this on every other loop before it returns itself, until
     /// the drain deadline or a second signal.
@@ -55,9 +61,10 @@ impl Door {
         let waker = Arc::new(Waker::new(poll.registry(), token)?);
         let (tx, arrivals) = channel();
         let door = Door {
-            tx,
+            tx: Mutex::new(Some(tx)),
             waker: Arc::clone(&waker),
             load: AtomicUsize::new(0),
+            in_transit: AtomicUsize::new(0),
             done: AtomicBool::new(false),
         };
         Ok((
@@ -72,7 +79,13 @@ impl Door {
 
     /// Give `a` to this door's loop; `Err` gives it back (the loop is gone).
     pub fn send(&self, a: Arrival) -> Result<(), Arrival> {
-        self.tx.send(a).map_err(|e| e.0)?;
+        {
+            let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+            match tx.as_ref() {
+                Some(tx) => tx.send(a).map_err(|e| e.0)?,
+                None => return Err(a),
+            }
+        }
         // A failed wake leaves the arrival queued until the loop's next
         // event; nothing is lost.
         if let Err(e) = self.waker.wake() {
@@ -88,6 +101,15 @@ impl Door {
         }
     }
 
+    /// The loop stopped: what is sent from now on comes back to the
+    /// sender; what came before waits in the channel for a last look.
+    pub fn close(&self) {
+        self.tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
     pub fn set_done(&self) {
         self.done.store(true, Ordering::Release);
     }
@@ -96,19 +118,30 @@ impl Door {
         self.done.load(Ordering::Acquire)
     }
 
+    /// Sessions the loop runs, and connections on their way to it.
     pub fn load(&self) -> usize {
-        self.load.load(Ordering::Relaxed)
+        self.load.load(Ordering::Relaxed) + self.in_transit.load(Ordering::Relaxed)
     }
 
-    /// One more session on its way to this loop, counted before the
-    /// loop stores its own count at the end of its turn.
+    /// A connection is on its way to this loop (so a burst accepted in
+    /// one turn spreads); [`arrived`](Self::arrived) when the loop takes it.
     pub fn add_load(&self) {
-        self.load.fetch_add(1, Ordering::Relaxed);
+        self.in_transit.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The loop's session count, stored once per turn by the loop itself.
+    pub fn arrived(&self) {
+        let _ = self
+            .in_transit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// The loop's session count, stored by the loop itself. Only when it
+    /// changed: the doors share cache lines, and a store every turn would
+    /// bounce them between cores.
     pub fn set_load(&self, n: usize) {
-        self.load.store(n, Ordering::Relaxed);
+        if self.load.load(Ordering::Relaxed) != n {
+            self.load.store(n, Ordering::Relaxed);
+        }
     }
 }
 

@@ -307,8 +307,15 @@ impl Server {
         for (name, t) in threads {
             match t.join() {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => r = r.and(Err(format!("{name}: {e}"))),
-                Err(_) => r = r.and(Err(format!("{name} panicked"))),
+                // Each is logged: only the first reaches the exit message.
+                Ok(Err(e)) => {
+                    log::error!("{name}: {e}");
+                    r = r.and(Err(format!("{name}: {e}")));
+                }
+                Err(_) => {
+                    log::error!("{name} panicked");
+                    r = r.and(Err(format!("{name} panicked")));
+                }
             }
         }
         // Standard output gets all the server sent before the process exits.

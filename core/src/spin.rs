@@ -15,9 +15,10 @@
 //!   longer than the gap a spin has to cover);
 //! - not after a long sleep: a trickle of messages further apart than a
 //!   few windows never makes it spin;
-//! - a spin that ends with nothing (a miss) backs off: the next 1, 2, 4
-//!   ... up to [`MAX_BACKOFF`] short sleeps do not spin, and a hit ends
-//!   the backoff. Traffic whose gaps a spin just misses therefore spins
+//! - a window that runs out with no event (a miss: spun through empty,
+//!   or worked through without looking) backs off: the next 1, 2, 4 ...
+//!   up to [`MAX_BACKOFF`] short sleeps do not spin, and a hit ends the
+//!   backoff. Traffic whose gaps a spin just misses therefore spins
 //!   on one event in [`MAX_BACKOFF`] at most, and a loop left quiet
 //!   spends one window before it sleeps.
 
@@ -83,17 +84,19 @@ impl Spin {
             }
             BusyPoll::Auto(w) => w,
         };
+        // A window that ran out before this wait began had no event in
+        // it (an event would have renewed it): a miss, whether the loop
+        // spun through it or worked through it.
+        if self.until.is_some_and(|u| began >= u) {
+            self.until = None;
+            self.backoff = match self.backoff {
+                0 => 1,
+                b => b.saturating_mul(2).min(MAX_BACKOFF),
+            };
+            self.skip = self.backoff;
+        }
         let spun = self.until.is_some() && !slept;
         if !events {
-            if spun && self.until.is_some_and(|u| now >= u) {
-                // A whole window with nothing: a miss.
-                self.until = None;
-                self.backoff = match self.backoff {
-                    0 => 1,
-                    b => b.saturating_mul(2).min(MAX_BACKOFF),
-                };
-                self.skip = self.backoff;
-            }
             return;
         }
         if spun {
@@ -198,6 +201,25 @@ mod tests {
         // At most one backoff's worth of short sleeps, then hits again.
         let spins = steady(&mut s, 30, 200);
         assert!(spins >= 200 - usize::from(MAX_BACKOFF), "{spins}");
+    }
+
+    #[test]
+    fn a_window_that_ran_out_before_the_wait_is_a_miss_not_a_hit() {
+        let t = Instant::now();
+        let mut s = Spin::new(BusyPoll::Auto(us(50)));
+        s.after_wait(t, t + us(20), false, true);
+        s.after_wait(t, t + us(40), true, true);
+        assert!(s.spinning(t + us(41)));
+        // A long turn, then a wait that may not sleep (work pending)
+        // returns events: the window is over, nothing was caught.
+        s.after_wait(t + us(120), t + us(121), false, true);
+        assert!(!s.spinning(t + us(121)));
+        assert_eq!((s.backoff, s.skip), (1, 1));
+        // The next short sleep is skipped, the one after spins again.
+        s.after_wait(t + us(121), t + us(150), true, true);
+        assert!(!s.spinning(t + us(150)));
+        s.after_wait(t + us(150), t + us(180), true, true);
+        assert!(s.spinning(t + us(180)));
     }
 
     #[test]

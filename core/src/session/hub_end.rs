@@ -184,6 +184,15 @@ impl Session {
         self.shutdown(cx);
     }
 
+    /// The hub's loop stopped before the session reached it: back on
+    /// this loop as session `key`, answered as the drain does.
+    pub fn stay(&mut self, key: usize, cx: &mut Ctx) -> io::Result<()> {
+        self.key = key;
+        self.register(cx.registry)?;
+        self.stay_for_shutdown(cx);
+        Ok(())
+    }
+
     /// Leave this loop: no socket of ours stays registered with it (the
     /// raw end has none yet: the hub's peer is connected by its home loop).
     pub fn leave_loop(&mut self, registry: &mio::Registry) {
